@@ -1,0 +1,180 @@
+//! What the engine asks of the driver ([`Action`], [`Event`]) and what the
+//! driver answers ([`Decision`]).
+
+use super::reply::Reply;
+use crate::context::Param;
+
+/// The next thing the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write the pending output (if any), then read more input and call `receive`.
+    NeedInput,
+    /// A hook point: run the plugin chain and the core policy, then call `decide`.
+    Event(Event),
+    /// Write the pending output (the 220 for STARTTLS), discard nothing else
+    /// (the engine already dropped buffered plaintext), run the TLS handshake,
+    /// then call `tls_established`.
+    StartTls,
+    /// Write the pending output and close the connection.
+    Close,
+}
+
+/// A hook point. Every event carries what the hook needs; the engine has
+/// already checked syntax, sequence and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Before the greeting. `Default` sends `220 <host> ESMTP`.
+    Connect,
+    /// HELO with the client's name.
+    Helo {
+        /// The name given.
+        host: String,
+    },
+    /// EHLO with the client's name. `Default` sends the capability list.
+    Ehlo {
+        /// The name given.
+        host: String,
+    },
+    /// MAIL FROM. `sender` is empty for the null reverse-path.
+    Mail {
+        /// Reverse-path without brackets.
+        sender: String,
+        /// ESMTP parameters (SIZE, BODY, SMTPUTF8, ... upper-cased keys).
+        params: Vec<Param>,
+    },
+    /// RCPT TO.
+    Rcpt {
+        /// Forward-path without brackets.
+        recipient: String,
+        /// ESMTP parameters.
+        params: Vec<Param>,
+    },
+    /// DATA, or the first BDAT of a transaction, before any message byte is accepted.
+    Data,
+    /// The header block of the message is complete (`Engine::message_so_far`).
+    DataHeaders,
+    /// The message is complete (`Engine::take_message`). `Default` is not
+    /// meaningful here: the driver answers with the delivery result.
+    MessageComplete,
+    /// RSET (the engine already reset its transaction state).
+    Rset,
+    /// QUIT. `Default` sends 221 and closes.
+    Quit,
+    /// NOOP with its (ignored) argument.
+    Noop {
+        /// Argument text.
+        arg: String,
+    },
+    /// VRFY. `Default` sends 252.
+    Vrfy {
+        /// Argument text.
+        arg: String,
+    },
+    /// HELP. `Default` sends 214.
+    Help {
+        /// Argument text.
+        arg: String,
+    },
+    /// A command the engine does not know. `Default` sends 500 5.5.1.
+    Unrecognized {
+        /// The verb as sent.
+        verb: String,
+        /// The rest of the line.
+        args: String,
+    },
+    /// AUTH with decoded credentials. `Default` = authenticated (235).
+    /// A non-2xx reply is a failure (counted against the failure limit).
+    Auth {
+        /// "PLAIN" or "LOGIN".
+        mechanism: String,
+        /// Authorization identity (PLAIN), often empty.
+        authzid: String,
+        /// Authentication identity.
+        username: String,
+        /// Password.
+        password: String,
+    },
+}
+
+/// The driver's answer to an [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Accept with the engine's default reply for the event.
+    Default,
+    /// Send this reply. 2xx/3xx means accepted (state advances), 4xx/5xx rejected.
+    Reply(Reply),
+    /// Send this reply and close the connection.
+    Disconnect(Reply),
+}
+
+/// How to treat a bare CR or LF inside DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BareLineEndings {
+    /// Read to the end of data, then reject with `550 5.5.2` (Postfix
+    /// `smtpd_forbid_bare_newline`).
+    #[default]
+    Reject,
+    /// Turn each bare CR or LF into CRLF.
+    Normalize,
+}
+
+/// Per-listener settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Our host name, in the greeting and EHLO.
+    pub hostname: String,
+    /// STARTTLS can be offered (a certificate is loaded and TLS is not yet active).
+    pub starttls: bool,
+    /// TLS is required before MAIL and AUTH (submission).
+    pub require_tls: bool,
+    /// AUTH is required before MAIL (submission).
+    pub require_auth: bool,
+    /// AUTH is offered at all (users or an auth plugin exist).
+    pub auth: bool,
+    /// AUTH is allowed over plaintext (otherwise only after TLS).
+    pub auth_plaintext: bool,
+    /// Max command line in octets including CRLF (RFC 5321: 512).
+    pub max_command_line: usize,
+    /// Extra octets allowed on MAIL and RCPT for ESMTP parameters (RFC 5321 4.5.3.1.4).
+    pub command_line_extension: usize,
+    /// Max text line in DATA in octets including CRLF (RFC 5321: 1000).
+    pub max_text_line: usize,
+    /// Max message size in octets (SIZE); larger messages are read, discarded and refused 552.
+    pub max_message_size: u64,
+    /// Max recipients per transaction (>= 100); past it 452.
+    pub max_recipients: usize,
+    /// Protocol errors before `421` and close.
+    pub max_errors: usize,
+    /// AUTH failures before `421` and close.
+    pub max_auth_failures: usize,
+    /// Bare CR/LF policy in DATA.
+    pub bare_line_endings: BareLineEndings,
+    /// Offer CHUNKING (BDAT).
+    pub chunking: bool,
+    /// Offer SMTPUTF8.
+    pub smtputf8: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            starttls: false,
+            require_tls: false,
+            require_auth: false,
+            auth: false,
+            auth_plaintext: false,
+            max_command_line: 512,
+            command_line_extension: 512,
+            max_text_line: 1000,
+            max_message_size: 35 * 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 10,
+            max_auth_failures: 3,
+            bare_line_endings: BareLineEndings::Reject,
+            chunking: true,
+            smtputf8: true,
+        }
+    }
+}
