@@ -439,7 +439,8 @@ impl Engine {
             self.pos += chunk.skip(avail);
             return true;
         }
-        if let Phase::Skip { reply, error, .. } = std::mem::replace(&mut self.phase, Phase::Command) {
+        if let Phase::Skip { reply, error, .. } = std::mem::replace(&mut self.phase, Phase::Command)
+        {
             if error {
                 self.error(reply);
             } else {
@@ -640,7 +641,9 @@ impl Engine {
         let sender = match address::parse_path(path, mp.smtputf8) {
             Ok(Path::Null) => String::new(),
             Ok(Path::Mailbox(m)) => m,
-            Ok(Path::Postmaster) => return self.error(replies::bad_address(true, "missing @domain")),
+            Ok(Path::Postmaster) => {
+                return self.error(replies::bad_address(true, "missing @domain"));
+            }
             Err(e) => return self.address_error(true, e),
         };
         let event = Event::Mail {
@@ -750,7 +753,9 @@ impl Engine {
             return self.error(replies::sequence("Already authenticated"));
         }
         if self.txn.is_some() {
-            return self.error(replies::sequence("AUTH not allowed during a mail transaction"));
+            return self.error(replies::sequence(
+                "AUTH not allowed during a mail transaction",
+            ));
         }
         if !ehlo::auth_usable(&self.config, self.tls_active) {
             return self.send(&replies::auth_needs_tls());
@@ -844,7 +849,11 @@ impl Engine {
                     None => replies::helo(&self.config.hostname),
                 };
                 if positive {
-                    self.hello = if ehlo { HelloKind::Ehlo } else { HelloKind::Helo };
+                    self.hello = if ehlo {
+                        HelloKind::Ehlo
+                    } else {
+                        HelloKind::Helo
+                    };
                     self.end_transaction();
                 }
                 self.send(&r);
@@ -867,9 +876,7 @@ impl Engine {
             }
             Event::Data => self.apply_data(pending, reply, positive),
             Event::DataHeaders => {
-                if !positive
-                    && let (Some(r), Some(rec)) = (reply, self.reception.as_mut())
-                {
+                if !positive && let (Some(r), Some(rec)) = (reply, self.reception.as_mut()) {
                     rec.rejection = Some(r);
                     self.message.discard();
                 }
@@ -934,7 +941,9 @@ impl Engine {
                 if positive {
                     self.start_reception(body);
                     self.phase = Phase::Data(DataReceiver::new());
-                    let r = reply.filter(|r| r.code == 354).unwrap_or_else(replies::start_data);
+                    let r = reply
+                        .filter(|r| r.code == 354)
+                        .unwrap_or_else(replies::start_data);
                     self.send(&r);
                 } else if let Some(r) = reply {
                     self.send(&r);

@@ -149,7 +149,11 @@ mod tests {
             (&[b"123456\r\n"], 8, &["C123456"]),
             (&[b"1234567\r\n"], 8, &["L"]),
             (&[b"1234567", b"89\r\nOK\r\n"], 8, &["L", "COK"]),
-            (&[b"12345678", b"9", b"\r", b"\n", b"X\r\n"], 8, &["L", "CX"]),
+            (
+                &[b"12345678", b"9", b"\r", b"\n", b"X\r\n"],
+                8,
+                &["L", "CX"],
+            ),
         ];
         for (chunks, limit, want) in cases {
             let (got, _) = run(chunks, *limit);
