@@ -318,7 +318,7 @@ mod tests {
         assert!(local_part_has_routing("h!u@b"));
         assert!(local_part_has_routing("\"u@v\"@b"));
         assert!(!local_part_has_routing("u.v@b"));
-        assert!(is_domain_or_literal("[::1]", false) == false);
+        assert!(!is_domain_or_literal("[::1]", false));
         assert!(is_domain_or_literal("mx.example", false));
     }
 }

@@ -242,7 +242,15 @@ mod tests {
     #[test]
     fn table() {
         use BareLineEndings::*;
-        let cases: &[(&[u8], BareLineEndings, &[u8], bool, bool, Option<usize>)] = &[
+        type Case<'a> = (
+            &'a [u8],
+            BareLineEndings,
+            &'a [u8],
+            bool,
+            bool,
+            Option<usize>,
+        );
+        let cases: &[Case] = &[
             (
                 b"a: b\r\n\r\nbody\r\n",
                 Reject,

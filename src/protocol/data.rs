@@ -198,7 +198,8 @@ mod tests {
     fn table() {
         use BareLineEndings::*;
         // (input, policy, message, end offset, bare)
-        let cases: &[(&[u8], BareLineEndings, &[u8], Option<usize>, bool)] = &[
+        type Case<'a> = (&'a [u8], BareLineEndings, &'a [u8], Option<usize>, bool);
+        let cases: &[Case] = &[
             (b".\r\n", Reject, b"", Some(3), false),
             (b".\r\nQUIT\r\n", Reject, b"", Some(3), false),
             (b"a\r\n.\r\n", Reject, b"a\r\n", Some(6), false),

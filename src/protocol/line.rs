@@ -139,7 +139,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[&[u8]], usize, &[&str])] = &[
+        type Case<'a> = (&'a [&'a [u8]], usize, &'a [&'a str]);
+        let cases: &[Case] = &[
             (&[b"NOOP\r\n"], 512, &["CNOOP"]),
             (&[b"NO", b"OP\r", b"\n"], 512, &["CNOOP"]),
             (&[b"A\r\nB\r\n"], 512, &["CA", "CB"]),

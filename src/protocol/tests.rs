@@ -888,7 +888,7 @@ fn auth_flows() {
         let r = drive(&mut e, script.as_bytes(), &mut accept);
         assert_eq!(r.codes(), codes, "{script:?}: {}", r.out);
         if let Some(ev) = ev {
-            assert_eq!(r.events, [ev.clone()]);
+            assert_eq!(r.events, std::slice::from_ref(&ev));
             assert!(!format!("{ev:?}").contains("pw\""), "password in Debug");
             let r_line = r.out.lines().last().unwrap_or("");
             assert_eq!(r_line, "235 2.7.0 Authentication successful");
