@@ -1074,3 +1074,55 @@ fn random_input_invariants() {
         }
     }
 }
+
+#[test]
+fn starttls_injection_split_anywhere() {
+    let input = b"STARTTLS\r\nRSET\r\nMAIL FROM:<a@b.example>\r\n";
+    for split in 0..=input.len() {
+        let mut e = session(cfg());
+        drive(&mut e, b"EHLO c.example\r\n", &mut accept);
+        let r = drive_split(&mut e, input, &[split], &mut accept);
+        assert_eq!(r.out, "220 2.0.0 Ready to start TLS\r\n", "split {split}");
+        assert!(r.events.is_empty(), "split {split}");
+        assert_eq!(r.last, Some(Action::StartTls));
+        e.tls_established();
+        let r = drive(&mut e, b"EHLO c.example\r\n", &mut accept);
+        assert_eq!(r.codes(), [250], "split {split}");
+    }
+}
+
+#[test]
+fn bdat_headers_mid_chunk() {
+    let mut e = session(cfg());
+    drive(&mut e, TXN, &mut accept);
+    let r = drive(
+        &mut e,
+        b"BDAT 19 LAST\r\nA: 1\r\n\r\nbody text\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.headers, [b"A: 1\r\n\r\n".to_vec()]);
+    assert_eq!(r.messages, [b"A: 1\r\n\r\nbody text\r\n".to_vec()]);
+    assert_eq!(r.codes(), [250]);
+}
+
+#[test]
+fn input_before_the_greeting_decision_is_kept() {
+    // early talkers are the driver's business; the engine just answers in order
+    let mut e = Engine::new(Arc::new(cfg()), false);
+    e.receive(b"EHLO c.example\r\n");
+    let r = drive(&mut e, b"NOOP\r\n", &mut accept);
+    assert_eq!(r.events[0], Event::Connect);
+    assert_eq!(r.codes(), [220, 250, 250]);
+}
+
+#[test]
+fn auth_password_never_in_debug() {
+    let ev = Event::Auth {
+        mechanism: "PLAIN".into(),
+        authzid: String::new(),
+        username: "bob".into(),
+        password: "s3cret".into(),
+    };
+    let text = format!("{ev:?} {:?}", Action::Event(ev.clone()));
+    assert!(!text.contains("s3cret") && text.contains("bob"));
+}
