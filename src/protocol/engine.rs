@@ -1,11 +1,28 @@
 //! The session state machine: input bytes in, replies and [`Action`]s out.
 //!
-//! One [`Phase`] says how the next input octets are read (command lines,
+//! One `Phase` says how the next input octets are read (command lines,
 //! an AUTH response, DATA content, a BDAT chunk, a refused chunk to skip).
 //! Commands are handled one at a time; when one needs a policy decision the
 //! engine parks it as the pending [`Event`] and reads nothing more until
 //! [`Engine::decide`]. Replies go to one output buffer in command order, so
 //! pipelined commands (RFC 2920) are answered in order.
+//!
+//! # Notes for the driver
+//! - A transaction can end without `MessageComplete`: a message refused by
+//!   the engine (552 size, 550 bare CR/LF, long line) or at `DataHeaders`
+//!   ends it after the reply. [`Engine::in_transaction`] says whether one
+//!   is open; mirror it into the plugin context after each `poll`.
+//! - An accepted HELO/EHLO, RSET, the end of a message and a refused
+//!   first BDAT (RFC 3030 4.2) end the transaction; a refused DATA does
+//!   not. `tls_established` clears the transaction, HELO and AUTH
+//!   ([`Engine::hello`], [`Engine::is_authenticated`]).
+//! - A positive reply to `Event::Data` always becomes 354 (for DATA) or no
+//!   reply at all (for the first BDAT, whose chunk reply comes later).
+//! - Any 421 reply, from the engine or the driver, closes the session.
+//! - Protocol errors (500-504, 555 from the engine's own checks or the
+//!   default reply to an unknown verb) count towards `max_errors`; the
+//!   `max_errors`-th is answered `421 4.7.0` and the session closes. The
+//!   `max_auth_failures`-th refused AUTH is likewise answered `421 4.7.0`.
 
 use std::sync::Arc;
 
