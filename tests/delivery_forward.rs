@@ -11,18 +11,24 @@ use std::time::Duration;
 use delivery_support::{Sink, SinkConfig, TestPki, dead_port};
 use wasmtp::context::Recipient;
 use wasmtp::delivery::client::dotstuff;
-use wasmtp::delivery::{Deliverer, DeliveryConfig, DeliveryMode, Envelope, TlsPolicy};
+use wasmtp::delivery::{
+    Deliverer, DeliveryConfig, DeliveryMode, Envelope, ForwardConfig, TlsPolicy,
+};
 
 fn fwd(upstreams: Vec<SocketAddr>, tls: TlsPolicy) -> DeliveryConfig {
-    let mut c = DeliveryConfig::default();
-    c.mode = DeliveryMode::Forward;
-    c.forward.upstreams = upstreams;
-    c.forward.tls = tls;
-    c.forward.helo_name = Some("gw.test".into());
-    c.forward.connect_timeout = Duration::from_secs(5);
-    c.forward.command_timeout = Duration::from_secs(5);
-    c.forward.data_timeout = Duration::from_secs(10);
-    c
+    DeliveryConfig {
+        mode: DeliveryMode::Forward,
+        forward: ForwardConfig {
+            upstreams,
+            tls,
+            helo_name: Some("gw.test".into()),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            data_timeout: Duration::from_secs(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn env(id: &str, sender: &str, rcpts: &[&str]) -> Envelope {
@@ -91,7 +97,7 @@ async fn forwards_byte_exact_with_dot_stuffing() {
     );
     assert!(m.wire.starts_with(RECEIVED));
     assert!(
-        m.wire.windows(18).any(|w| w == b"\r\n..leading dot\r\n"),
+        m.wire.windows(17).any(|w| w == b"\r\n..leading dot\r\n"),
         "leading dot doubled on the wire"
     );
 }
@@ -335,7 +341,7 @@ async fn required_tls_never_sends_mail_in_plaintext() {
 
 #[tokio::test]
 async fn starttls_with_configured_ca() {
-    let pki = TestPki::new();
+    let pki = TestPki::generate();
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(SinkConfig {
         tls: Some(pki.server.clone()),
@@ -376,7 +382,7 @@ async fn starttls_with_configured_ca() {
 
 #[tokio::test]
 async fn required_tls_with_untrusted_certificate_fails_without_mail() {
-    let pki = TestPki::new();
+    let pki = TestPki::generate();
     let sink = Sink::start(SinkConfig {
         tls: Some(pki.server.clone()),
         ..Default::default()
@@ -404,7 +410,7 @@ async fn required_tls_with_untrusted_certificate_fails_without_mail() {
 
 #[tokio::test]
 async fn opportunistic_tls_encrypts_without_verifying() {
-    let pki = TestPki::new();
+    let pki = TestPki::generate();
     let sink = Sink::start(SinkConfig {
         tls: Some(pki.server.clone()),
         ..Default::default()
@@ -439,8 +445,10 @@ async fn opportunistic_tls_encrypts_without_verifying() {
 #[tokio::test]
 async fn maildir_files_are_complete_in_new() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = DeliveryConfig::default();
-    c.maildir = dir.path().join("maildir");
+    let c = DeliveryConfig {
+        maildir: dir.path().join("maildir"),
+        ..Default::default()
+    };
     let d = Deliverer::new(&c).await.unwrap();
     let body = tricky_body();
     let mut ids = Vec::new();

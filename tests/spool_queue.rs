@@ -11,22 +11,31 @@ use std::time::Duration;
 use delivery_support::{Captured, Sink, SinkConfig, dead_port};
 use tokio::sync::broadcast;
 use wasmtp::context::Recipient;
-use wasmtp::delivery::{Deliverer, DeliveryConfig, DeliveryMode, Envelope, TlsPolicy};
+use wasmtp::delivery::{
+    Deliverer, DeliveryConfig, DeliveryMode, Envelope, ForwardConfig, SpoolConfig, TlsPolicy,
+};
 use wasmtp::queue::{DeliveryReport, DeliveryStatus, QueueArgs, QueueCommand, queue_command};
 
 fn saf(spool: &Path, upstreams: Vec<SocketAddr>) -> DeliveryConfig {
-    let mut c = DeliveryConfig::default();
-    c.mode = DeliveryMode::StoreAndForward;
-    c.spool.dir = spool.to_path_buf();
-    c.spool.first_retry = Duration::from_millis(50);
-    c.spool.max_retry = Duration::from_millis(200);
-    c.spool.workers = 2;
-    c.forward.upstreams = upstreams;
-    c.forward.tls = TlsPolicy::None;
-    c.forward.helo_name = Some("gw.test".into());
-    c.forward.connect_timeout = Duration::from_secs(2);
-    c.forward.command_timeout = Duration::from_secs(5);
-    c
+    DeliveryConfig {
+        mode: DeliveryMode::StoreAndForward,
+        spool: SpoolConfig {
+            dir: spool.to_path_buf(),
+            first_retry: Duration::from_millis(50),
+            max_retry: Duration::from_millis(200),
+            workers: 2,
+            ..Default::default()
+        },
+        forward: ForwardConfig {
+            upstreams,
+            tls: TlsPolicy::None,
+            helo_name: Some("gw.test".into()),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn env(id: &str, sender: &str, rcpts: &[&str]) -> Envelope {
@@ -61,6 +70,19 @@ async fn wait_report(
             Err(_) => panic!("no matching delivery report in time"),
         }
     }
+}
+
+/// Runs a queue command off the runtime thread (it talks to the running
+/// queue's control socket synchronously).
+async fn admin(c: &DeliveryConfig, json: bool, command: QueueCommand) -> Vec<u8> {
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        queue_command(&c, &QueueArgs { json, command }, &mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap()
 }
 
 async fn wait_empty(d: &Deliverer) {
@@ -321,16 +343,7 @@ async fn required_tls_without_starttls_stays_deferred() {
     );
     assert!(sink.messages().is_empty());
     assert_eq!(d.queue().unwrap().len(), 1);
-    let mut out = Vec::new();
-    queue_command(
-        &c,
-        &QueueArgs {
-            json: true,
-            command: QueueCommand::List,
-        },
-        &mut out,
-    )
-    .unwrap();
+    let out = admin(&c, true, QueueCommand::List).await;
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v[0]["id"], "RT");
     assert_eq!(v[0]["state"]["recipients"][0]["status"], "pending");
@@ -468,16 +481,7 @@ async fn admin_flush_and_delete_while_running() {
     .await;
 
     // show (human) works on the live spool.
-    let mut out = Vec::new();
-    queue_command(
-        &c,
-        &QueueArgs {
-            json: false,
-            command: QueueCommand::Show { id: "DEL".into() },
-        },
-        &mut out,
-    )
-    .unwrap();
+    let out = admin(&c, false, QueueCommand::Show { id: "DEL".into() }).await;
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains("never@example.net") && text.contains("Subject: m2"),
@@ -485,32 +489,14 @@ async fn admin_flush_and_delete_while_running() {
     );
 
     // delete through the control socket.
-    let mut out = Vec::new();
-    queue_command(
-        &c,
-        &QueueArgs {
-            json: true,
-            command: QueueCommand::Delete { id: "DEL".into() },
-        },
-        &mut out,
-    )
-    .unwrap();
+    let out = admin(&c, true, QueueCommand::Delete { id: "DEL".into() }).await;
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["running"], true);
     assert_eq!(v["deleted"], true);
     assert!(!dir.path().join("msg").join("DEL").exists());
 
     // flush makes FL due now (its retry was an hour away).
-    let mut out = Vec::new();
-    queue_command(
-        &c,
-        &QueueArgs {
-            json: true,
-            command: QueueCommand::Flush,
-        },
-        &mut out,
-    )
-    .unwrap();
+    let out = admin(&c, true, QueueCommand::Flush).await;
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["running"], true);
     wait_report(&mut rx, |r| {
@@ -518,16 +504,7 @@ async fn admin_flush_and_delete_while_running() {
     })
     .await;
     wait_empty(&d).await;
-    let mut out = Vec::new();
-    queue_command(
-        &c,
-        &QueueArgs {
-            json: false,
-            command: QueueCommand::List,
-        },
-        &mut out,
-    )
-    .unwrap();
+    let out = admin(&c, false, QueueCommand::List).await;
     assert!(String::from_utf8(out).unwrap().contains("-- 0 message(s)"));
 }
 

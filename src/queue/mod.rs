@@ -155,7 +155,8 @@ impl Queue {
             tracing::warn!(path = %path.display(), %why, "ignoring unreadable spool file");
         }
         let n = ok.len();
-        for l in ok {
+        for mut l in ok {
+            l.state.next_attempt_ms = 0;
             let id = l.meta.id.clone();
             // A (re)start is a queue run: every message is tried at once.
             let due = 0;

@@ -298,7 +298,7 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    pub fn new() -> TestPki {
+    pub fn generate() -> TestPki {
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params
