@@ -7,6 +7,7 @@
 //! - [`message`]: the received message and plugin edits to it.
 //! - [`plugin`]: the wasmtime component host: hook chain, sandbox, live swap.
 //! - [`delivery`]: Maildir, synchronous forward, the SMTP client.
+//! - [`queue`]: store-and-forward: durable spool, retries, bounces, queue admin.
 #![deny(missing_docs)]
 
 pub mod context;
@@ -14,3 +15,4 @@ pub mod delivery;
 pub mod message;
 pub mod plugin;
 pub mod protocol;
+pub mod queue;
