@@ -221,6 +221,7 @@ impl Server {
                 tracing::warn!("sessions still busy after the grace period; leaving");
             }
         }
+        self.shared.deliverer.close().await;
         tracing::info!("shut down");
         Ok(())
     }
