@@ -80,7 +80,10 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
         }
     };
     crate::logging::init(log_format.unwrap_or(config.log.format), &config.log.filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wasmtp: cannot start the runtime: {e}");
