@@ -48,7 +48,7 @@ async fn lettre_plain_starttls_and_auth() {
         .send(message("bob@example.test", "plain"))
         .await
         .unwrap();
-    assert_eq!(r.code().to_string(), "250");
+    assert!(r.is_positive());
 
     transport(port, true, false)
         .send(message("bob@example.test", "starttls"))

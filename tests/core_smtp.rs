@@ -268,7 +268,7 @@ fn early_talker_refused() {
     assert_eq!(r.code, 554, "{}", r.text);
     assert!(c.closed());
     // A patient client is served.
-    let mut d = gw.connect();
+    let d = gw.connect();
     assert_eq!(d.greeting.code, 220);
 }
 
@@ -371,7 +371,7 @@ fn idle_and_dripping_clients_hit_the_deadlines() {
     assert!(r.text.contains("4.4.2"), "{}", r.text);
     assert!(c.closed());
     // One byte every 100 ms never completes a command in time.
-    let mut d = gw.connect();
+    let d = gw.connect();
     let mut got = None;
     for _ in 0..200 {
         if d.tcp().write_all(b"N").is_err() {
@@ -625,4 +625,30 @@ fn reverse_dns_only_from_the_configured_resolver() {
         received.starts_with("Received: from client.test (client.rdns.test [127.0.0.1])"),
         "{received}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_server_on_port_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::test_config(dir.path(), &["smtp"], LOCAL);
+    let config = wasmtp::config::Config::from_str(&text, "in-process").unwrap();
+    let server = wasmtp::server::Server::bind(config).await.unwrap();
+    let addr = server.local_addrs()[0].1;
+    assert_ne!(addr.port(), 0);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut c = Smtp::connect(addr);
+        let r = c.send_mail("a@client.test", &["user@example.test"], b"Subject: ip\r\n\r\nx\r\n");
+        c.expect("QUIT", 221);
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply.code, 250, "{}", reply.text);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+    assert_eq!(common::maildir_messages(&common::maildir(dir.path())).len(), 1);
 }

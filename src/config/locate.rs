@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(&DOC[span], "\"b\"");
         // Absent key: falls back to the closest ancestor present.
         let span = l.span_of("server.max_connections").unwrap();
-        assert!(DOC[span].contains("mx") || DOC[span].contains("server"));
+        assert!(DOC[span.clone()].contains("mx") || DOC[span].contains("server"));
         assert!(l.span_of("nothing.here").is_none());
     }
 }
