@@ -55,7 +55,7 @@ fn errors_name_key_and_line_column() {
         ),
         (
             "[relay]\nrelay_networks = [\"10.0.0.0/8\", \"300.1.2.3/8\"]\n",
-            ":2:33: key `relay.relay_networks[1]`: invalid network",
+            ":2:18: key `relay.relay_networks`: invalid network \"300.1.2.3/8\"",
         ),
         (
             "[[listeners]]\naddress = \"127.0.0.1:2525\"\n[[listeners]]\naddress = \"127.0.0.1:2525\"\n",

@@ -641,7 +641,11 @@ async fn in_process_server_on_port_zero() {
     }));
     let reply = tokio::task::spawn_blocking(move || {
         let mut c = Smtp::connect(addr);
-        let r = c.send_mail("a@client.test", &["user@example.test"], b"Subject: ip\r\n\r\nx\r\n");
+        let r = c.send_mail(
+            "a@client.test",
+            &["user@example.test"],
+            b"Subject: ip\r\n\r\nx\r\n",
+        );
         c.expect("QUIT", 221);
         r
     })
@@ -650,5 +654,8 @@ async fn in_process_server_on_port_zero() {
     assert_eq!(reply.code, 250, "{}", reply.text);
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
-    assert_eq!(common::maildir_messages(&common::maildir(dir.path())).len(), 1);
+    assert_eq!(
+        common::maildir_messages(&common::maildir(dir.path())).len(),
+        1
+    );
 }
