@@ -54,7 +54,8 @@ fn server(config: &mut Config) -> Result<(), Failure> {
 fn listeners(config: &mut Config) -> Result<(), Failure> {
     let mut seen = HashSet::new();
     for (i, l) in config.listeners.iter().enumerate() {
-        if !seen.insert(l.address) {
+        // Port 0 picks a free port at bind time: never a duplicate.
+        if l.address.port() != 0 && !seen.insert(l.address) {
             return fail(
                 format!("listeners[{i}].address"),
                 format!("duplicate listener address {}", l.address),
