@@ -190,13 +190,13 @@ impl Session {
                 }
             },
         };
-        if accepted(&decision) {
-            if let Some(txn) = self.ctx.txn.as_mut() {
-                txn.recipients.push(Recipient {
-                    address: recipient,
-                    params,
-                });
-            }
+        if accepted(&decision)
+            && let Some(txn) = self.ctx.txn.as_mut()
+        {
+            txn.recipients.push(Recipient {
+                address: recipient,
+                params,
+            });
         }
         decision
     }
@@ -235,10 +235,10 @@ impl Session {
 
     /// data-post and queue hooks, then the Received header and delivery.
     async fn deliver(&mut self) -> Decision {
-        if let Some(d) = verdict_decision(self.hook(Hook::DataPost).await) {
-            if !matches!(d, Decision::Default) {
-                return d;
-            }
+        if let Some(d) = verdict_decision(self.hook(Hook::DataPost).await)
+            && !matches!(d, Decision::Default)
+        {
+            return d;
         }
         let id = self
             .ctx

@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! Received: from client.example (rdns.example [192.0.2.1])
-//! 	(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)
-//! 	by mx.example (wasmtp) with ESMTPSA id 01jc...
-//! 	for <user@example.test>; Sun, 22 Nov 2026 02:32:44 +0000
+//!     (using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)
+//!     by mx.example (wasmtp) with ESMTPSA id 01jc...
+//!     for <user@example.test>; Sun, 22 Nov 2026 02:32:44 +0000
 //! ```
 
 use std::net::IpAddr;
