@@ -384,11 +384,11 @@ fn idle_and_dripping_clients_hit_the_deadlines() {
         let mut buf = [0u8; 256];
         let n = std::io::Read::read(&mut d.tcp(), &mut buf);
         d.tcp().set_nonblocking(false).unwrap();
-        if let Ok(n) = n {
-            if n > 0 {
-                got = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
-                break;
-            }
+        if let Ok(n) = n
+            && n > 0
+        {
+            got = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
