@@ -10,10 +10,14 @@ use mail_parser::{Message, MessageParser, MimeHeaders};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
 const DEFAULT_EXTENSIONS: &[&str] = &[
-    "exe", "com", "bat", "cmd", "scr", "pif", "vbs", "vbe", "js", "jse", "wsf", "wsh", "msi", "msp", "ps1", "jar", "hta",
-    "cpl", "lnk", "reg", "iso",
+    "exe", "com", "bat", "cmd", "scr", "pif", "vbs", "vbe", "js", "jse", "wsf", "wsh", "msi",
+    "msp", "ps1", "jar", "hta", "cpl", "lnk", "reg", "iso",
 ];
-const DEFAULT_TYPES: &[&str] = &["application/x-msdownload", "application/x-msdos-program", "application/x-dosexec"];
+const DEFAULT_TYPES: &[&str] = &[
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/x-dosexec",
+];
 
 struct AttachmentBlock {
     extensions: Vec<String>,
@@ -64,7 +68,11 @@ impl Plugin for AttachmentBlock {
     fn init(config: &Config) -> Result<Self, String> {
         let list = |key: &str, default: &[&str]| -> Vec<String> {
             match config.get(key) {
-                Some(_) => config.strings(key).into_iter().map(|s| s.trim_start_matches('.').to_ascii_lowercase()).collect(),
+                Some(_) => config
+                    .strings(key)
+                    .into_iter()
+                    .map(|s| s.trim_start_matches('.').to_ascii_lowercase())
+                    .collect(),
                 None => default.iter().map(|s| s.to_string()).collect(),
             }
         };
