@@ -254,7 +254,7 @@ async fn disclaimer_appends_to_text_parts_only() {
     let (_d, h) = host(&[plugin(
         "disc",
         "disclaimer",
-        "text = 'Sent through wasmtp.\\nCheck = twice.'",
+        "text = \"Sent through wasmtp.\\nCheck = twice.\"",
     )])
     .await;
 
@@ -273,7 +273,7 @@ async fn disclaimer_appends_to_text_parts_only() {
     let out = delivered(&c);
     assert!(
         out.contains(
-            "Hi=20there\r\n\r\n-- \r\nSent through wasmtp.\r\nCheck =3D twice.\r\n--zz\r\n"
+            "Hi=20there\r\n-- \r\nSent through wasmtp.\r\nCheck =3D twice.\r\n--zz\r\n"
         ),
         "{out}"
     );

@@ -173,7 +173,7 @@ fn actions_a() -> &'static str {
     mail = ["set-sender:rewritten@example.net", "note:stage:a-mail", "conn-note:seen-by:a", "set-sender:not an address"]
     rcpt = ["add-rcpt:extra@example.org", "relay:true", "add-rcpt:<bad>"]
     data-headers = ["prepend-header:X-First:1", "add-header:X-Last:2", "replace-header:Subject:new subject", "remove-header:X-Remove-Me", "add-header:Bad Name:x", "add-header:X-Inject:a\r\nBcc: victim@example.org"]
-    data-post = ["replace-body:new body\n", "replace-body:bare\nlf", "note:stage:a-post"]
+    data-post = ["replace-body:new body\n", "replace-body:bare\rcr", "note:stage:a-post"]
     "#
 }
 
