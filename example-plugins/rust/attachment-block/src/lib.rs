@@ -37,10 +37,10 @@ impl AttachmentBlock {
     fn find(&self, msg: &Message<'_>, depth: u64) -> Option<String> {
         for part in msg.attachments() {
             let name = part.attachment_name().unwrap_or("").to_ascii_lowercase();
-            if let Some((_, ext)) = name.rsplit_once('.') {
-                if self.extensions.iter().any(|e| e == ext) {
-                    return Some(format!("attachment {name:?} has a banned extension"));
-                }
+            if let Some((_, ext)) = name.rsplit_once('.')
+                && self.extensions.iter().any(|e| e == ext)
+            {
+                return Some(format!("attachment {name:?} has a banned extension"));
             }
             if let Some(ct) = part.content_type() {
                 let ctype = match ct.subtype() {
@@ -52,12 +52,11 @@ impl AttachmentBlock {
                     return Some(format!("attachment type {ctype} is not accepted"));
                 }
             }
-            if let Some(inner) = part.message() {
-                if depth < self.max_depth {
-                    if let Some(reason) = self.find(inner, depth + 1) {
-                        return Some(reason);
-                    }
-                }
+            if let Some(inner) = part.message()
+                && depth < self.max_depth
+                && let Some(reason) = self.find(inner, depth + 1)
+            {
+                return Some(reason);
             }
         }
         None

@@ -94,7 +94,7 @@ impl Disclaimer {
             return None;
         }
         let count = inserts.len();
-        inserts.sort_by(|a, b| b.0.cmp(&a.0));
+        inserts.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         for (at, bytes) in inserts {
             raw.splice(at..at, bytes);
         }

@@ -38,7 +38,7 @@ impl HeloCheck {
         if self.reject_bare_ip && name.parse::<IpAddr>().is_ok() {
             return Some(format!("bare IP address {host} (use an address literal)"));
         }
-        if self.our_names.iter().any(|n| *n == name) && !conn.relay_client() {
+        if self.our_names.contains(&name) && !conn.relay_client() {
             return Some(format!("{host} is my name, not yours"));
         }
         let labels_ok = name.trim_end_matches('.').split('.').all(|l| {
