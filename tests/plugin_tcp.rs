@@ -31,8 +31,18 @@ fn example_chain() -> String {
     let mut c = String::from(LOCAL);
     c.push('\n');
     c.push_str(&plugin_host());
-    c.push_str(&entry("helo-check", &w("helo-check"), "", "our_names = ['mx.test']"));
-    c.push_str(&entry("rcpt-allowlist", &w("rcpt-allowlist"), "", "domains = ['example.test']"));
+    c.push_str(&entry(
+        "helo-check",
+        &w("helo-check"),
+        "",
+        "our_names = ['mx.test']",
+    ));
+    c.push_str(&entry(
+        "rcpt-allowlist",
+        &w("rcpt-allowlist"),
+        "",
+        "domains = ['example.test']",
+    ));
     c.push_str(&entry("attachment-block", &w("attachment-block"), "", ""));
     c.push_str(&entry(
         "content-filter",
@@ -80,7 +90,11 @@ fn example_chain_over_smtp() {
     s.send(b"Subject: deal\r\n\r\nBuy cheap   Rolex now\r\n.\r\n");
     let r = s.reply();
     assert_eq!(r.code, 554, "{}", r.text);
-    assert!(r.text.contains("5.7.1 message content rejected by policy"), "{}", r.text);
+    assert!(
+        r.text.contains("5.7.1 message content rejected by policy"),
+        "{}",
+        r.text
+    );
     s.expect("QUIT", 221);
 
     let mail = gw.delivered();
@@ -88,8 +102,14 @@ fn example_chain_over_smtp() {
     let text = String::from_utf8_lossy(&mail[0]);
     assert!(text.contains("X-Wasmtp-Client: 127.0.0.1 port="), "{text}");
     assert!(text.contains("ehlo=client.example.net"), "{text}");
-    assert!(text.contains("X-Wasmtp-Note: content_filter.result=clean\r\n"), "{text}");
-    assert!(text.ends_with("See you at noon.\r\n-- \r\nScanned by wasmtp.\r\n"), "{text}");
+    assert!(
+        text.contains("X-Wasmtp-Note: content_filter.result=clean\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("See you at noon.\r\n-- \r\nScanned by wasmtp.\r\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -124,7 +144,12 @@ fn replacing_a_plugin_file_and_sighup_changes_behaviour() {
     let mut c = String::from(LOCAL);
     c.push('\n');
     c.push_str(&plugin_host());
-    c.push_str(&entry("policy", &file, "", "domains = ['example.test']\non_match = 'declined'\nrelay_clients = false"));
+    c.push_str(&entry(
+        "policy",
+        &file,
+        "",
+        "domains = ['example.test']\non_match = 'declined'\nrelay_clients = false",
+    ));
     let gw = Gateway::start(&c);
 
     let rcpt_reply = |gw: &Gateway| {
@@ -136,14 +161,22 @@ fn replacing_a_plugin_file_and_sighup_changes_behaviour() {
         r
     };
     let before = rcpt_reply(&gw);
-    assert!(before.text.contains("recipient not accepted here"), "{}", before.text);
+    assert!(
+        before.text.contains("recipient not accepted here"),
+        "{}",
+        before.text
+    );
 
     // A broken file + SIGHUP: refused, the old chain keeps serving.
     std::fs::write(&file, b"not wasm").unwrap();
     gw.signal("HUP");
     gw.wait_log("policy");
     let still = rcpt_reply(&gw);
-    assert!(still.text.contains("recipient not accepted here"), "{}", still.text);
+    assert!(
+        still.text.contains("recipient not accepted here"),
+        "{}",
+        still.text
+    );
 
     // Another component at the same path + SIGHUP: the probe declines, so the
     // core's relay policy answers now.
@@ -151,6 +184,10 @@ fn replacing_a_plugin_file_and_sighup_changes_behaviour() {
     gw.signal("HUP");
     gw.wait_log("plugin chain reloaded");
     let after = rcpt_reply(&gw);
-    assert!(!after.text.contains("recipient not accepted here"), "{}", after.text);
+    assert!(
+        !after.text.contains("recipient not accepted here"),
+        "{}",
+        after.text
+    );
     assert_eq!(after.code / 100, 5, "{}", after.text);
 }
