@@ -272,7 +272,7 @@ async fn disclaimer_appends_to_text_parts_only() {
     let (_, c) = data_post(&h, multi).await;
     let out = delivered(&c);
     assert!(
-        out.contains("Hi=20there\r\n-- \r\nSent through wasmtp.\r\nCheck =3D twice.\r\n--zz\r\n"),
+        out.contains("Hi=20there\r\n--=20\r\nSent through wasmtp.\r\nCheck =3D twice.\r\n--zz\r\n"),
         "{out}"
     );
     assert!(
