@@ -154,10 +154,12 @@ fn spawn_watcher(host: Weak<PluginHost>, every: Duration) {
             let Some(h) = host.upgrade() else { return };
             let now = stamp(&h.paths());
             if now != seen {
+                // Remember what triggered this reload (not what is there
+                // after it): a file still being written is seen again.
+                seen = now;
                 tracing::info!("plugin file changed, reloading the chain");
                 // Errors are logged by reload; the old chain keeps serving.
                 let _ = h.reload_files().await;
-                seen = stamp(&h.paths());
             }
         }
     });
