@@ -1,0 +1,121 @@
+//! Appends a footer to the text/plain parts of a message, MIME-aware: the
+//! footer goes at the end of each text/plain part (single-part messages and
+//! every text/plain part of a multipart message), in that part's transfer
+//! encoding (none/7bit/8bit or quoted-printable; base64 parts are left alone
+//! and noted). HTML parts and attachments are never touched.
+//!
+//! Config keys: `text` (the footer; "\n" separates lines; required),
+//! `separator` (line put before the footer, default "-- ").
+//! Leaves the transaction note `disclaimer.parts` = number of parts changed.
+
+use mail_parser::{Encoding, MessageParser, MimeHeaders, PartType};
+use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
+
+struct Disclaimer {
+    lines: Vec<String>,
+    separator: String,
+}
+
+/// Quoted-printable encoding of one footer line (RFC 2045 section 6.7).
+fn qp(line: &str) -> String {
+    let mut out = String::new();
+    for b in line.bytes() {
+        if (b == b' ' || b.is_ascii_graphic()) && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+        out.push_str("=20");
+    }
+    out
+}
+
+impl Disclaimer {
+    fn footer(&self, encoding: Encoding) -> String {
+        let lines = std::iter::once(&self.separator).chain(self.lines.iter());
+        let lines: Vec<String> = match encoding {
+            Encoding::QuotedPrintable => lines.map(|l| qp(l)).collect(),
+            _ => lines.cloned().collect(),
+        };
+        lines.join("\r\n")
+    }
+
+    /// Returns the new body, or None when there was nothing to change.
+    fn rewrite(&self, txn: &Transaction) -> Option<(Vec<u8>, usize)> {
+        let head = txn.header_block();
+        let mut raw = head.clone();
+        raw.extend_from_slice(&txn.body());
+        let msg = MessageParser::default().parse(&raw)?;
+        let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (i, part) in msg.parts.iter().enumerate() {
+            let PartType::Text(text) = &part.body else { continue };
+            let plain = part
+                .content_type()
+                .map(|ct| ct.ctype().eq_ignore_ascii_case("text") && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain")))
+                .unwrap_or(true);
+            let is_attachment = msg.attachments.iter().any(|&a| a as usize == i);
+            if !plain || is_attachment {
+                continue;
+            }
+            if self.lines.first().is_some_and(|l| text.contains(l.as_str())) {
+                continue; // already there (a message passing twice)
+            }
+            if part.encoding == Encoding::Base64 {
+                txn.set_note("disclaimer.skipped", "base64 text part");
+                continue;
+            }
+            let end = part.offset_end as usize;
+            if end < head.len() || end > raw.len() {
+                continue;
+            }
+            let footer = self.footer(part.encoding);
+            let insert = if raw[end..].starts_with(b"\r\n--") {
+                format!("\r\n{footer}")
+            } else if raw[..end].ends_with(b"\r\n") {
+                format!("{footer}\r\n")
+            } else {
+                format!("\r\n{footer}\r\n")
+            };
+            inserts.push((end, insert.into_bytes()));
+        }
+        if inserts.is_empty() {
+            return None;
+        }
+        let count = inserts.len();
+        inserts.sort_by(|a, b| b.0.cmp(&a.0));
+        for (at, bytes) in inserts {
+            raw.splice(at..at, bytes);
+        }
+        Some((raw.split_off(head.len()), count))
+    }
+}
+
+impl Plugin for Disclaimer {
+    fn init(config: &Config) -> Result<Self, String> {
+        let text = config.str("text").ok_or("disclaimer needs `text`")?;
+        let lines: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
+        if lines.iter().any(|l| l.contains('\0')) {
+            return Err("`text` contains NUL".into());
+        }
+        Ok(Self { lines, separator: config.str("separator").unwrap_or("-- ").to_string() })
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::DATA_POST
+    }
+
+    fn data_post(&mut self, _conn: &Connection, txn: &Transaction) -> Verdict {
+        if let Some((body, parts)) = self.rewrite(txn) {
+            match txn.replace_body(&body) {
+                Ok(()) => txn.set_note("disclaimer.parts", &parts.to_string()),
+                Err(e) => wasmtp_plugin_sdk::warn(&format!("footer not added: {e}")),
+            }
+        }
+        Verdict::Declined
+    }
+}
+
+export_plugin!(Disclaimer);
