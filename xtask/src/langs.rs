@@ -3,7 +3,8 @@
 //! Entry point: [`build_all`], which installs the toolchains when missing
 //! (npm, pip in a venv, apt) and builds every plugin under
 //! `example-plugins/{js,python,c}/<name>` (plus the SDKs' test fixtures under
-//! `plugins-sdk/{js,python}/fixtures/<name>`) into `<out_dir>/<name>.wasm`.
+//! `plugins-sdk/{js,python}/fixtures/<name>`) into `<out_dir>/<name>.wasm`
+//! (fixtures: `<out_dir>/fixtures/<name>.wasm`).
 //!
 //! A plugin is rebuilt only when its inputs changed: the hash of its sources,
 //! its language's SDK, the WIT contract and the toolchain version is kept in
@@ -64,8 +65,11 @@ impl Lang {
 pub struct PluginSrc {
     /// Its language.
     pub lang: Lang,
-    /// Output name: `<out_dir>/<name>.wasm`.
+    /// Output name: `<out_dir>/<name>.wasm` (`<out_dir>/fixtures/<name>.wasm`
+    /// for a test fixture).
     pub name: String,
+    /// A test fixture of an SDK rather than an example plugin.
+    pub fixture: bool,
     /// Its source folder.
     pub dir: PathBuf,
 }
@@ -107,9 +111,9 @@ pub fn build_langs(out_dir: &Path, langs: &[Lang]) -> Result<()> {
 pub fn discover(root: &Path) -> Result<Vec<PluginSrc>> {
     let mut out = Vec::new();
     for lang in Lang::ALL {
-        for parent in [
-            root.join("example-plugins").join(lang.dir()),
-            root.join("plugins-sdk").join(lang.dir()).join("fixtures"),
+        for (parent, fixture) in [
+            (root.join("example-plugins").join(lang.dir()), false),
+            (root.join("plugins-sdk").join(lang.dir()).join("fixtures"), true),
         ] {
             let Ok(entries) = fs::read_dir(&parent) else {
                 continue;
@@ -125,7 +129,12 @@ pub fn discover(root: &Path) -> Result<Vec<PluginSrc>> {
                     .and_then(|n| n.to_str())
                     .context("plugin folder name is not UTF-8")?
                     .to_string();
-                out.push(PluginSrc { lang, name, dir });
+                out.push(PluginSrc {
+                    lang,
+                    name,
+                    fixture,
+                    dir,
+                });
             }
         }
     }
@@ -309,7 +318,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn build_one(root: &Path, out_dir: &Path, p: &PluginSrc, tool: &Toolchain) -> Result<()> {
-    let out = out_dir.join(format!("{}.wasm", p.name));
+    let dest = if p.fixture {
+        out_dir.join("fixtures")
+    } else {
+        out_dir.to_path_buf()
+    };
+    fs::create_dir_all(&dest)?;
+    let out = dest.join(format!("{}.wasm", p.name));
     let stamp = out_dir.join(".langs").join(format!("{}.sha256", p.name));
     let hash = input_hash(root, p, tool)?;
     if out.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hash) {
@@ -321,7 +336,7 @@ fn build_one(root: &Path, out_dir: &Path, p: &PluginSrc, tool: &Toolchain) -> Re
     }
     fs::create_dir_all(&work)?;
     let started = Instant::now();
-    let tmp = out_dir.join(format!(".{}.wasm.tmp", p.name));
+    let tmp = dest.join(format!(".{}.wasm.tmp", p.name));
     match p.lang {
         Lang::Js => build_js(root, p, tool, &work, &tmp),
         Lang::Python => build_python(root, p, tool, &tmp),
