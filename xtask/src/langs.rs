@@ -50,6 +50,15 @@ impl Lang {
     /// Every language, in build order.
     pub const ALL: [Lang; 3] = [Lang::C, Lang::Js, Lang::Python];
 
+    /// File extensions that are build inputs (READMEs are not).
+    fn sources(self) -> &'static [&'static str] {
+        match self {
+            Lang::Js => &["js", "mjs", "json"],
+            Lang::Python => &["py"],
+            Lang::C => &["c", "h"],
+        }
+    }
+
     /// Folder name under `example-plugins/` and `plugins-sdk/`.
     pub fn dir(self) -> &'static str {
         match self {
@@ -137,6 +146,14 @@ pub fn discover(root: &Path) -> Result<Vec<PluginSrc>> {
                 });
             }
         }
+    }
+    let mut names: Vec<&str> = out.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!(
+            "two plugins are named {:?}: plugin folder names must be unique across languages",
+            w[0]
+        );
     }
     Ok(out)
 }
@@ -276,13 +293,21 @@ fn input_hash(root: &Path, p: &PluginSrc, tool: &Toolchain) -> Result<String> {
     let mut h = Sha256::new();
     h.update(RECIPE);
     h.update(&tool.version);
-    for dir in [
-        root.join("wit"),
-        p.dir.clone(),
-        root.join("plugins-sdk").join(p.lang.dir()).join("src"),
+    for (dir, exts) in [
+        (root.join("wit"), &["wit"][..]),
+        (p.dir.clone(), p.lang.sources()),
+        (
+            root.join("plugins-sdk").join(p.lang.dir()).join("src"),
+            p.lang.sources(),
+        ),
     ] {
         let mut files = Vec::new();
         list_files(&dir, &mut files)?;
+        files.retain(|f| {
+            f.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| exts.contains(&e))
+        });
         files.sort();
         for f in files {
             h.update(f.strip_prefix(root).unwrap_or(&f).to_string_lossy().as_bytes());
