@@ -23,7 +23,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 async fn measure(lang: &str, plugin: PluginConfig) {
-    let size = std::fs::metadata(&plugin.path).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(&plugin.path)
+        .map(|m| m.len())
+        .unwrap_or(0);
     let started = Instant::now();
     let host = load(std::slice::from_ref(&plugin)).await;
     let load_time = started.elapsed();
@@ -34,14 +36,20 @@ async fn measure(lang: &str, plugin: PluginConfig) {
         let mut session = host.session();
         let mut ctx = ctx();
         begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
-        set_message(&mut ctx, "Subject: hello\nMessage-ID: <1@x>\n\nhello world\n");
+        set_message(
+            &mut ctx,
+            "Subject: hello\nMessage-ID: <1@x>\n\nhello world\n",
+        );
         let t = Instant::now();
         let v = session.run(Hook::DataPost, &mut ctx).await;
         first.push(t.elapsed());
         assert!(!matches!(v, Verdict::DenySoft(_)), "{lang}: {v:?}");
         let t = Instant::now();
         for _ in 0..WARM_CALLS {
-            set_message(&mut ctx, "Subject: hello\nMessage-ID: <1@x>\n\nhello world\n");
+            set_message(
+                &mut ctx,
+                "Subject: hello\nMessage-ID: <1@x>\n\nhello world\n",
+            );
             session.run(Hook::DataPost, &mut ctx).await;
         }
         warm.push(t.elapsed() / WARM_CALLS);
@@ -57,8 +65,14 @@ async fn measure(lang: &str, plugin: PluginConfig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run with --ignored --nocapture"]
 async fn per_language_instantiation_and_call_cost() {
-    println!("(load: compile on a cold cache, a cache hit afterwards; {SESSIONS} connections, {WARM_CALLS} warm calls each)");
-    measure("c", entry("fast-guard", "fast-guard", "stamp_header = \"X-Guard\"")).await;
+    println!(
+        "(load: compile on a cold cache, a cache hit afterwards; {SESSIONS} connections, {WARM_CALLS} warm calls each)"
+    );
+    measure(
+        "c",
+        entry("fast-guard", "fast-guard", "stamp_header = \"X-Guard\""),
+    )
+    .await;
     measure(
         "js",
         entry(
@@ -70,7 +84,11 @@ async fn per_language_instantiation_and_call_cost() {
     .await;
     measure(
         "python",
-        entry("spam-score", "spam-score", "reject = false\nwords = { hello = 1 }"),
+        entry(
+            "spam-score",
+            "spam-score",
+            "reject = false\nwords = { hello = 1 }",
+        ),
     )
     .await;
     measure("rust", entry("header-stamp", "header_stamp", "")).await;

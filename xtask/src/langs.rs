@@ -31,7 +31,12 @@ use sha2::{Digest, Sha256};
 /// componentize-py version installed into the venv.
 const COMPONENTIZE_PY: &str = "0.25.1";
 /// Debian packages of the C toolchain.
-const C_PACKAGES: &[&str] = &["clang-14", "lld-14", "wasi-libc", "libclang-rt-14-dev-wasm32"];
+const C_PACKAGES: &[&str] = &[
+    "clang-14",
+    "lld-14",
+    "wasi-libc",
+    "libclang-rt-14-dev-wasm32",
+];
 /// Bumped when the build recipe changes, to invalidate every stamp.
 const RECIPE: &str = "langs-recipe-1";
 
@@ -122,7 +127,10 @@ pub fn discover(root: &Path) -> Result<Vec<PluginSrc>> {
     for lang in Lang::ALL {
         for (parent, fixture) in [
             (root.join("example-plugins").join(lang.dir()), false),
-            (root.join("plugins-sdk").join(lang.dir()).join("fixtures"), true),
+            (
+                root.join("plugins-sdk").join(lang.dir()).join("fixtures"),
+                true,
+            ),
         ] {
             let Ok(entries) = fs::read_dir(&parent) else {
                 continue;
@@ -215,7 +223,9 @@ fn ensure_python(root: &Path) -> Result<Toolchain> {
     let version = match installed {
         Some(v) if v.contains(COMPONENTIZE_PY) => v,
         _ => {
-            eprintln!("langs: installing componentize-py {COMPONENTIZE_PY} into target/venv-plugins");
+            eprintln!(
+                "langs: installing componentize-py {COMPONENTIZE_PY} into target/venv-plugins"
+            );
             if !venv.join("bin/pip").exists() {
                 run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
                     .context("python3 -m venv (is python3 with venv installed?)")?;
@@ -249,9 +259,11 @@ fn clang_rt_present() -> bool {
     let Ok(entries) = fs::read_dir("/usr/lib/llvm-14/lib/clang") else {
         return false;
     };
-    entries
-        .filter_map(|e| e.ok())
-        .any(|e| e.path().join("lib/wasi/libclang_rt.builtins-wasm32.a").exists())
+    entries.filter_map(|e| e.ok()).any(|e| {
+        e.path()
+            .join("lib/wasi/libclang_rt.builtins-wasm32.a")
+            .exists()
+    })
 }
 
 fn ensure_c() -> Result<Toolchain> {
@@ -310,7 +322,12 @@ fn input_hash(root: &Path, p: &PluginSrc, tool: &Toolchain) -> Result<String> {
         });
         files.sort();
         for f in files {
-            h.update(f.strip_prefix(root).unwrap_or(&f).to_string_lossy().as_bytes());
+            h.update(
+                f.strip_prefix(root)
+                    .unwrap_or(&f)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
             h.update([0]);
             h.update(fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
             h.update([0]);
@@ -399,7 +416,14 @@ fn build_js(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Pat
         .arg("wasmtp-entry.js")
         .arg("--wit")
         .arg(root.join("wit"))
-        .args(["--world-name", "plugin", "--disable", "http", "fetch-event", "-o"])
+        .args([
+            "--world-name",
+            "plugin",
+            "--disable",
+            "http",
+            "fetch-event",
+            "-o",
+        ])
         .arg(out)
         .current_dir(work))
 }
