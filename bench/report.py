@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Write bench/RESULTS.md from one bench/run.sh run.
+
+  report.py --results bench/results/run-STAMP.jsonl [--idle idle-STAMP.json]
+            [--skipped "variant: reason" ...] --wasmtp-bin PATH --out bench/RESULTS.md
+
+Medians over the repetitions of each (target, load); ratios of every gateway
+variant to the sink and to each peer under the same load. Standard library only.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+PEERS = ["postfix", "haraka", "haraka_nodelay", "qpsmtpd"]
+PEER_TITLE = {"postfix": "Postfix", "haraka": "Haraka", "haraka_nodelay": "Haraka+nodelay",
+              "qpsmtpd": "qpsmtpd", "sink": "smtp-sink"}
+
+
+def sh(*cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = 0.0
+    try:
+        with open("/proc/meminfo") as f:
+            mem_gib = int(f.readline().split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    distro = ""
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    distro = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores ({cpu or platform.machine()}), {mem_gib:.0f} GiB, "
+            f"{distro or platform.system()}, kernel {platform.release()}")
+
+
+def versions(a):
+    rev = sh("git", "-C", a.root, "rev-parse", "--short", "HEAD")
+    dirty = " (with uncommitted changes)" if sh("git", "-C", a.root, "status", "--porcelain",
+                                                  "--untracked-files=no") else ""
+    haraka = ""
+    try:
+        with open(os.path.join(a.haraka_dir, "node_modules/Haraka/package.json")) as f:
+            haraka = json.load(f).get("version", "")
+    except (OSError, ValueError):
+        pass
+    parts = [
+        f"wasmtp {rev}{dirty} (release build, {sh('rustc', '--version')})",
+        f"Postfix {sh('/usr/sbin/postconf', '-dh', 'mail_version') or '?'}",
+        f"qpsmtpd {sh('dpkg-query', '-W', '-f=${Version}', 'qpsmtpd') or '?'}",
+        f"Haraka {haraka or '?'} (node {sh('node', '--version') or '?'})",
+    ]
+    return ", ".join(parts)
+
+
+def load_rows(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip().startswith("{")]
+
+
+def key(r):
+    return (r["sessions"], r["size"], r["reuse"])
+
+
+def load_label(k):
+    s, size, reuse = k
+    sz = f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+    return s, sz, "reuse" if reuse else "new"
+
+
+def mem(kb):
+    return f"{kb / 1024:.0f} MB" if kb >= 10240 else f"{kb / 1024:.1f} MB"
+
+
+def summarize(rows):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["peer"], key(r)), []).append(r)
+    out = {}
+    for (peer, k), g in groups.items():
+        acc = [r["accept_rate"] for r in g]
+        out[(peer, k)] = {
+            "n": len(g),
+            "mode": g[0]["mode"],
+            "acc": statistics.median(acc),
+            "min": min(acc),
+            "max": max(acc),
+            "e2e": statistics.median(r["e2e_rate"] for r in g),
+            "cpu": statistics.median(r["srv_cpu_ms"] for r in g),
+            "rss": max(r["peak_rss_kb"] for r in g),
+            "pss": max(r["peak_pss_kb"] for r in g),
+            "other": statistics.median(r["other_cpu"] for r in g),
+            "ok": all(r["src_rc"] == 0 and r["delivered"] == r["msgs"] for r in g),
+            "msgs": g[0]["msgs"],
+        }
+    return out
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b else "–"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--idle")
+    ap.add_argument("--skipped", action="append", default=[])
+    ap.add_argument("--wasmtp-bin", default="")
+    ap.add_argument("--haraka-dir", default="")
+    ap.add_argument("--root", default=".")
+    ap.add_argument("--elapsed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+
+    rows = load_rows(a.results)
+    s = summarize(rows)
+    targets = []
+    for r in rows:
+        if r["peer"] not in targets:
+            targets.append(r["peer"])
+    gateways = [t for t in targets if t not in PEERS and t != "sink"]
+    peers = [p for p in PEERS if p in targets]
+    loads = []
+    for r in rows:
+        if key(r) not in loads:
+            loads.append(key(r))
+    reps = max((v["n"] for v in s.values()), default=0)
+
+    L = []
+    L.append("# wasmtp benchmark results")
+    L.append("")
+    L.append(f"Measured by `cargo xtask bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+             f" ({a.elapsed / 60:.0f} min end to end, builds included).")
+    L.append("")
+    L.append(f"- Machine: {machine()}. Load generator, sink and servers share these cores.")
+    L.append(f"- Versions: {versions(a)}.")
+    L.append("- Load: Postfix `smtp-source -s SESSIONS -m MSGS -l SIZE [-d]` (no pipelining) "
+             "against each target on 127.0.0.1; every relay forwards to `smtp-sink` on :2525. "
+             "Messages per run: " + ", ".join(
+                 f"{PEER_TITLE.get(t, t)} {next(v['msgs'] for (p, _), v in s.items() if p == t)}"
+                 for t in targets) + ".")
+    L.append(f"- Median of {reps} repetitions per cell; the rounds interleave all targets. "
+             "`other%` is CPU used by unrelated processes during the run (a busy machine "
+             "lowers every figure of that run).")
+    L.append("- Raw data: `bench/results/" + os.path.basename(a.results) + "` "
+             "(one JSON line per run; `python3 ../shared/bench/peers/peerbench.py table FILE`).")
+    L.append("")
+
+    L.append("## The gateway against the sink and the peers")
+    L.append("")
+    L.append("msgs/s = accepted by the gateway, as the client saw it; e2e/s = counted by the sink. "
+             "×X = gateway msgs/s ÷ X's msgs/s under the same load.")
+    L.append("")
+    hdr = ["variant", "sessions", "size", "conn", "msgs/s", "e2e/s", "CPU ms/msg", "peak RSS",
+           "× sink"] + [f"× {PEER_TITLE[p]}" for p in peers] + ["other%", "all delivered"]
+    L.append("| " + " | ".join(hdr) + " |")
+    L.append("|" + "---|" * len(hdr))
+    for g in gateways:
+        for k in loads:
+            v = s.get((g, k))
+            if not v:
+                continue
+            sess, sz, conn = load_label(k)
+            sink = s.get(("sink", k))
+            cells = [f"{g} ({v['mode']})", str(sess), sz, conn, f"{v['acc']:.0f}", f"{v['e2e']:.0f}",
+                     f"{v['cpu']:.2f}", mem(v["rss"]), ratio(v["acc"], sink["acc"]) if sink else "–"]
+            for p in peers:
+                pv = s.get((p, k))
+                cells.append(ratio(v["acc"], pv["acc"]) if pv else "–")
+            cells += [f"{v['other']:.0f}", "yes" if v["ok"] else "NO"]
+            L.append("| " + " | ".join(cells) + " |")
+    if not gateways:
+        L.append("| (no gateway variant ran) |" + " |" * (len(hdr) - 1))
+    L.append("")
+
+    L.append("## Every target")
+    L.append("")
+    hdr = ["target", "mode", "sessions", "size", "conn", "n", "msgs/s", "min–max", "e2e/s",
+           "CPU ms/msg", "peak RSS", "peak PSS", "other%", "all delivered"]
+    L.append("| " + " | ".join(hdr) + " |")
+    L.append("|" + "---|" * len(hdr))
+    for t in targets:
+        for k in loads:
+            v = s.get((t, k))
+            if not v:
+                continue
+            sess, sz, conn = load_label(k)
+            L.append("| " + " | ".join([
+                PEER_TITLE.get(t, t), v["mode"], str(sess), sz, conn, str(v["n"]),
+                f"{v['acc']:.0f}", f"{v['min']:.0f}–{v['max']:.0f}", f"{v['e2e']:.0f}",
+                f"{v['cpu']:.2f}", mem(v["rss"]), mem(v["pss"]), f"{v['other']:.0f}",
+                "yes" if v["ok"] else "NO"]) + " |")
+    L.append("")
+
+    L.append("## Idle connections")
+    L.append("")
+    if a.idle and os.path.exists(a.idle):
+        with open(a.idle) as f:
+            i = json.load(f)
+        L.append("Sessions opened in batches, each after its greeting and EHLO, then held "
+                 f"{i['hold_s']:.0f} s. RSS of the gateway process, sampled.")
+        L.append("")
+        L.append("| variant | wanted | established | still open after hold | RSS before | RSS with them | RSS per connection |")
+        L.append("|---|---|---|---|---|---|---|")
+        L.append(f"| {i['variant']} | {i['wanted']} | {i['established']} | {i['alive_after_hold']} | "
+                 f"{mem(i['rss_idle_kb'])} | {mem(i['rss_loaded_kb'])} | {i['rss_per_conn_kb']:.1f} KiB |")
+    else:
+        L.append("Not measured in this run.")
+    L.append("")
+
+    L.append("## Not measured in this run")
+    L.append("")
+    if a.skipped:
+        for sk in a.skipped:
+            L.append(f"- Variant {sk}")
+    L.append("- Per-hook plugin latency (p50/p99) and instantiation cost per language: "
+             "not part of this harness.")
+    L.append("")
+    L.append("Reproduce: `cargo xtask bench` (knobs: see the header of `bench/run.sh`, e.g. "
+             "`REPS=3 LOADS=\"10:1024 50:102400\" cargo xtask bench`).")
+    with open(a.out, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+if __name__ == "__main__":
+    main()

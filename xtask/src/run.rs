@@ -1,0 +1,43 @@
+//! `cargo xtask run`: the gateway with the shipped config, on 127.0.0.1:2525.
+
+use std::os::unix::process::CommandExt;
+
+use anyhow::{Result, bail};
+
+use crate::sh;
+use crate::{Options, plugins};
+
+/// The config `cargo xtask run` starts the gateway with.
+pub const CONFIG: &str = "config/gateway.toml";
+
+/// Installs what is missing, builds the plugins and the gateway, then
+/// replaces this process with `wasmtp run --config config/gateway.toml`
+/// (so Ctrl-C and SIGHUP reach the gateway itself).
+pub fn run(opts: &Options) -> Result<()> {
+    let root = sh::root();
+    let release = opts.has("--release");
+    plugins::plugins()?;
+
+    sh::step("gateway");
+    let mut build = sh::cargo();
+    build.args(["build", "--package", "wasmtp", "--bin", "wasmtp"]);
+    if release {
+        build.arg("--release");
+    }
+    sh::run(&mut build)?;
+
+    if !root.join(CONFIG).is_file() {
+        bail!("{CONFIG} is missing from this checkout");
+    }
+    let binary = sh::target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join("wasmtp");
+    let mut gateway = sh::cmd(&binary);
+    gateway
+        .args(["run", "--config", CONFIG])
+        .args(&opts.passthrough);
+    sh::step("wasmtp (Ctrl-C stops it, SIGHUP reloads the plugins)");
+    sh::announce(&gateway);
+    let err = gateway.exec();
+    bail!("cannot start {}: {err}", binary.display())
+}
