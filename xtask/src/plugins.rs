@@ -2,8 +2,10 @@
 //!
 //! Plugins live in cargo workspaces of their own (outside the root workspace,
 //! because they build for `wasm32-wasip2`). Each Rust workspace is built in
-//! release and every `.wasm` it produces is copied to its output folder; the
-//! other languages are built by [`crate::langs`].
+//! release into `target/plugins-build/` (shared, so the SDK compiles once) and
+//! every `.wasm` it produces is copied to its output folder under the crate's
+//! name (`rcpt_allowlist.wasm` becomes `rcpt-allowlist.wasm`); the other
+//! languages are built by `langs.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -35,6 +37,9 @@ pub const RUST_WORKSPACES: &[RustWorkspace] = &[
         out_dir: "target/plugins/fixtures",
     },
 ];
+
+/// Cargo's target folder of every plugin build (relative to the root).
+pub const BUILD_DIR: &str = "target/plugins-build";
 
 /// Other manifests with a `[workspace]` of their own that fmt and clippy
 /// should cover (built as dependencies of the workspaces above otherwise).
@@ -130,6 +135,8 @@ fn build_rust_workspace(root: &Path, ws: &RustWorkspace) -> Result<()> {
         WASM_TARGET,
         "--manifest-path",
         ws.manifest,
+        "--target-dir",
+        BUILD_DIR,
     ])
     .arg("--message-format=json-render-diagnostics")
     .stdout(Stdio::piped());
@@ -157,14 +164,20 @@ fn build_rust_workspace(root: &Path, ws: &RustWorkspace) -> Result<()> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     for artifact in artifacts {
-        let Some(name) = artifact.file_name() else {
+        let Some(name) = artifact.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let dest = out_dir.join(name);
+        let dest = out_dir.join(component_name(name));
         std::fs::copy(&artifact, &dest)
             .with_context(|| format!("cannot copy {} to {}", artifact.display(), dest.display()))?;
     }
     Ok(())
+}
+
+/// The published name of a cargo artifact: cargo writes the crate name with
+/// `_` (`rcpt_allowlist.wasm`), configs use the package name (`rcpt-allowlist.wasm`).
+fn component_name(artifact: &str) -> String {
+    artifact.replace('_', "-")
 }
 
 /// The `.wasm` files of one `compiler-artifact` message, or `None` for any
@@ -223,6 +236,12 @@ mod tests {
                 "/t/wasm32-wasip2/release/spf_check.wasm"
             )])
         );
+    }
+
+    #[test]
+    fn components_are_named_after_the_package() {
+        assert_eq!(component_name("rcpt_allowlist.wasm"), "rcpt-allowlist.wasm");
+        assert_eq!(component_name("probe.wasm"), "probe.wasm");
     }
 
     #[test]
