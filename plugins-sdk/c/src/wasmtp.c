@@ -1,0 +1,418 @@
+/*
+ * wasmtp plugin SDK for C: the exported hook glue and the helpers of wasmtp.h.
+ *
+ * Ownership rules of the generated bindings (wit-bindgen c): arguments of
+ * exported functions are owned by the callee (freed here after the hook),
+ * results are freed by the generated post-return functions (so verdict
+ * strings are malloc'd), and borrowed handles are dropped by the generated
+ * glue when the export returns (autodrop).
+ */
+#include "wasmtp.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- string conversion -------------------------------------------------- */
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) abort(); /* out of memory: trap, the gateway applies the failure policy */
+    return p;
+}
+
+/* A NUL-terminated copy of a component string. */
+static char *cstr(const plugin_string_t *s) {
+    char *out = xmalloc(s->len + 1);
+    memcpy(out, s->ptr, s->len);
+    out[s->len] = '\0';
+    return out;
+}
+
+/* Borrows a C string as a component string (no copy; for import arguments). */
+static plugin_string_t view(const char *s) {
+    plugin_string_t out = {(uint8_t *)s, s ? strlen(s) : 0};
+    return out;
+}
+
+/* ---- verdicts ------------------------------------------------------------ */
+
+static wasmtp_verdict_t with_reply(uint8_t tag, uint16_t code, const char *enhanced,
+                                   const char *text) {
+    wasmtp_verdict_t v;
+    memset(&v, 0, sizeof v);
+    v.tag = tag;
+    wasmtp_plugin_types_reply_t *r = &v.val.deny; /* every reply arm has the same layout */
+    r->code.is_some = code != 0;
+    r->code.val = code;
+    if (enhanced) {
+        r->enhanced.is_some = true;
+        plugin_string_dup(&r->enhanced.val, enhanced);
+    }
+    if (text) {
+        r->lines.len = 1;
+        r->lines.ptr = xmalloc(sizeof(plugin_string_t));
+        plugin_string_dup(&r->lines.ptr[0], text);
+    }
+    return v;
+}
+
+wasmtp_verdict_t wasmtp_declined(void) {
+    wasmtp_verdict_t v;
+    memset(&v, 0, sizeof v);
+    v.tag = WASMTP_PLUGIN_TYPES_VERDICT_DECLINED;
+    return v;
+}
+
+wasmtp_verdict_t wasmtp_ok(void) {
+    wasmtp_verdict_t v;
+    memset(&v, 0, sizeof v);
+    v.tag = WASMTP_PLUGIN_TYPES_VERDICT_OK;
+    return v;
+}
+
+wasmtp_verdict_t wasmtp_deny(uint16_t code, const char *enhanced, const char *text) {
+    return with_reply(WASMTP_PLUGIN_TYPES_VERDICT_DENY, code, enhanced, text);
+}
+
+wasmtp_verdict_t wasmtp_deny_soft(uint16_t code, const char *enhanced, const char *text) {
+    return with_reply(WASMTP_PLUGIN_TYPES_VERDICT_DENY_SOFT, code, enhanced, text);
+}
+
+wasmtp_verdict_t wasmtp_deny_disconnect(uint16_t code, const char *enhanced, const char *text) {
+    return with_reply(WASMTP_PLUGIN_TYPES_VERDICT_DENY_DISCONNECT, code, enhanced, text);
+}
+
+wasmtp_verdict_t wasmtp_deny_soft_disconnect(uint16_t code, const char *enhanced,
+                                             const char *text) {
+    return with_reply(WASMTP_PLUGIN_TYPES_VERDICT_DENY_SOFT_DISCONNECT, code, enhanced, text);
+}
+
+wasmtp_verdict_t wasmtp_done(uint16_t code, const char *enhanced, const char *text) {
+    return with_reply(WASMTP_PLUGIN_TYPES_VERDICT_DONE, code, enhanced, text);
+}
+
+/* ---- host services ------------------------------------------------------- */
+
+void wasmtp_log(wasmtp_log_level_t level, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    plugin_string_t msg = view(buf);
+    plugin_list_tuple2_string_string_t fields = {NULL, 0};
+    wasmtp_plugin_host_log((wasmtp_plugin_host_log_level_t)level, &msg, &fields);
+}
+
+char *wasmtp_config_get(const char *key) {
+    plugin_string_t k = view(key);
+    plugin_string_t value;
+    if (!wasmtp_plugin_host_config_get(&k, &value)) return NULL;
+    char *out = cstr(&value);
+    plugin_string_free(&value);
+    return out;
+}
+
+long long wasmtp_config_int(const char *key, long long dflt, bool *ok) {
+    char *text = wasmtp_config_get(key);
+    if (!text) return dflt;
+    char *end = NULL;
+    long long v = strtoll(text, &end, 10);
+    if (ok && (end == text || *end != '\0')) *ok = false;
+    free(text);
+    return v;
+}
+
+bool wasmtp_config_bool(const char *key, bool dflt) {
+    char *text = wasmtp_config_get(key);
+    if (!text) return dflt;
+    bool v = dflt;
+    if (strcmp(text, "true") == 0) v = true;
+    else if (strcmp(text, "false") == 0) v = false;
+    free(text);
+    return v;
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+char *wasmtp_conn_remote_ip(wasmtp_conn_t conn) {
+    plugin_string_t ip;
+    wasmtp_plugin_session_method_connection_remote_ip(conn, &ip);
+    char *out = cstr(&ip);
+    plugin_string_free(&ip);
+    return out;
+}
+
+bool wasmtp_conn_is_loopback(wasmtp_conn_t conn) {
+    char *ip = wasmtp_conn_remote_ip(conn);
+    bool loopback = strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+                    strncasecmp(ip, "::ffff:127.", 11) == 0;
+    free(ip);
+    return loopback;
+}
+
+char *wasmtp_conn_note(wasmtp_conn_t conn, const char *key) {
+    plugin_string_t k = view(key);
+    plugin_string_t value;
+    if (!wasmtp_plugin_session_method_connection_note(conn, &k, &value)) return NULL;
+    char *out = cstr(&value);
+    plugin_string_free(&value);
+    return out;
+}
+
+void wasmtp_conn_set_note(wasmtp_conn_t conn, const char *key, const char *value) {
+    plugin_string_t k = view(key), v = view(value);
+    wasmtp_plugin_session_method_connection_set_note(conn, &k, &v);
+}
+
+/* ---- transaction --------------------------------------------------------- */
+
+size_t wasmtp_txn_recipient_count(wasmtp_txn_t txn) {
+    wasmtp_plugin_session_list_recipient_t list;
+    wasmtp_plugin_session_method_transaction_recipients(txn, &list);
+    size_t n = list.len;
+    wasmtp_plugin_session_list_recipient_free(&list);
+    return n;
+}
+
+uint64_t wasmtp_txn_body_size(wasmtp_txn_t txn) {
+    return wasmtp_plugin_session_method_transaction_body_size(txn);
+}
+
+char *wasmtp_txn_header(wasmtp_txn_t txn, const char *name) {
+    plugin_string_t n = view(name);
+    plugin_list_string_t values;
+    wasmtp_plugin_session_method_transaction_header(txn, &n, &values);
+    char *out = values.len > 0 ? cstr(&values.ptr[0]) : NULL;
+    plugin_list_string_free(&values);
+    return out;
+}
+
+bool wasmtp_txn_add_header(wasmtp_txn_t txn, const char *name, const char *value) {
+    plugin_string_t n = view(name), v = view(value), err;
+    if (wasmtp_plugin_session_method_transaction_add_header(txn, &n, &v, &err)) return true;
+    wasmtp_log(WASMTP_WARN, "add-header %s refused: %.*s", name, (int)err.len, (char *)err.ptr);
+    plugin_string_free(&err);
+    return false;
+}
+
+char *wasmtp_txn_note(wasmtp_txn_t txn, const char *key) {
+    plugin_string_t k = view(key);
+    plugin_string_t value;
+    if (!wasmtp_plugin_session_method_transaction_note(txn, &k, &value)) return NULL;
+    char *out = cstr(&value);
+    plugin_string_free(&value);
+    return out;
+}
+
+void wasmtp_txn_set_note(wasmtp_txn_t txn, const char *key, const char *value) {
+    plugin_string_t k = view(key), v = view(value);
+    wasmtp_plugin_session_method_transaction_set_note(txn, &k, &v);
+}
+
+const char *wasmtp_param(const wasmtp_params_t *params, const char *key) {
+    for (size_t i = 0; params && i < params->len; i++) {
+        if (strcasecmp(params->items[i].key, key) == 0) return params->items[i].value;
+    }
+    return NULL;
+}
+
+/* ---- export glue ----------------------------------------------------------- */
+
+/* Converted MAIL/RCPT parameters, freed after the hook. */
+typedef struct {
+    wasmtp_params_t view;
+    wasmtp_param_t *items;
+} owned_params_t;
+
+static owned_params_t take_params(exports_wasmtp_plugin_hooks_list_param_t *list) {
+    owned_params_t out;
+    out.items = xmalloc(sizeof(wasmtp_param_t) * (list->len ? list->len : 1));
+    for (size_t i = 0; i < list->len; i++) {
+        out.items[i].key = cstr(&list->ptr[i].key);
+        out.items[i].value = list->ptr[i].value.is_some ? cstr(&list->ptr[i].value.val) : NULL;
+    }
+    out.view.len = list->len;
+    out.view.items = out.items;
+    exports_wasmtp_plugin_hooks_list_param_free(list);
+    return out;
+}
+
+static void free_params(owned_params_t *p) {
+    for (size_t i = 0; i < p->view.len; i++) {
+        free((char *)p->items[i].key);
+        free((char *)p->items[i].value);
+    }
+    free(p->items);
+}
+
+/* Takes ownership of an argument string: a C copy, the original freed. */
+static char *take(plugin_string_t *s) {
+    char *out = cstr(s);
+    plugin_string_free(s);
+    return out;
+}
+
+bool exports_wasmtp_plugin_hooks_init(plugin_string_t *config,
+                                      exports_wasmtp_plugin_hooks_hooks_wanted_t *ret,
+                                      plugin_string_t *err) {
+    char *json = take(config);
+    const char *failure = wasmtp_plugin.init ? wasmtp_plugin.init(json) : NULL;
+    free(json);
+    if (failure) {
+        plugin_string_dup(err, failure);
+        return false;
+    }
+    const wasmtp_plugin_t *p = &wasmtp_plugin;
+    uint32_t w = 0;
+#define WANT(field, flag)                                                                   \
+    if (p->field) w |= WASMTP_PLUGIN_TYPES_HOOKS_WANTED_##flag
+    WANT(connect, CONNECT);
+    WANT(helo, HELO);
+    WANT(ehlo, EHLO);
+    WANT(mail, MAIL);
+    WANT(rcpt, RCPT);
+    WANT(data, DATA);
+    WANT(data_headers, DATA_HEADERS);
+    WANT(body_chunk, BODY_CHUNK);
+    WANT(data_post, DATA_POST);
+    WANT(queue, QUEUE);
+    WANT(reset, RESET);
+    WANT(quit, QUIT);
+    WANT(disconnect, DISCONNECT);
+    WANT(unrecognized_command, UNRECOGNIZED_COMMAND);
+    WANT(vrfy, VRFY);
+    WANT(noop, NOOP);
+    WANT(help, HELP);
+    WANT(auth, AUTH);
+    WANT(deny, DENY);
+    WANT(delivery, DELIVERY);
+#undef WANT
+    *ret = w;
+    return true;
+}
+
+typedef exports_wasmtp_plugin_hooks_borrow_connection_t conn_arg;
+typedef exports_wasmtp_plugin_hooks_borrow_transaction_t txn_arg;
+typedef exports_wasmtp_plugin_hooks_verdict_t verdict;
+
+void exports_wasmtp_plugin_hooks_connect(conn_arg conn, verdict *ret) {
+    *ret = wasmtp_plugin.connect ? wasmtp_plugin.connect(conn) : wasmtp_declined();
+}
+
+void exports_wasmtp_plugin_hooks_helo(conn_arg conn, plugin_string_t *host, verdict *ret) {
+    char *h = take(host);
+    *ret = wasmtp_plugin.helo ? wasmtp_plugin.helo(conn, h) : wasmtp_declined();
+    free(h);
+}
+
+void exports_wasmtp_plugin_hooks_ehlo(conn_arg conn, plugin_string_t *host, verdict *ret) {
+    char *h = take(host);
+    *ret = wasmtp_plugin.ehlo ? wasmtp_plugin.ehlo(conn, h) : wasmtp_declined();
+    free(h);
+}
+
+void exports_wasmtp_plugin_hooks_mail(conn_arg conn, txn_arg txn, plugin_string_t *sender,
+                                      exports_wasmtp_plugin_hooks_list_param_t *params,
+                                      verdict *ret) {
+    char *s = take(sender);
+    owned_params_t p = take_params(params);
+    *ret = wasmtp_plugin.mail ? wasmtp_plugin.mail(conn, txn, s, &p.view) : wasmtp_declined();
+    free_params(&p);
+    free(s);
+}
+
+void exports_wasmtp_plugin_hooks_rcpt(conn_arg conn, txn_arg txn, plugin_string_t *recipient,
+                                      exports_wasmtp_plugin_hooks_list_param_t *params,
+                                      verdict *ret) {
+    char *r = take(recipient);
+    owned_params_t p = take_params(params);
+    *ret = wasmtp_plugin.rcpt ? wasmtp_plugin.rcpt(conn, txn, r, &p.view) : wasmtp_declined();
+    free_params(&p);
+    free(r);
+}
+
+void exports_wasmtp_plugin_hooks_data(conn_arg conn, txn_arg txn, verdict *ret) {
+    *ret = wasmtp_plugin.data ? wasmtp_plugin.data(conn, txn) : wasmtp_declined();
+}
+
+void exports_wasmtp_plugin_hooks_data_headers(conn_arg conn, txn_arg txn, verdict *ret) {
+    *ret = wasmtp_plugin.data_headers ? wasmtp_plugin.data_headers(conn, txn) : wasmtp_declined();
+}
+
+void exports_wasmtp_plugin_hooks_body_chunk(conn_arg conn, txn_arg txn, uint64_t offset,
+                                            plugin_list_u8_t *chunk, verdict *ret) {
+    *ret = wasmtp_plugin.body_chunk
+               ? wasmtp_plugin.body_chunk(conn, txn, offset, chunk->ptr, chunk->len)
+               : wasmtp_declined();
+    plugin_list_u8_free(chunk);
+}
+
+void exports_wasmtp_plugin_hooks_data_post(conn_arg conn, txn_arg txn, verdict *ret) {
+    *ret = wasmtp_plugin.data_post ? wasmtp_plugin.data_post(conn, txn) : wasmtp_declined();
+}
+
+void exports_wasmtp_plugin_hooks_queue(conn_arg conn, txn_arg txn, verdict *ret) {
+    *ret = wasmtp_plugin.queue ? wasmtp_plugin.queue(conn, txn) : wasmtp_declined();
+}
+
+void exports_wasmtp_plugin_hooks_reset(conn_arg conn, verdict *ret) {
+    *ret = wasmtp_plugin.reset ? wasmtp_plugin.reset(conn) : wasmtp_declined();
+}
+
+void exports_wasmtp_plugin_hooks_quit(conn_arg conn, verdict *ret) {
+    *ret = wasmtp_plugin.quit ? wasmtp_plugin.quit(conn) : wasmtp_declined();
+}
+
+void exports_wasmtp_plugin_hooks_disconnect(conn_arg conn) {
+    if (wasmtp_plugin.disconnect) wasmtp_plugin.disconnect(conn);
+}
+
+void exports_wasmtp_plugin_hooks_unrecognized_command(conn_arg conn, plugin_string_t *verb,
+                                                      plugin_string_t *args, verdict *ret) {
+    char *v = take(verb), *a = take(args);
+    *ret = wasmtp_plugin.unrecognized_command ? wasmtp_plugin.unrecognized_command(conn, v, a)
+                                              : wasmtp_declined();
+    free(v);
+    free(a);
+}
+
+#define ONE_ARG_HOOK(name)                                                                  \
+    void exports_wasmtp_plugin_hooks_##name(conn_arg conn, plugin_string_t *arg,             \
+                                            verdict *ret) {                                 \
+        char *a = take(arg);                                                                \
+        *ret = wasmtp_plugin.name ? wasmtp_plugin.name(conn, a) : wasmtp_declined();        \
+        free(a);                                                                            \
+    }
+ONE_ARG_HOOK(vrfy)
+ONE_ARG_HOOK(noop)
+ONE_ARG_HOOK(help)
+#undef ONE_ARG_HOOK
+
+void exports_wasmtp_plugin_hooks_auth(conn_arg conn, plugin_string_t *mechanism,
+                                      plugin_string_t *authzid, plugin_string_t *username,
+                                      plugin_string_t *password, verdict *ret) {
+    char *m = take(mechanism), *z = take(authzid), *u = take(username), *pw = take(password);
+    *ret = wasmtp_plugin.auth ? wasmtp_plugin.auth(conn, m, z, u, pw) : wasmtp_declined();
+    memset(pw, 0, strlen(pw));
+    free(m);
+    free(z);
+    free(u);
+    free(pw);
+}
+
+void exports_wasmtp_plugin_hooks_deny(conn_arg conn, plugin_string_t *hook,
+                                      plugin_string_t *plugin, uint16_t code) {
+    char *h = take(hook), *p = take(plugin);
+    if (wasmtp_plugin.deny) wasmtp_plugin.deny(conn, h, p, code);
+    free(h);
+    free(p);
+}
+
+void exports_wasmtp_plugin_hooks_delivery(exports_wasmtp_plugin_hooks_delivery_report_t *report) {
+    if (wasmtp_plugin.delivery) wasmtp_plugin.delivery(report);
+    exports_wasmtp_plugin_hooks_delivery_report_free(report);
+}
