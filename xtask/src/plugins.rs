@@ -70,11 +70,13 @@ pub fn plugins() -> Result<()> {
     build_all()
 }
 
-/// Installs the Rust wasm target and the other languages' toolchains.
+/// Installs the Rust wasm target.
+///
+/// The JavaScript, Python and C toolchains are installed by `langs::build_all`
+/// when it finds a plugin that needs them.
 pub fn install_toolchains() -> Result<()> {
     sh::step("plugin toolchains");
-    install::ensure_wasm_target()?;
-    install_other_languages()
+    install::ensure_wasm_target()
 }
 
 /// Builds every plugin workspace present; missing ones are reported, not fatal.
@@ -198,29 +200,8 @@ fn wasm_artifacts(line: &str) -> Option<Vec<PathBuf>> {
     )
 }
 
-/// `langs::build_all` installs its toolchains itself, when a plugin needs them.
-#[cfg(has_langs)]
-fn install_other_languages() -> Result<()> {
-    Ok(())
-}
-
-#[cfg(has_langs)]
 fn build_other_languages(root: &Path) -> Result<()> {
     crate::langs::build_all(&root.join("target/plugins"))
-}
-
-/// Seam for the JavaScript, Python and C plugins: `xtask/src/langs.rs`
-/// (owned by the langs work) is compiled in as soon as it exists.
-#[cfg(not(has_langs))]
-fn install_other_languages() -> Result<()> {
-    eprintln!("other plugin languages: xtask/src/langs.rs not present yet, skipped");
-    Ok(())
-}
-
-#[cfg(not(has_langs))]
-fn build_other_languages(_root: &Path) -> Result<()> {
-    eprintln!("xtask/src/langs.rs not present yet: only Rust plugins are built");
-    Ok(())
 }
 
 #[cfg(test)]
