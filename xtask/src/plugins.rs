@@ -79,9 +79,11 @@ pub fn install_toolchains() -> Result<()> {
     install::ensure_wasm_target()
 }
 
-/// Builds every plugin workspace present; missing ones are reported, not fatal.
+/// Builds every plugin workspace present; missing ones are reported, not
+/// fatal. A failing build does not stop the others: the error lists them all.
 pub fn build_all() -> Result<()> {
     let root = sh::root();
+    let mut failed = Vec::new();
     for ws in RUST_WORKSPACES {
         let manifest = root.join(ws.manifest);
         if !manifest.is_file() {
@@ -92,10 +94,16 @@ pub fn build_all() -> Result<()> {
             continue;
         }
         sh::step(&format!("plugins: {}", ws.manifest));
-        build_rust_workspace(&root, ws)?;
+        if let Err(err) = build_rust_workspace(&root, ws) {
+            sh::error(&format!("{err:#}"));
+            failed.push(ws.manifest.to_string());
+        }
     }
     sh::step("plugins: JavaScript, Python, C");
-    build_other_languages(&root)?;
+    if let Err(err) = build_other_languages(&root) {
+        sh::error(&format!("{err:#}"));
+        failed.push("JavaScript/Python/C plugins".to_string());
+    }
     sh::step("plugins built");
     let mut built = Vec::new();
     for ws in RUST_WORKSPACES {
@@ -110,6 +118,9 @@ pub fn build_all() -> Result<()> {
     }
     if built.is_empty() {
         eprintln!("  (none: no plugin in this checkout yet)");
+    }
+    if !failed.is_empty() {
+        bail!("plugin builds failed: {}", failed.join(", "));
     }
     Ok(())
 }
