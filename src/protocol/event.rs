@@ -21,7 +21,9 @@ pub enum Action {
 
 /// A hook point. Every event carries what the hook needs; the engine has
 /// already checked syntax, sequence and limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` redacts the AUTH password, so events can be logged.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Event {
     /// Before the greeting. `Default` sends `220 <host> ESMTP`.
     Connect,
@@ -94,6 +96,51 @@ pub enum Event {
         /// Password.
         password: String,
     },
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Connect => f.write_str("Connect"),
+            Event::Helo { host } => f.debug_struct("Helo").field("host", host).finish(),
+            Event::Ehlo { host } => f.debug_struct("Ehlo").field("host", host).finish(),
+            Event::Mail { sender, params } => f
+                .debug_struct("Mail")
+                .field("sender", sender)
+                .field("params", params)
+                .finish(),
+            Event::Rcpt { recipient, params } => f
+                .debug_struct("Rcpt")
+                .field("recipient", recipient)
+                .field("params", params)
+                .finish(),
+            Event::Data => f.write_str("Data"),
+            Event::DataHeaders => f.write_str("DataHeaders"),
+            Event::MessageComplete => f.write_str("MessageComplete"),
+            Event::Rset => f.write_str("Rset"),
+            Event::Quit => f.write_str("Quit"),
+            Event::Noop { arg } => f.debug_struct("Noop").field("arg", arg).finish(),
+            Event::Vrfy { arg } => f.debug_struct("Vrfy").field("arg", arg).finish(),
+            Event::Help { arg } => f.debug_struct("Help").field("arg", arg).finish(),
+            Event::Unrecognized { verb, args } => f
+                .debug_struct("Unrecognized")
+                .field("verb", verb)
+                .field("args", args)
+                .finish(),
+            Event::Auth {
+                mechanism,
+                authzid,
+                username,
+                password: _,
+            } => f
+                .debug_struct("Auth")
+                .field("mechanism", mechanism)
+                .field("authzid", authzid)
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 /// The driver's answer to an [`Event`].
