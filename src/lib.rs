@@ -7,10 +7,25 @@
 //! - [`message`]: the received message and plugin edits to it.
 //! - [`plugin`]: the wasmtime component host: hook chain, sandbox, live swap.
 //! - [`delivery`]: Maildir, synchronous forward, the SMTP client.
+//! - [`config`]: the TOML config, validated, errors with key and line:column.
+//! - [`server`]: listeners, connection caps, graceful shutdown, reload.
+//! - [`session`]: the per-connection tokio driver around the engine.
+//! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
+//!   policy, reverse DNS (only with a configured resolver).
+//! - [`cli`], [`logging`]: the command line and tracing setup.
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod cli;
+pub mod config;
 pub mod context;
 pub mod delivery;
+pub mod dns;
+pub mod logging;
 pub mod message;
 pub mod plugin;
 pub mod protocol;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod tls;

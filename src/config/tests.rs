@@ -1,0 +1,164 @@
+use super::*;
+
+fn err(text: &str) -> (String, usize, usize, String) {
+    match Config::from_str(text, "t.toml") {
+        Err(ConfigError::Invalid {
+            key,
+            line,
+            column,
+            message,
+            ..
+        }) => (key, line, column, message),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("config was accepted:\n{text}"),
+    }
+}
+
+#[test]
+fn minimal_config_has_defaults() {
+    let c = Config::from_str("[relay]\nlocal_domains = [\"Example.TEST.\"]\n", "t").unwrap();
+    assert_eq!(c.relay.local_domains, vec!["example.test".to_string()]);
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].address, "127.0.0.1:2525".parse().unwrap());
+    assert_eq!(c.timeouts.command, Duration::from_secs(300));
+    assert_eq!(c.timeouts.data_block, Duration::from_secs(180));
+    assert_eq!(c.limits.max_recipients, 100);
+    assert_eq!(c.limits.max_command_line, 512);
+    assert!(c.dns.resolver.is_none());
+    let e = c.engine_config(&c.listeners[0]);
+    assert!(e.starttls && !e.require_tls && !e.require_auth && !e.auth);
+}
+
+#[test]
+fn humane_values() {
+    let c = Config::from_str(
+        "[timeouts]\ncommand = \"1m30s\"\nsession = 600\n[limits]\nmax_message_size = \"10M\"\n[server]\nshutdown_grace = \"250ms\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.timeouts.command, Duration::from_secs(90));
+    assert_eq!(c.timeouts.session, Duration::from_secs(600));
+    assert_eq!(c.limits.max_message_size, 10 << 20);
+    assert_eq!(c.server.shutdown_grace, Duration::from_millis(250));
+}
+
+#[test]
+fn listener_modes_map_onto_the_engine() {
+    let c = Config::from_str(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\nmode = \"submission\"\n[[listeners]]\naddress = \"127.0.0.1:1\"\nmode = \"smtps\"\n[auth]\nallow_plaintext = true\nmax_failures = 5\n",
+        "t",
+    )
+    .unwrap();
+    let sub = c.engine_config(&c.listeners[0]);
+    assert!(sub.starttls && sub.require_tls && sub.require_auth && sub.auth_plaintext);
+    assert_eq!(sub.max_auth_failures, 5);
+    let smtps = c.engine_config(&c.listeners[1]);
+    assert!(!smtps.starttls && smtps.require_auth);
+}
+
+#[test]
+fn unknown_key_is_named_with_position() {
+    let (key, line, col, msg) = err("[server]\nhostname = \"mx\"\nhostnme = \"x\"\n");
+    assert_eq!((key.as_str(), line, col), ("server.hostnme", 3, 1));
+    assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn unknown_section_is_named() {
+    let (key, line, _, msg) = err("[relay]\nlocal_domains = []\n\n[bogus]\nx = 1\n");
+    assert_eq!(key, "bogus");
+    assert_eq!(line, 4);
+    assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn wrong_type_is_named_with_position() {
+    let (key, line, col, _) = err("[limits]\nmax_recipients = \"many\"\n");
+    assert_eq!((key.as_str(), line, col), ("limits.max_recipients", 2, 18));
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let (key, line, col, msg) = err("[timeouts]\ncommand = \"5 parsecs\"\n");
+    assert_eq!((key.as_str(), line, col), ("timeouts.command", 2, 11));
+    assert!(msg.contains("invalid duration"), "{msg}");
+}
+
+#[test]
+fn bad_cidr_is_named_with_position() {
+    let (key, line, col, msg) =
+        err("[relay]\nlocal_domains = [\"a.test\"]\nrelay_networks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n");
+    assert_eq!(key, "relay.relay_networks[1]");
+    assert_eq!((line, col), (3, 33));
+    assert!(msg.contains("invalid network"), "{msg}");
+}
+
+#[test]
+fn bad_listener_address_is_named() {
+    let (key, line, _, _) = err("[[listeners]]\naddress = \"127.0.0.1:25\"\n\n[[listeners]]\naddress = \"nowhere\"\n");
+    assert_eq!(key, "listeners[1].address");
+    assert_eq!(line, 5);
+}
+
+#[test]
+fn bad_mode_is_named() {
+    let (key, line, _, msg) = err("[[listeners]]\naddress = \"127.0.0.1:25\"\nmode = \"lmtp\"\n");
+    assert_eq!(key, "listeners[0].mode");
+    assert_eq!(line, 3);
+    assert!(msg.contains("lmtp"), "{msg}");
+}
+
+#[test]
+fn duplicate_listener_is_named() {
+    let (key, line, col, msg) = err(
+        "[[listeners]]\naddress = \"127.0.0.1:2525\"\n[[listeners]]\naddress = \"127.0.0.1:2525\"\nmode = \"submission\"\n",
+    );
+    assert_eq!((key.as_str(), line, col), ("listeners[1].address", 4, 11));
+    assert!(msg.contains("duplicate"), "{msg}");
+}
+
+#[test]
+fn too_few_recipients_is_named() {
+    let (key, line, col, msg) = err("[limits]\nmax_recipients = 50\n");
+    assert_eq!((key.as_str(), line, col), ("limits.max_recipients", 2, 18));
+    assert!(msg.contains("100"), "{msg}");
+}
+
+#[test]
+fn missing_cert_file_is_named() {
+    let (key, line, col, msg) =
+        err("[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n");
+    assert_eq!((key.as_str(), line, col), ("tls.cert", 2, 8));
+    assert!(msg.contains("/nonexistent/cert.pem"), "{msg}");
+}
+
+#[test]
+fn cert_without_key_is_named() {
+    let (key, line, _, _) = err("[tls]\ncert = \"/x.pem\"\n");
+    assert_eq!((key.as_str(), line), ("tls.cert", 2));
+}
+
+#[test]
+fn bad_password_hash_is_named() {
+    let (key, line, col, msg) = err(
+        "[auth]\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"hunter2\"\n",
+    );
+    assert_eq!((key.as_str(), line, col), ("auth.users[0].password_hash", 4, 17));
+    assert!(msg.contains("argon2"), "{msg}");
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let (_, line, _, _) = err("[server]\nhostname = \"mx\n");
+    assert_eq!(line, 2);
+}
+
+#[test]
+fn error_display_names_file_key_and_position() {
+    let e = Config::from_str("[limits]\nmax_recipients = 50\n", "gw.toml").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("gw.toml:2:18: key `limits.max_recipients`:"),
+        "{text}"
+    );
+}

@@ -1,0 +1,336 @@
+//! Listeners, admission and shutdown: the server around the sessions.
+//!
+//! - One accept loop per `[[listeners]]` entry, with backoff on accept errors.
+//! - Admission: a global semaphore (`max_connections`) and a per-IP count
+//!   (`max_connections_per_ip`); a connection over either cap gets
+//!   `421 4.7.0` and is closed at once, without a session task.
+//! - Graceful shutdown: when the `shutdown` future completes, stop accepting,
+//!   let sessions finish for `shutdown_grace`, then tell the rest to send
+//!   `421 4.3.2` and close (a session finishes a delivery it started first).
+//! - Reload (SIGHUP in the binary): [`Reloader::reload`] re-reads the config
+//!   file and swaps the plugin chain; sessions keep the chain they started with.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+use crate::auth::Users;
+use crate::config::{Config, ListenerMode};
+use crate::delivery::Deliverer;
+use crate::dns::ReverseDns;
+use crate::plugin::PluginHost;
+use crate::protocol::Reply;
+use crate::relay::RelayPolicy;
+use crate::session::{ListenerInfo, Session, Shared, ids};
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listeners: Vec<Bound>,
+    shared: Arc<Shared>,
+    limits: Limits,
+    grace: Duration,
+    origin: Option<PathBuf>,
+}
+
+struct Bound {
+    tcp: TcpListener,
+    addr: SocketAddr,
+    info: Arc<ListenerInfo>,
+}
+
+/// Connection caps shared by every accept loop.
+#[derive(Clone)]
+struct Limits {
+    global: Arc<Semaphore>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_ip: usize,
+}
+
+/// Held by a session for its lifetime: a global permit and an IP slot.
+struct Admission {
+    _permit: OwnedSemaphorePermit,
+    _slot: IpSlot,
+}
+
+struct IpSlot {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Limits {
+    fn admit(&self, ip: IpAddr) -> Option<Admission> {
+        let permit = self.global.clone().try_acquire_owned().ok()?;
+        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Admission {
+            _permit: permit,
+            _slot: IpSlot {
+                map: self.per_ip.clone(),
+                ip,
+            },
+        })
+    }
+}
+
+/// Re-reads the config file and swaps the plugin chain (SIGHUP).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+    origin: Option<PathBuf>,
+}
+
+impl Reloader {
+    /// Loads the plugin chain of the config file anew and swaps it in. On any
+    /// error the running chain stays and the error is returned. Only the
+    /// plugin sections take effect; other changes need a restart.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let path = self
+            .origin
+            .as_ref()
+            .context("the config was not loaded from a file: nothing to reload")?;
+        let config = Config::load(path)?;
+        let host = PluginHost::load(&config.plugin_host, &config.plugins).await?;
+        self.shared.plugins.store(host);
+        tracing::info!(plugins = config.plugins.len(), "plugin chain reloaded");
+        Ok(())
+    }
+}
+
+impl Server {
+    /// Prepares TLS, delivery and plugins and binds every listener.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let tls = crate::tls::server_config(&config.tls, &config.server.hostname)?;
+        let deliverer = Deliverer::new(&config.delivery)
+            .await
+            .context("setting up delivery")?;
+        let plugins = PluginHost::load(&config.plugin_host, &config.plugins)
+            .await
+            .context("loading plugins")?;
+        let shared = Arc::new(Shared {
+            hostname: config.server.hostname.clone(),
+            timeouts: config.timeouts.clone(),
+            relay: RelayPolicy::new(&config.relay),
+            users: Users::new(&config.auth),
+            dns: ReverseDns::new(&config.dns),
+            deliverer,
+            plugins: ArcSwap::new(plugins),
+            tls: tokio_rustls::TlsAcceptor::from(tls),
+        });
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let tcp = TcpListener::bind(l.address)
+                .await
+                .with_context(|| format!("binding {} listener {}", l.mode, l.address))?;
+            let addr = tcp.local_addr()?;
+            tracing::info!(address = %addr, mode = %l.mode, "listening");
+            listeners.push(Bound {
+                tcp,
+                addr,
+                info: Arc::new(ListenerInfo {
+                    mode: l.mode,
+                    engine: Arc::new(config.engine_config(l)),
+                }),
+            });
+        }
+        Ok(Self {
+            listeners,
+            shared,
+            limits: Limits {
+                global: Arc::new(Semaphore::new(config.server.max_connections)),
+                per_ip: Arc::new(Mutex::new(HashMap::new())),
+                max_per_ip: config.server.max_connections_per_ip,
+            },
+            grace: config.server.shutdown_grace,
+            origin: config.origin.clone(),
+        })
+    }
+
+    /// The bound addresses (useful with port 0), in config order.
+    pub fn local_addrs(&self) -> Vec<(ListenerMode, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|l| (l.info.mode, l.addr))
+            .collect()
+    }
+
+    /// A handle to reload the plugin chain while serving.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (force_tx, force_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let mut accepting = JoinSet::new();
+        for bound in self.listeners {
+            accepting.spawn(accept_loop(
+                bound,
+                self.shared.clone(),
+                self.limits.clone(),
+                stop_rx.clone(),
+                force_rx.clone(),
+                done_tx.clone(),
+            ));
+        }
+        drop(done_tx);
+
+        shutdown.await;
+        tracing::info!("shutting down: no longer accepting connections");
+        let _ = stop_tx.send(true);
+        while accepting.join_next().await.is_some() {}
+
+        if tokio::time::timeout(self.grace, done_rx.recv()).await.is_err() {
+            tracing::info!("grace period over: closing the remaining sessions");
+            let _ = force_tx.send(true);
+            if tokio::time::timeout(Duration::from_secs(30), done_rx.recv())
+                .await
+                .is_err()
+            {
+                tracing::warn!("sessions still busy after the grace period; leaving");
+            }
+        }
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+/// Binds and serves `config` until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    Server::bind(config).await?.serve(shutdown).await
+}
+
+/// As [`run`], with the process signals: SIGTERM/SIGINT shut down
+/// gracefully, SIGHUP reloads the plugin chain.
+pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let server = Server::bind(config).await?;
+    let reloader = server.reloader();
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the plugin chain");
+            if let Err(e) = reloader.reload().await {
+                tracing::error!(error = format!("{e:#}"), "reload failed; the running chain stays");
+            }
+        }
+    });
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    };
+    server.serve(shutdown).await
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn accept_loop(
+    bound: Bound,
+    shared: Arc<Shared>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+    force: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(10);
+    const MAX_BACKOFF: Duration = Duration::from_secs(1);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = wait_true(stop.clone()) => return,
+            r = bound.tcp.accept() => r,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(pair) => {
+                backoff = MIN_BACKOFF;
+                pair
+            }
+            Err(e) => {
+                // EMFILE and friends: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed; backing off {backoff:?}");
+                tokio::select! {
+                    _ = wait_true(stop.clone()) => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let local = tcp.local_addr().unwrap_or(bound.addr);
+        let Some(admission) = limits.admit(remote.ip()) else {
+            tracing::info!(%remote, "connection refused: too many connections");
+            refuse(tcp, &Reply::too_many_connections(&shared.hostname));
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let id = ids::new_id();
+        let span = tracing::info_span!("session", id = %id);
+        let session = Session::new(
+            shared.clone(),
+            bound.info.clone(),
+            tcp,
+            remote,
+            local,
+            id,
+            force.clone(),
+        );
+        let done = done.clone();
+        tokio::spawn(
+            async move {
+                session.run().await;
+                drop(admission);
+                drop(done);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Writes `reply` to a fresh connection without waiting and closes it.
+fn refuse(tcp: TcpStream, reply: &Reply) {
+    if let Ok(std) = tcp.into_std() {
+        let mut s = &std;
+        let _ = s.write(&reply.to_bytes());
+        let _ = std.shutdown(std::net::Shutdown::Write);
+    }
+}

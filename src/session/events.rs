@@ -1,0 +1,319 @@
+//! Event → plugin hook → core policy → [`Decision`], and the
+//! [`SessionContext`] bookkeeping that goes with each accepted event.
+//!
+//! The plugin chain runs first (qpsmtpd semantics): any verdict but
+//! `declined` decides. When every plugin declines, the core policy does:
+//! relay rules for RCPT, the configured users for AUTH, and the engine's
+//! defaults for everything else.
+
+use std::time::SystemTime;
+
+use crate::context::{HelloKind, Recipient, Transaction};
+use crate::delivery::Envelope;
+use crate::message::Message;
+use crate::plugin::{Hook, Verdict};
+use crate::protocol::{Decision, EnhancedCode, Event, Reply};
+
+use super::{Session, early_talker_reply, ids, received};
+
+/// The decision a verdict imposes; `None` for `declined` (core decides).
+fn verdict_decision(verdict: Verdict) -> Option<Decision> {
+    match verdict {
+        Verdict::Declined => None,
+        Verdict::Ok => Some(Decision::Default),
+        Verdict::Deny(r) | Verdict::DenySoft(r) | Verdict::Done(r) => Some(Decision::Reply(r)),
+        Verdict::DenyDisconnect(r) | Verdict::DenySoftDisconnect(r) => {
+            Some(Decision::Disconnect(r))
+        }
+    }
+}
+
+/// Whether the engine will treat the decision as acceptance.
+fn accepted(decision: &Decision) -> bool {
+    match decision {
+        Decision::Default => true,
+        Decision::Reply(r) => r.is_positive(),
+        Decision::Disconnect(_) => false,
+    }
+}
+
+/// `535 5.7.8 Authentication credentials invalid` (RFC 4954).
+fn auth_failed() -> Reply {
+    Reply::new(
+        535,
+        EnhancedCode::new(5, 7, 8),
+        "Authentication credentials invalid",
+    )
+}
+
+/// `250 2.0.0 Ok: queued as <id>`.
+fn queued_as(id: &str) -> Reply {
+    Reply::new(
+        250,
+        EnhancedCode::new(2, 0, 0),
+        format!("Ok: queued as {id}"),
+    )
+}
+
+impl Session {
+    /// Runs the hook chain for `hook`.
+    async fn hook(&mut self, hook: Hook<'_>) -> Verdict {
+        self.plugins.run(hook, &mut self.ctx).await
+    }
+
+    /// Answers one engine event.
+    pub(super) async fn handle(&mut self, event: Event) -> Decision {
+        // Any command but the message's own events ends the DATA phase.
+        if !matches!(
+            event,
+            Event::Data | Event::DataHeaders | Event::MessageComplete
+        ) {
+            self.in_data = false;
+        }
+        match event {
+            Event::Connect => self.on_connect().await,
+            Event::Helo { host } => self.on_hello(HelloKind::Helo, host).await,
+            Event::Ehlo { host } => self.on_hello(HelloKind::Ehlo, host).await,
+            Event::Mail { sender, params } => self.on_mail(sender, params).await,
+            Event::Rcpt { recipient, params } => self.on_rcpt(recipient, params).await,
+            Event::Data => {
+                let d = verdict_decision(self.hook(Hook::Data).await).unwrap_or(Decision::Default);
+                self.in_data = accepted(&d);
+                d
+            }
+            Event::DataHeaders => self.on_data_headers().await,
+            Event::MessageComplete => self.on_message_complete().await,
+            Event::Rset => {
+                // The verdict of the reset hook is informational.
+                let _ = self.hook(Hook::Reset).await;
+                self.ctx.txn = None;
+                Decision::Default
+            }
+            Event::Quit => verdict_decision(self.hook(Hook::Quit).await).unwrap_or(Decision::Default),
+            Event::Noop { arg } => {
+                verdict_decision(self.hook(Hook::Noop(&arg)).await).unwrap_or(Decision::Default)
+            }
+            Event::Vrfy { arg } => {
+                verdict_decision(self.hook(Hook::Vrfy(&arg)).await).unwrap_or(Decision::Default)
+            }
+            Event::Help { arg } => {
+                verdict_decision(self.hook(Hook::Help(&arg)).await).unwrap_or(Decision::Default)
+            }
+            Event::Unrecognized { verb, args } => {
+                verdict_decision(self.hook(Hook::Unrecognized(&verb, &args)).await)
+                    .unwrap_or(Decision::Default)
+            }
+            Event::Auth {
+                mechanism,
+                authzid,
+                username,
+                password,
+            } => self.on_auth(mechanism, authzid, username, password).await,
+        }
+    }
+
+    async fn on_connect(&mut self) -> Decision {
+        let verdict = self.hook(Hook::Connect).await;
+        let decision = match verdict {
+            // A refused connection is closed (qpsmtpd connect semantics).
+            Verdict::Deny(r) | Verdict::DenySoft(r) => Decision::Disconnect(r),
+            other => verdict_decision(other).unwrap_or(Decision::Default),
+        };
+        if matches!(decision, Decision::Disconnect(_)) {
+            return decision;
+        }
+        if self.client_talked_early().await {
+            tracing::info!("early talker refused");
+            return Decision::Disconnect(early_talker_reply());
+        }
+        decision
+    }
+
+    async fn on_hello(&mut self, kind: HelloKind, host: String) -> Decision {
+        let hook = match kind {
+            HelloKind::Ehlo => Hook::Ehlo(&host),
+            _ => Hook::Helo(&host),
+        };
+        let verdict = self.plugins.run(hook, &mut self.ctx).await;
+        let decision = verdict_decision(verdict).unwrap_or(Decision::Default);
+        if accepted(&decision) {
+            self.ctx.conn.hello = kind;
+            self.ctx.conn.hello_host = host;
+            // HELO/EHLO resets any transaction (RFC 5321 4.1.4).
+            self.ctx.txn = None;
+        }
+        decision
+    }
+
+    async fn on_mail(&mut self, sender: String, params: Vec<crate::context::Param>) -> Decision {
+        // The transaction exists while its MAIL hook runs, so plugins can
+        // read and edit the sender.
+        self.ctx.txn = Some(Transaction {
+            id: ids::new_id(),
+            sender: sender.clone(),
+            sender_params: params.clone(),
+            ..Transaction::default()
+        });
+        let verdict = self.plugins.run(Hook::Mail(&sender, &params), &mut self.ctx).await;
+        let decision = verdict_decision(verdict).unwrap_or(Decision::Default);
+        if accepted(&decision) {
+            self.smtputf8 = params.iter().any(|p| p.key.eq_ignore_ascii_case("SMTPUTF8"));
+        } else {
+            self.ctx.txn = None;
+        }
+        decision
+    }
+
+    async fn on_rcpt(&mut self, recipient: String, params: Vec<crate::context::Param>) -> Decision {
+        let verdict = self.plugins.run(Hook::Rcpt(&recipient, &params), &mut self.ctx).await;
+        let decision = match verdict_decision(verdict) {
+            Some(d) => d,
+            None => match self
+                .shared
+                .relay
+                .check_recipient(&recipient, self.ctx.conn.relay_client)
+            {
+                Ok(()) => Decision::Default,
+                Err(reply) => {
+                    tracing::info!(%recipient, "relay denied");
+                    Decision::Reply(reply)
+                }
+            },
+        };
+        if accepted(&decision) {
+            if let Some(txn) = self.ctx.txn.as_mut() {
+                txn.recipients.push(Recipient {
+                    address: recipient,
+                    params,
+                });
+            }
+        }
+        decision
+    }
+
+    async fn on_data_headers(&mut self) -> Decision {
+        let prefix = self.engine.message_so_far().to_vec();
+        self.headers_prefix_len = prefix.len();
+        if let Some(txn) = self.ctx.txn.as_mut() {
+            txn.message = Some(Message::parse(prefix));
+        }
+        verdict_decision(self.hook(Hook::DataHeaders).await).unwrap_or(Decision::Default)
+    }
+
+    async fn on_message_complete(&mut self) -> Decision {
+        self.in_data = false;
+        let full = self.engine.take_message();
+        let prefix_len = std::mem::take(&mut self.headers_prefix_len);
+        let Some(txn) = self.ctx.txn.as_mut() else {
+            tracing::warn!("message complete without a transaction");
+            return Decision::Reply(Reply::local_error());
+        };
+        let message = match txn.message.take() {
+            Some(mut m) if prefix_len <= full.len() => {
+                m.append_body(&full[prefix_len..]);
+                m
+            }
+            _ => Message::parse(full),
+        };
+        txn.message = Some(message);
+
+        let decision = self.deliver().await;
+        self.ctx.txn = None;
+        self.smtputf8 = false;
+        decision
+    }
+
+    /// data-post and queue hooks, then the Received header and delivery.
+    async fn deliver(&mut self) -> Decision {
+        if let Some(d) = verdict_decision(self.hook(Hook::DataPost).await) {
+            if !matches!(d, Decision::Default) {
+                return d;
+            }
+        }
+        let id = self.ctx.txn.as_ref().map(|t| t.id.clone()).unwrap_or_default();
+        match self.hook(Hook::Queue).await {
+            Verdict::Declined => {}
+            Verdict::Ok => {
+                tracing::info!(%id, "queued by a plugin");
+                return Decision::Reply(queued_as(&id));
+            }
+            other => return verdict_decision(other).unwrap_or(Decision::Default),
+        }
+        let Some(txn) = self.ctx.txn.as_ref() else {
+            return Decision::Reply(Reply::local_error());
+        };
+        if txn.recipients.is_empty() {
+            return Decision::Reply(Reply::new(
+                554,
+                EnhancedCode::new(5, 5, 1),
+                "No valid recipients",
+            ));
+        }
+        let envelope = Envelope {
+            id: txn.id.clone(),
+            sender: txn.sender.clone(),
+            recipients: txn.recipients.clone(),
+        };
+        let header = received::received_header(
+            &self.ctx,
+            &self.shared.hostname,
+            &envelope.id,
+            self.smtputf8,
+            SystemTime::now(),
+        );
+        let Some(message) = txn.message.as_ref() else {
+            return Decision::Reply(Reply::local_error());
+        };
+        let body = message.to_bytes();
+        let reply = self
+            .shared
+            .deliverer
+            .deliver(&envelope, &[&header, &body])
+            .await;
+        tracing::info!(
+            id = %envelope.id,
+            from = %envelope.sender,
+            recipients = envelope.recipients.len(),
+            size = body.len(),
+            code = reply.code,
+            "message delivered"
+        );
+        Decision::Reply(reply)
+    }
+
+    async fn on_auth(
+        &mut self,
+        mechanism: String,
+        authzid: String,
+        username: String,
+        password: String,
+    ) -> Decision {
+        let verdict = self
+            .plugins
+            .run(
+                Hook::Auth(&mechanism, &authzid, &username, &password),
+                &mut self.ctx,
+            )
+            .await;
+        let decision = match verdict_decision(verdict) {
+            Some(d) => d,
+            None => {
+                // No proxy authentication: authzid must be empty or the user.
+                let proxy = !authzid.is_empty() && authzid != username;
+                if !proxy && self.shared.users.verify(&username, &password).await {
+                    Decision::Default
+                } else {
+                    Decision::Reply(auth_failed())
+                }
+            }
+        };
+        if accepted(&decision) {
+            tracing::info!(user = %username, %mechanism, "authenticated");
+            self.ctx.conn.auth_user = Some(username);
+            self.ctx.conn.relay_client = true;
+        } else {
+            tracing::info!(user = %username, %mechanism, "authentication failed");
+        }
+        decision
+    }
+}

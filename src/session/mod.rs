@@ -1,0 +1,388 @@
+//! The per-connection driver: the thin tokio loop around the sans-IO
+//! [`Engine`].
+//!
+//! ```text
+//!  poll() ─▶ NeedInput ─▶ flush queued replies in one write, read (timeouts) ─▶ receive()
+//!        ─▶ Event     ─▶ plugin chain ─▶ core policy ─▶ decide()     (events.rs)
+//!        ─▶ StartTls  ─▶ flush the 220, TLS handshake ─▶ tls_established()
+//!        ─▶ Close     ─▶ flush, close
+//! ```
+//!
+//! Timeouts: a command must be complete within `[timeouts] command` of the
+//! previous one (a client dripping bytes does not extend it); during DATA
+//! each read must come within `data_block`; TLS handshakes within
+//! `tls_handshake`; and the whole session ends at `session`, whatever the
+//! client does. Expiry sends `421 4.4.2` and closes. A forced shutdown
+//! (after the grace period) sends `421 4.3.2` at the next read; a session
+//! never abandons a message it is delivering.
+
+mod events;
+pub mod ids;
+pub mod received;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Users;
+use crate::config::{ListenerMode, TimeoutsConfig};
+use crate::context::{Connection, SessionContext};
+use crate::delivery::Deliverer;
+use crate::dns::ReverseDns;
+use crate::plugin::{Hook, PluginHost, PluginSession};
+use crate::protocol::{Action, Engine, EngineConfig, EnhancedCode, Reply};
+use crate::relay::RelayPolicy;
+
+pub use stream::Stream;
+
+/// What every session of the server shares.
+pub struct Shared {
+    /// Our host name (greeting, Received, 421 texts).
+    pub hostname: String,
+    /// `[timeouts]`.
+    pub timeouts: TimeoutsConfig,
+    /// Core relay policy.
+    pub relay: RelayPolicy,
+    /// Users for AUTH when no plugin decides.
+    pub users: Users,
+    /// Reverse DNS (disabled without a configured resolver).
+    pub dns: ReverseDns,
+    /// Where accepted messages go.
+    pub deliverer: Deliverer,
+    /// The current plugin chain; swapped whole on reload, sessions keep the
+    /// chain they started with.
+    pub plugins: ArcSwap<PluginHost>,
+    /// TLS for STARTTLS and smtps.
+    pub tls: TlsAcceptor,
+}
+
+/// What a session knows about the listener it came in on.
+#[derive(Debug)]
+pub struct ListenerInfo {
+    /// The listener mode.
+    pub mode: ListenerMode,
+    /// Engine settings for this listener.
+    pub engine: Arc<EngineConfig>,
+}
+
+/// Why reading stopped.
+enum ReadStop {
+    /// The client closed the connection (or it broke).
+    Closed,
+    /// A timeout or the session deadline expired.
+    Timeout,
+    /// The server is shutting down and the grace period is over.
+    Shutdown,
+}
+
+/// One SMTP session from accept to close.
+pub struct Session {
+    shared: Arc<Shared>,
+    listener: Arc<ListenerInfo>,
+    stream: Stream,
+    engine: Engine,
+    ctx: SessionContext,
+    plugins: PluginSession,
+    /// True (sent once) when the grace period is over: 421 at the next read.
+    force_close: watch::Receiver<bool>,
+    /// The whole-session deadline.
+    session_deadline: Instant,
+    /// When the command being received must be complete.
+    command_deadline: Instant,
+    /// Between an accepted DATA/BDAT and the end of the message.
+    in_data: bool,
+    /// Bytes of the message already parsed at the data-headers hook.
+    headers_prefix_len: usize,
+    /// The transaction's MAIL had SMTPUTF8 (for the Received protocol name).
+    smtputf8: bool,
+    /// Read buffer.
+    buf: Box<[u8]>,
+}
+
+impl Session {
+    /// A session for an accepted connection.
+    pub fn new(
+        shared: Arc<Shared>,
+        listener: Arc<ListenerInfo>,
+        tcp: TcpStream,
+        remote: SocketAddr,
+        local: SocketAddr,
+        id: String,
+        force_close: watch::Receiver<bool>,
+    ) -> Self {
+        let now = Instant::now();
+        let implicit_tls = listener.mode == ListenerMode::Smtps;
+        let engine = Engine::new(listener.engine.clone(), implicit_tls);
+        let mut conn = Connection::new(id, remote, local);
+        conn.relay_client = shared.relay.is_relay_network(remote.ip());
+        let ctx = SessionContext {
+            conn,
+            txn: None,
+            max_message_size: listener.engine.max_message_size,
+        };
+        let plugins = shared.plugins.load_full().session();
+        Self {
+            session_deadline: now + shared.timeouts.session,
+            command_deadline: now + shared.timeouts.command,
+            shared,
+            listener,
+            stream: Stream::Plain(tcp),
+            engine,
+            ctx,
+            plugins,
+            force_close,
+            in_data: false,
+            headers_prefix_len: 0,
+            smtputf8: false,
+            buf: vec![0u8; 16 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// Runs the session to its end (the caller wraps it in the session span).
+    pub async fn run(mut self) {
+        tracing::info!(
+            remote = %self.ctx.conn.remote,
+            local = %self.ctx.conn.local,
+            mode = %self.listener.mode,
+            "connected"
+        );
+        if self.listener.mode == ListenerMode::Smtps && !self.handshake().await {
+            self.finish().await;
+            return;
+        }
+        if self.shared.dns.enabled() {
+            let lookup = self.shared.dns.lookup(self.ctx.conn.remote.ip());
+            self.ctx.conn.remote_host =
+                tokio::time::timeout_at(self.session_deadline, lookup).await.ok().flatten();
+        }
+        self.drive().await;
+        self.finish().await;
+    }
+
+    /// The engine loop.
+    async fn drive(&mut self) {
+        loop {
+            match self.engine.poll() {
+                Action::NeedInput => {
+                    if !self.flush().await {
+                        return;
+                    }
+                    match self.read().await {
+                        Ok(n) => {
+                            let bytes = &self.buf[..n];
+                            self.engine.receive(bytes);
+                        }
+                        Err(ReadStop::Closed) => return,
+                        Err(ReadStop::Timeout) => {
+                            tracing::info!("timeout");
+                            let reply = Reply::timeout(&self.shared.hostname);
+                            self.write_reply(&reply).await;
+                            return;
+                        }
+                        Err(ReadStop::Shutdown) => {
+                            tracing::info!("closing for shutdown");
+                            let reply = Reply::shutting_down(&self.shared.hostname);
+                            self.write_reply(&reply).await;
+                            return;
+                        }
+                    }
+                }
+                Action::Event(event) => {
+                    let decision = self.handle(event).await;
+                    self.engine.decide(decision);
+                    // A whole command arrived: the next one gets a fresh allowance.
+                    self.command_deadline = Instant::now() + self.shared.timeouts.command;
+                }
+                Action::StartTls => {
+                    if !self.flush().await || !self.handshake().await {
+                        return;
+                    }
+                    self.engine.tls_established();
+                    self.after_tls();
+                    self.command_deadline = Instant::now() + self.shared.timeouts.command;
+                }
+                Action::Close => {
+                    self.flush().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After STARTTLS: RFC 3207 4.2, forget everything learnt before.
+    fn after_tls(&mut self) {
+        let conn = &mut self.ctx.conn;
+        conn.tls = self.stream.tls_info();
+        conn.hello = crate::context::HelloKind::None;
+        conn.hello_host.clear();
+        conn.auth_user = None;
+        conn.relay_client = self.shared.relay.is_relay_network(conn.remote.ip());
+        self.ctx.txn = None;
+        self.in_data = false;
+    }
+
+    /// The TLS handshake (STARTTLS or implicit); false if it failed.
+    async fn handshake(&mut self) -> bool {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            tracing::warn!("TLS requested on a stream that is not plain TCP");
+            return false;
+        };
+        let deadline = self
+            .session_deadline
+            .min(Instant::now() + self.shared.timeouts.tls_handshake);
+        match tokio::time::timeout_at(deadline, self.shared.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                let info = self.stream.tls_info();
+                if let Some(info) = &info {
+                    tracing::info!(protocol = %info.protocol, cipher = %info.cipher, "TLS established");
+                }
+                self.ctx.conn.tls = info;
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timeout");
+                false
+            }
+        }
+    }
+
+    /// Writes every queued reply in one write; false if the client is gone.
+    async fn flush(&mut self) -> bool {
+        let deadline = self
+            .session_deadline
+            .min(Instant::now() + self.shared.timeouts.command);
+        let ok = {
+            let Self { engine, stream, .. } = self;
+            let out = engine.output();
+            if out.is_empty() {
+                true
+            } else {
+                let write = async {
+                    stream.write_all(out).await?;
+                    stream.flush().await
+                };
+                match tokio::time::timeout_at(deadline, write).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "write failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::info!("write timeout");
+                        false
+                    }
+                }
+            }
+        };
+        self.engine.clear_output();
+        ok
+    }
+
+    /// Writes one reply of the driver's own (timeouts, shutdown), best effort.
+    async fn write_reply(&mut self, reply: &Reply) {
+        let bytes = reply.to_bytes();
+        let write = async {
+            self.stream.write_all(&bytes).await?;
+            self.stream.flush().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
+    }
+
+    /// Reads some bytes, within the current phase's deadline.
+    async fn read(&mut self) -> Result<usize, ReadStop> {
+        let now = Instant::now();
+        let phase = if self.in_data {
+            now + self.shared.timeouts.data_block
+        } else {
+            self.command_deadline
+        };
+        let deadline = phase.min(self.session_deadline);
+        if *self.force_close.borrow() {
+            return Err(ReadStop::Shutdown);
+        }
+        let force = self.force_close.clone();
+        tokio::select! {
+            biased;
+            _ = wait_true(force) => Err(ReadStop::Shutdown),
+            r = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)) => match r {
+                Ok(Ok(0)) => Err(ReadStop::Closed),
+                Ok(Ok(n)) => Ok(n),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    Err(ReadStop::Closed)
+                }
+                Err(_) => Err(ReadStop::Timeout),
+            },
+        }
+    }
+
+    /// Early-talker check before the greeting: waits `greeting_delay`
+    /// watching the socket, or (delay 0) looks at what already arrived.
+    /// True if the client spoke first.
+    async fn client_talked_early(&mut self) -> bool {
+        let delay = self.shared.timeouts.greeting_delay;
+        let Stream::Plain(tcp) = &self.stream else {
+            return false;
+        };
+        if !delay.is_zero() {
+            let mut one = [0u8; 1];
+            let waited = tokio::time::timeout(delay, tcp.peek(&mut one)).await;
+            return matches!(waited, Ok(Ok(n)) if n > 0);
+        }
+        matches!(self.stream.peek_now(), Ok(Some(n)) if n > 0)
+    }
+
+    /// Disconnect hook, then a graceful close.
+    async fn finish(&mut self) {
+        let _ = self.plugins.run(Hook::Disconnect, &mut self.ctx).await;
+        close_gracefully(&mut self.stream).await;
+        tracing::info!("disconnected");
+    }
+}
+
+/// `554 5.5.1` for a client that talked before the greeting.
+pub fn early_talker_reply() -> Reply {
+    Reply::new(
+        554,
+        EnhancedCode::new(5, 5, 1),
+        "Protocol error: client sent data before the greeting",
+    )
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        // The server side is gone: never fire.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Shuts our side down, then reads and discards what the client still
+/// sends (bounded in time and size), so closing does not reset the
+/// connection and destroy our last reply before the client has read it.
+async fn close_gracefully(stream: &mut Stream) {
+    let drain = async {
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut total = 0usize;
+        while total < 1 << 20 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}

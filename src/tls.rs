@@ -1,0 +1,129 @@
+//! TLS for the listeners: the rustls server config from PEM files, or from a
+//! self-signed certificate generated at start (rcgen) when none is
+//! configured, and the [`TlsInfo`] facts of an established session.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConnection;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsConfig;
+use crate::context::TlsInfo;
+
+/// A certificate or key that could not be loaded; names the config key.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TlsError {
+    key: &'static str,
+    message: String,
+}
+
+impl TlsError {
+    /// The config key the error is about (`tls.cert` or `tls.key`).
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+}
+
+/// A certificate chain and its private key.
+pub type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Loads a PEM certificate chain and private key, and checks they match.
+pub fn load_pem(cert: &Path, key: &Path) -> Result<CertAndKey, TlsError> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError {
+            key: "tls.cert",
+            message: format!("cannot read certificate {}: {e}", cert.display()),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError {
+            key: "tls.cert",
+            message: format!("no certificate found in {}", cert.display()),
+        });
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError {
+        key: "tls.key",
+        message: format!("cannot read private key {}: {e}", key.display()),
+    })?;
+    // Building a config checks that the key is usable and matches the certificate.
+    build(certs.clone(), private.clone_key()).map_err(|e| TlsError {
+        key: "tls.key",
+        message: format!("{} does not fit {}: {e}", key.display(), cert.display()),
+    })?;
+    Ok((certs, private))
+}
+
+/// Generates a self-signed certificate for `names`.
+pub fn self_signed(names: &[String]) -> anyhow::Result<CertAndKey> {
+    let ck = rcgen::generate_simple_self_signed(names.to_vec())?;
+    let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("generated key: {e}"))?;
+    Ok((vec![ck.cert.der().clone()], key))
+}
+
+fn build(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+}
+
+/// The server TLS config for `[tls]`: the configured files, or a fresh
+/// self-signed certificate for `self_signed_names` (default: `hostname`).
+pub fn server_config(tls: &TlsConfig, hostname: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (certs, key) = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => load_pem(cert, key)?,
+        _ => {
+            let names = if tls.self_signed_names.is_empty() {
+                vec![hostname.to_string()]
+            } else {
+                tls.self_signed_names.clone()
+            };
+            tracing::info!(?names, "no [tls] certificate configured: using a self-signed one");
+            self_signed(&names)?
+        }
+    };
+    Ok(Arc::new(build(certs, key)?))
+}
+
+/// Protocol, cipher and SNI of an established server session.
+pub fn tls_info(conn: &ServerConnection) -> TlsInfo {
+    let protocol = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => "unknown".to_string(),
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map_or_else(|| "unknown".to_string(), |s| format!("{:?}", s.suite()));
+    TlsInfo {
+        protocol,
+        cipher,
+        sni: conn.server_name().map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_builds_a_config() {
+        let cfg = server_config(&TlsConfig::default(), "mx.example.test").unwrap();
+        assert!(Arc::strong_count(&cfg) == 1);
+    }
+
+    #[test]
+    fn missing_files_name_the_key() {
+        let e = load_pem(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem")).unwrap_err();
+        assert_eq!(e.key(), "tls.cert");
+        assert!(e.to_string().contains("/nonexistent/c.pem"));
+    }
+}
