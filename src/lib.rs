@@ -13,6 +13,7 @@
 //! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
+//! - [`queue`]: store-and-forward: durable spool, retries, bounces, queue admin.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod message;
 pub mod plugin;
 pub mod protocol;
+pub mod queue;
 pub mod relay;
 pub mod server;
 pub mod session;

@@ -1,17 +1,40 @@
-//! Delivery of accepted messages: Maildir, synchronous forward (and the
-//! spool, in `queue`).
+//! Delivery of accepted messages: Maildir, synchronous forward, and the
+//! durable spool (store-and-forward, in [`crate::queue`]).
 //!
-//! SKELETON: the public surface the driver calls.
+//! The driver calls [`Deliverer::deliver`] once per accepted message with
+//! the envelope and the message as parts (the Received header, then the
+//! message; CRLF line endings, already dot-unstuffed). The returned reply is
+//! what the client gets, and a 250 is a promise:
+//!
+//! | mode | 250 means |
+//! |---|---|
+//! | `maildir` | the file is fsynced and renamed into `new/`, and `new/` is fsynced ([`maildir`]) |
+//! | `forward` | the upstream accepted the message for every recipient ([`forward`]) |
+//! | `store-and-forward` | message and envelope are fsynced in the spool ([`crate::queue`]) |
+//!
+//! # Layout
+//! - [`config`]: `[delivery]` and its sub-tables.
+//! - [`maildir`]: the Maildir writer.
+//! - [`client`]: our SMTP client (pipelining, STARTTLS policy, dot-stuffing).
+//! - [`forward`]: the upstream connection pool and the verdict mapping.
+//! - [`util`]: host name, unique names, blocking-fs glue.
 
-use serde::Deserialize;
+pub mod client;
+pub mod config;
+pub mod forward;
+pub mod maildir;
+pub mod util;
+
+use std::sync::Arc;
+
+pub use config::{DeliveryConfig, DeliveryMode, ForwardConfig, SpoolConfig, TlsPolicy};
 
 use crate::context::Recipient;
-use crate::protocol::Reply;
-
-/// `[delivery]` settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveryConfig {}
+use crate::protocol::{EnhancedCode, Reply};
+use crate::queue::{DeliveryReport, Queue};
+use client::RcptMode;
+use forward::UpstreamPool;
+use maildir::Maildir;
 
 /// Envelope of a message to deliver.
 #[derive(Debug, Clone)]
@@ -24,20 +47,119 @@ pub struct Envelope {
     pub recipients: Vec<Recipient>,
 }
 
+/// The backend chosen by `[delivery] mode`.
+#[derive(Debug)]
+enum Backend {
+    Maildir(Maildir),
+    Forward(Arc<UpstreamPool>),
+    Spool(Queue),
+}
+
 /// Delivers accepted messages according to the config.
 #[derive(Debug)]
-pub struct Deliverer {}
+pub struct Deliverer {
+    backend: Backend,
+}
 
 impl Deliverer {
-    /// Builds the deliverer (creates directories, opens nothing yet).
-    pub async fn new(_config: &DeliveryConfig) -> anyhow::Result<Self> {
-        Ok(Self {})
+    /// Builds the deliverer: creates directories, loads TLS roots and, in
+    /// `store-and-forward`, recovers the spool and starts the delivery
+    /// workers (needs a tokio runtime). Upstream connections open lazily.
+    pub async fn new(config: &DeliveryConfig) -> anyhow::Result<Self> {
+        let backend = match config.mode {
+            DeliveryMode::Maildir => Backend::Maildir(Maildir::open(&config.maildir).map_err(|e| {
+                anyhow::anyhow!(
+                    "delivery.maildir: cannot create {}: {e}",
+                    config.maildir.display()
+                )
+            })?),
+            DeliveryMode::Forward => Backend::Forward(Arc::new(UpstreamPool::new(&config.forward)?)),
+            DeliveryMode::StoreAndForward => Backend::Spool(Queue::start(config).await?),
+        };
+        Ok(Self { backend })
     }
 
     /// Delivers one message, given as consecutive parts (e.g. the Received
     /// header, then the message). The reply is what the client gets: 250
     /// only once the message is safe (fsynced, or accepted upstream).
-    pub async fn deliver(&self, _envelope: &Envelope, _parts: &[&[u8]]) -> Reply {
-        Reply::local_error()
+    pub async fn deliver(&self, envelope: &Envelope, parts: &[&[u8]]) -> Reply {
+        if envelope.recipients.is_empty() {
+            return Reply::new(554, EnhancedCode::new(5, 5, 1), "No valid recipients");
+        }
+        match &self.backend {
+            Backend::Maildir(m) => match m.deliver(parts).await {
+                Ok(path) => {
+                    tracing::info!(id = %envelope.id, path = %path.display(), "delivered to maildir");
+                    queued(&envelope.id)
+                }
+                Err(e) => {
+                    tracing::error!(id = %envelope.id, error = %e, "maildir delivery failed");
+                    Reply::local_error()
+                }
+            },
+            Backend::Forward(pool) => {
+                let rcpts: Vec<&str> = envelope
+                    .recipients
+                    .iter()
+                    .map(|r| r.address.as_str())
+                    .collect();
+                match pool
+                    .send(&envelope.sender, &rcpts, parts, RcptMode::AllOrNothing)
+                    .await
+                {
+                    Ok((outcome, upstream)) => {
+                        let reply = forward::verdict(&outcome, &rcpts, &envelope.id);
+                        tracing::info!(id = %envelope.id, %upstream, reply = %reply, "forwarded");
+                        reply
+                    }
+                    Err(e) => {
+                        tracing::warn!(id = %envelope.id, error = %e, "forward failed");
+                        forward::error_reply(&e)
+                    }
+                }
+            }
+            Backend::Spool(q) => q.enqueue(envelope, parts).await,
+        }
     }
+
+    /// Delivery outcome reports (store-and-forward only): one per recipient
+    /// and attempt, for the plugin host's `delivery` hook.
+    pub fn subscribe_reports(&self) -> Option<tokio::sync::broadcast::Receiver<DeliveryReport>> {
+        match &self.backend {
+            Backend::Spool(q) => Some(q.subscribe()),
+            _ => None,
+        }
+    }
+
+    /// The spool, in store-and-forward mode.
+    pub fn queue(&self) -> Option<&Queue> {
+        match &self.backend {
+            Backend::Spool(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// Upstream connections opened so far (forward mode; for tests and metrics).
+    pub fn upstream_connections_opened(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Forward(p) => Some(p.connections_opened()),
+            Backend::Spool(q) => Some(q.pool().connections_opened()),
+            Backend::Maildir(_) => None,
+        }
+    }
+
+    /// Graceful stop: QUIT pooled upstream connections, stop the spool
+    /// workers (spooled messages stay for the next start).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Forward(p) => p.close().await,
+            Backend::Spool(q) => q.shutdown().await,
+            Backend::Maildir(_) => {}
+        }
+    }
+}
+
+/// `250 2.0.0 Ok: queued as <id>`.
+pub fn queued(id: &str) -> Reply {
+    Reply::new(250, EnhancedCode::new(2, 0, 0), format!("Ok: queued as {id}"))
 }

@@ -1,0 +1,264 @@
+//! Synchronous forwarding: the client gets the upstream's verdict.
+//!
+//! # Connections
+//! [`UpstreamPool`] keeps up to `pool_size` idle connections and reuses them
+//! across messages (RSET before each further transaction, pipelined with the
+//! envelope when the upstream supports PIPELINING). A pooled connection that
+//! turns out dead (closed by the upstream, timed out) before the message was
+//! sent is dropped and the message goes over another pooled or a fresh
+//! connection, transparently. Fresh connections try `upstreams` in order:
+//! the next one when a connection, greeting, EHLO or required STARTTLS
+//! fails. Idle connections older than `idle_timeout` or having carried
+//! `max_messages_per_connection` messages are closed with QUIT.
+//!
+//! # Verdict mapping (what the client of the gateway is told)
+//! - every recipient accepted and the message accepted: `250 2.0.0 Ok: queued
+//!   as <our id> (upstream: <its reply>)`;
+//! - MAIL refused: the upstream's code and enhanced code, with its text;
+//! - some recipients refused, others accepted: the message is **not** sent
+//!   (accepting it for some recipients only would either lose mail for the
+//!   refused ones or, when the client retries the whole message, duplicate
+//!   it for the others). The transaction is abandoned (RSET before the next
+//!   one on that connection, or the connection is closed when the upstream
+//!   already said 354 to a pipelined DATA) and the client gets `451 4.x.x`
+//!   naming the first refused recipient. Only when every recipient was
+//!   refused permanently is the reply a 5xx (the first refusal);
+//! - DATA or the final dot refused: the upstream's code;
+//! - no upstream reachable, or TLS required and unavailable: `451 4.4.1`
+//!   (`4.7.5` for TLS);
+//! - connection lost after the message was sent: `451 4.4.2` — the outcome is
+//!   unknown, so the client retries (a duplicate is possible, a loss is not).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::client::{ClientError, ClientSettings, RcptMode, SmtpClient, TxnOutcome};
+use super::config::{ForwardConfig, TlsPolicy};
+use crate::protocol::{EnhancedCode, Reply};
+
+#[derive(Debug)]
+struct Idle {
+    client: SmtpClient,
+    since: Instant,
+}
+
+/// Pool of reusable connections to the upstreams, with failover.
+#[derive(Debug)]
+pub struct UpstreamPool {
+    upstreams: Vec<SocketAddr>,
+    settings: Arc<ClientSettings>,
+    idle: Mutex<Vec<Idle>>,
+    pool_size: usize,
+    idle_timeout: Duration,
+    max_messages: u32,
+    connections_opened: AtomicU64,
+}
+
+impl UpstreamPool {
+    /// Builds the pool (connects lazily).
+    pub fn new(config: &ForwardConfig) -> anyhow::Result<Self> {
+        if config.upstreams.is_empty() {
+            anyhow::bail!("delivery.forward.upstreams: at least one upstream (IP:port) is needed");
+        }
+        Ok(Self {
+            upstreams: config.upstreams.clone(),
+            settings: Arc::new(ClientSettings::from_config(config)?),
+            idle: Mutex::new(Vec::new()),
+            pool_size: config.pool_size,
+            idle_timeout: config.idle_timeout,
+            max_messages: config.max_messages_per_connection.max(1),
+            connections_opened: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections opened so far (for tests and metrics).
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    fn take_idle(&self) -> Option<SmtpClient> {
+        let mut expired = Vec::new();
+        let found = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                match idle.pop() {
+                    None => break None,
+                    Some(i) if i.since.elapsed() > self.idle_timeout => expired.push(i.client),
+                    Some(i) => break Some(i.client),
+                }
+            }
+        };
+        for c in expired {
+            close_in_background(c);
+        }
+        found
+    }
+
+    fn put_back(&self, client: SmtpClient) {
+        if !client.reusable() || client.messages() >= self.max_messages {
+            close_in_background(client);
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.pool_size {
+            idle.push(Idle {
+                client,
+                since: Instant::now(),
+            });
+        } else {
+            drop(idle);
+            close_in_background(client);
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SmtpClient, ClientError> {
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        match SmtpClient::connect(addr, self.settings.clone(), true).await {
+            Err(ClientError::TlsHandshake(e)) if self.settings.tls == TlsPolicy::Opportunistic => {
+                tracing::warn!(upstream = %addr, error = %e, "opportunistic STARTTLS failed; retrying in plaintext");
+                self.connections_opened.fetch_add(1, Ordering::Relaxed);
+                SmtpClient::connect(addr, self.settings.clone(), false).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends one message over a pooled or fresh connection (see the module
+    /// doc for reuse and failover). Returns the replies and the upstream used.
+    pub async fn send(
+        &self,
+        sender: &str,
+        recipients: &[&str],
+        parts: &[&[u8]],
+        mode: RcptMode,
+    ) -> Result<(TxnOutcome, SocketAddr), ClientError> {
+        while let Some(mut c) = self.take_idle() {
+            match c.send(sender, recipients, parts, mode).await {
+                Ok(o) => {
+                    let peer = c.peer();
+                    self.put_back(c);
+                    return Ok((o, peer));
+                }
+                Err(e) if e.retry_safe() => {
+                    tracing::debug!(upstream = %c.peer(), error = %e, "pooled connection unusable; trying another");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut last = None;
+        for &addr in &self.upstreams {
+            let mut c = match self.connect(addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(upstream = %addr, error = %e, "upstream unavailable");
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match c.send(sender, recipients, parts, mode).await {
+                Ok(o) => {
+                    self.put_back(c);
+                    return Ok((o, addr));
+                }
+                Err(e) if e.retry_safe() => {
+                    tracing::warn!(upstream = %addr, error = %e, "upstream failed before the message was sent");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Lost {
+            stage: "connect",
+            reason: "no upstream configured".into(),
+        }))
+    }
+
+    /// Closes every idle connection with QUIT.
+    pub async fn close(&self) {
+        let all: Vec<Idle> = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        for mut i in all {
+            i.client.quit().await;
+        }
+    }
+}
+
+fn close_in_background(mut client: SmtpClient) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move { client.quit().await });
+    }
+}
+
+/// The reply for a connection-level failure.
+pub fn error_reply(e: &ClientError) -> Reply {
+    match e {
+        ClientError::TlsUnavailable(_) | ClientError::TlsHandshake(_) => Reply::new(
+            451,
+            EnhancedCode::new(4, 7, 5),
+            "Upstream TLS unavailable; try again later",
+        ),
+        ClientError::LostAfterData(_) => Reply::new(
+            451,
+            EnhancedCode::new(4, 4, 2),
+            "Connection to upstream lost after the message was sent; try again later",
+        ),
+        ClientError::Refused(r) if r.is_permanent() => Reply::new(
+            451,
+            EnhancedCode::new(4, 4, 1),
+            format!("Upstream refused the session ({}); try again later", r.code),
+        ),
+        _ => Reply::new(
+            451,
+            EnhancedCode::new(4, 4, 1),
+            "Upstream unavailable; try again later",
+        ),
+    }
+}
+
+/// Maps the upstream's replies to the one reply our client gets (see the
+/// module doc).
+pub fn verdict(outcome: &TxnOutcome, recipients: &[&str], queue_id: &str) -> Reply {
+    if !outcome.mail.is_success() {
+        return outcome.mail.relayed("MAIL");
+    }
+    let refused: Vec<(usize, &super::client::UpstreamReply)> = outcome
+        .rcpts
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_success())
+        .collect();
+    if let Some(&(i, first)) = refused.first() {
+        let who = recipients.get(i).copied().unwrap_or("?");
+        if refused.len() == recipients.len() && refused.iter().all(|(_, r)| r.is_permanent()) {
+            return first.relayed(&format!("RCPT <{who}>"));
+        }
+        let e = first.enhanced_or_default();
+        return Reply::new(
+            451,
+            EnhancedCode::new(4, e.subject, e.detail),
+            format!(
+                "Upstream refused recipient <{who}> ({}); message not accepted for any recipient, try again later",
+                first.one_line().chars().filter(|c| !c.is_control()).take(300).collect::<String>()
+            ),
+        );
+    }
+    match &outcome.data {
+        Some(r) if r.is_success() => {
+            let up: String = r
+                .one_line()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            Reply::new(
+                250,
+                EnhancedCode::new(2, 0, 0),
+                format!("Ok: queued as {queue_id} (upstream: {up})"),
+            )
+        }
+        Some(r) => r.relayed("DATA"),
+        None => Reply::local_error(),
+    }
+}

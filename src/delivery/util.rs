@@ -1,0 +1,63 @@
+//! Small helpers shared by delivery and the queue: host name, random
+//! numbers for unique names, blocking-fs glue.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+
+/// The machine's host name (`gethostname(2)`), or `localhost` when unknown.
+/// Computed once.
+pub fn hostname() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname
+        // writes at most that many and we stop at the first NUL.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc != 0 {
+            return "localhost".to_string();
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            "localhost".to_string()
+        } else {
+            name
+        }
+    })
+}
+
+/// A random 64-bit number (SipHash keyed by the process-random
+/// `RandomState`, mixed with a counter); good for unique names, not for
+/// cryptography.
+pub fn random_u64() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = STATE.get_or_init(Default::default).build_hasher();
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// Runs a blocking closure on tokio's blocking pool; a panicked or
+/// cancelled task becomes an I/O error.
+pub async fn blocking<T, F>(f: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> std::io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(std::io::Error::other(format!("blocking task failed: {e}"))),
+    }
+}
+
+/// fsyncs a directory so the entries created or renamed in it are durable.
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,301 @@
+//! Queue administration: `wasmtp queue list|show ID|flush|delete ID [--json]`.
+//!
+//! Works while the gateway runs:
+//! - `list` and `show` read the spool directory directly (message files are
+//!   immutable once committed and state files are replaced atomically, so
+//!   a reader never sees a torn file). They also work with the gateway
+//!   stopped.
+//! - `flush` and `delete` talk to the running gateway over the unix socket
+//!   `<spool>/control.sock` (mode 0600; one JSON request line, one JSON
+//!   answer line), so the scheduler's in-memory state stays right. With no
+//!   gateway listening, `delete` removes the files itself and `flush` says
+//!   there is nothing to flush (every message is tried at start).
+//!
+//! The socket also guards the spool: a gateway refuses to start on a spool
+//! whose socket answers (another instance would deliver the same messages).
+//!
+//! The server's CLI wires this as a subcommand: `QueueArgs` is a clap
+//! `Args` struct, and [`queue_command`] runs it against the `[delivery]`
+//! section of the loaded config.
+
+use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+use super::Shared;
+use super::spool::{self, SpoolDirs};
+use crate::delivery::DeliveryConfig;
+
+/// `wasmtp queue ...` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueArgs {
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: QueueCommand,
+}
+
+/// Queue subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum QueueCommand {
+    /// List spooled messages with their recipients' status.
+    List,
+    /// Show one message: envelope, delivery state and header.
+    Show {
+        /// Queue id.
+        id: String,
+    },
+    /// Retry every deferred message now.
+    Flush,
+    /// Remove a message from the spool without delivering it.
+    Delete {
+        /// Queue id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Request {
+    Flush,
+    Delete { id: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Response {
+    ok: bool,
+    #[serde(default)]
+    count: usize,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Binds `control.sock`; fails when another gateway answers on it.
+pub(super) fn bind(dirs: &SpoolDirs) -> anyhow::Result<UnixListener> {
+    let path = dirs.control_socket();
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            anyhow::bail!(
+                "spool {} is in use by another running gateway",
+                dirs.root.display()
+            );
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let l = UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Answers admin requests until aborted.
+pub(super) async fn serve(shared: Arc<Shared>, listener: UnixListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), async move {
+                let (r, mut w) = stream.into_split();
+                let mut line = String::new();
+                let mut r = tokio::io::BufReader::new(r).take(4096);
+                use tokio::io::AsyncReadExt as _;
+                if r.read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let resp = match serde_json::from_str::<Request>(&line) {
+                    Ok(Request::Flush) => Response {
+                        ok: true,
+                        count: shared.flush(),
+                        error: None,
+                    },
+                    Ok(Request::Delete { id }) if spool::is_safe_id(&id) => {
+                        let found = shared.clone().delete(id).await;
+                        Response {
+                            ok: found,
+                            count: usize::from(found),
+                            error: (!found).then(|| "no such message".to_string()),
+                        }
+                    }
+                    Ok(Request::Delete { .. }) => Response {
+                        ok: false,
+                        count: 0,
+                        error: Some("invalid queue id".into()),
+                    },
+                    Err(e) => Response {
+                        ok: false,
+                        count: 0,
+                        error: Some(format!("bad request: {e}")),
+                    },
+                };
+                let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+                out.push(b'\n');
+                let _ = w.write_all(&out).await;
+            })
+            .await;
+        });
+    }
+}
+
+fn ask(dirs: &SpoolDirs, req: &Request) -> Option<anyhow::Result<Response>> {
+    let s = std::os::unix::net::UnixStream::connect(dirs.control_socket()).ok()?;
+    Some((|| {
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut w = &s;
+        let mut line = serde_json::to_vec(req)?;
+        line.push(b'\n');
+        w.write_all(&line)?;
+        let mut answer = String::new();
+        BufReader::new(&s).read_line(&mut answer)?;
+        Ok(serde_json::from_str(&answer)?)
+    })())
+}
+
+fn fmt_time(ms: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// Runs a queue subcommand and writes its output to `out`.
+pub fn queue_command(
+    config: &DeliveryConfig,
+    args: &QueueArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let dirs = SpoolDirs::new(&config.spool.dir);
+    match &args.command {
+        QueueCommand::List => {
+            let (list, bad) = spool::scan(&dirs)?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *out, &list)?;
+                writeln!(out)?;
+                return Ok(());
+            }
+            for l in &list {
+                let m = &l.meta;
+                writeln!(
+                    out,
+                    "{:<24} {:>9}  {}  <{}>  attempts={}{}",
+                    m.id,
+                    m.size,
+                    fmt_time(m.created_ms),
+                    m.sender,
+                    l.state.attempts,
+                    if l.state.next_attempt_ms > spool::now_ms() {
+                        format!("  next={}", fmt_time(l.state.next_attempt_ms))
+                    } else {
+                        String::new()
+                    }
+                )?;
+                for r in &l.state.recipients {
+                    writeln!(
+                        out,
+                        "    {:<40} {:?}{}",
+                        r.address,
+                        r.status,
+                        r.last
+                            .as_deref()
+                            .map(|t| format!("  ({t})"))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
+            for (p, why) in &bad {
+                writeln!(out, "!! {}: {}", p.display(), why)?;
+            }
+            writeln!(out, "-- {} message(s)", list.len())?;
+            Ok(())
+        }
+        QueueCommand::Show { id } => {
+            if !spool::is_safe_id(id) {
+                anyhow::bail!("invalid queue id {id:?}");
+            }
+            let (meta, body) = spool::read_message(&dirs.msg.join(id))
+                .map_err(|e| anyhow::anyhow!("no message {id} in {}: {e}", dirs.root.display()))?;
+            let state = spool::read_state(&dirs, id)?.unwrap_or_else(|| spool::State::fresh(&meta));
+            let header = String::from_utf8_lossy(super::bounce::header_block(&body)).into_owned();
+            if args.json {
+                let v = serde_json::json!({
+                    "meta": meta,
+                    "state": state,
+                    "header": header,
+                });
+                serde_json::to_writer_pretty(&mut *out, &v)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "id:        {}", meta.id)?;
+                writeln!(out, "sender:    <{}>", meta.sender)?;
+                writeln!(out, "arrived:   {}", fmt_time(meta.created_ms))?;
+                writeln!(out, "size:      {}", meta.size)?;
+                writeln!(out, "attempts:  {}", state.attempts)?;
+                if state.next_attempt_ms > 0 {
+                    writeln!(out, "next:      {}", fmt_time(state.next_attempt_ms))?;
+                }
+                for r in &state.recipients {
+                    writeln!(
+                        out,
+                        "rcpt:      <{}> {:?}{}",
+                        r.address,
+                        r.status,
+                        r.last.as_deref().map(|t| format!(" ({t})")).unwrap_or_default()
+                    )?;
+                }
+                for (k, v) in &meta.notes {
+                    writeln!(out, "note:      {k}={v}")?;
+                }
+                writeln!(out)?;
+                write!(out, "{}", header.replace("\r\n", "\n"))?;
+            }
+            Ok(())
+        }
+        QueueCommand::Flush => {
+            let (running, count) = match ask(&dirs, &Request::Flush) {
+                Some(r) => (true, r?.count),
+                None => (false, 0),
+            };
+            if args.json {
+                writeln!(out, "{}", serde_json::json!({"running": running, "flushed": count}))?;
+            } else if running {
+                writeln!(out, "flushed: {count} message(s) scheduled now")?;
+            } else {
+                writeln!(
+                    out,
+                    "gateway not running on {}: nothing to flush (every message is tried at start)",
+                    dirs.root.display()
+                )?;
+            }
+            Ok(())
+        }
+        QueueCommand::Delete { id } => {
+            if !spool::is_safe_id(id) {
+                anyhow::bail!("invalid queue id {id:?}");
+            }
+            let (running, deleted) = match ask(&dirs, &Request::Delete { id: id.clone() }) {
+                Some(r) => (true, r?.ok),
+                None => {
+                    let exists = dirs.msg.join(id).exists();
+                    spool::remove(&dirs, id)?;
+                    (false, exists)
+                }
+            };
+            if args.json {
+                writeln!(out, "{}", serde_json::json!({"running": running, "deleted": deleted, "id": id}))?;
+            } else if deleted {
+                writeln!(out, "deleted {id}")?;
+            } else {
+                writeln!(out, "no message {id}")?;
+            }
+            if !deleted {
+                anyhow::bail!("no message {id}");
+            }
+            Ok(())
+        }
+    }
+}
