@@ -1,13 +1,42 @@
 //! The WebAssembly plugin host (wasmtime component model).
 //!
-//! SKELETON: the public surface the driver calls. The plugin-host work fills
-//! in the runtime behind it.
+//! At every protocol event the driver calls [`PluginSession::run`]; the host
+//! runs the hook through the chain of sandboxed components configured in
+//! `[[plugins]]` and returns one checked [`Verdict`].
+//!
+//! # Layout
+//! - `bindings`: the one `bindgen!` of the `wasmtp:plugin` world.
+//! - `session_host` / `host`: host side of the `session` resources and the
+//!   `host` interface, working on the [`SessionContext`] lent to the store.
+//! - `chain`: [`PluginSession`], running a hook through the chain, failure
+//!   policies and `deny` notifications.
+//! - `verdict`: completing and checking plugin replies.
+//! - `loader` / `cache`: compile (cached on disk), link, validate, probe.
+//! - `sandbox`: engine, pooling allocator, epoch ticker, per-store limits, WASI.
+//! - `swap`: [`PluginHost`], live reload through an `ArcSwap`.
+//! - `config`: `[plugin_host]` and `[[plugins]]`.
 
-use std::sync::Arc;
+mod bindings;
+mod cache;
+mod chain;
+mod config;
+mod host;
+mod loader;
+mod sandbox;
+mod session_host;
+mod swap;
+mod verdict;
 
-use serde::Deserialize;
+pub use chain::PluginSession;
+pub use config::{FailurePolicy, PluginConfig, PluginHostConfig};
+pub use session_host::{MAX_NOTES_BYTES, MAX_RECIPIENTS, check_mailbox};
+pub use swap::PluginHost;
+pub use verdict::{MAX_LINE, MAX_LINES};
 
-use crate::context::{Param, SessionContext};
+use bindings::HooksWanted;
+use crate::context::Param;
+#[cfg(doc)]
+use crate::context::SessionContext;
 use crate::protocol::Reply;
 
 /// The outcome of a hook chain (qpsmtpd semantics). Replies are complete:
@@ -71,50 +100,52 @@ pub enum Hook<'a> {
     Auth(&'a str, &'a str, &'a str, &'a str),
 }
 
-/// `[plugin_host]`: engine-wide settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginHostConfig {}
 
-/// One `[[plugins]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginConfig {
-    /// Name used in logs and errors.
-    pub name: String,
-    /// Path to the component `.wasm`.
-    pub path: std::path::PathBuf,
-}
-
-/// The loaded, swappable plugin chain.
-#[derive(Debug, Default)]
-pub struct PluginHost {}
-
-impl PluginHost {
-    /// Loads every plugin of the config.
-    pub async fn load(
-        _host: &PluginHostConfig,
-        plugins: &[PluginConfig],
-    ) -> anyhow::Result<Arc<Self>> {
-        if !plugins.is_empty() {
-            anyhow::bail!("plugins are not supported yet");
+impl Hook<'_> {
+    /// The hook's name as in the WIT (`data-post`, `unrecognized-command`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Hook::Connect => "connect",
+            Hook::Helo(_) => "helo",
+            Hook::Ehlo(_) => "ehlo",
+            Hook::Mail(..) => "mail",
+            Hook::Rcpt(..) => "rcpt",
+            Hook::Data => "data",
+            Hook::DataHeaders => "data-headers",
+            Hook::BodyChunk(..) => "body-chunk",
+            Hook::DataPost => "data-post",
+            Hook::Queue => "queue",
+            Hook::Reset => "reset",
+            Hook::Quit => "quit",
+            Hook::Disconnect => "disconnect",
+            Hook::Unrecognized(..) => "unrecognized-command",
+            Hook::Vrfy(_) => "vrfy",
+            Hook::Noop(_) => "noop",
+            Hook::Help(_) => "help",
+            Hook::Auth(..) => "auth",
         }
-        Ok(Arc::new(Self {}))
     }
 
-    /// A per-connection view of the current chain.
-    pub fn session(self: &Arc<Self>) -> PluginSession {
-        PluginSession {}
-    }
-}
-
-/// The chain as one connection sees it (instances are per connection).
-#[derive(Debug)]
-pub struct PluginSession {}
-
-impl PluginSession {
-    /// Runs the chain for one hook.
-    pub async fn run(&mut self, _hook: Hook<'_>, _ctx: &mut SessionContext) -> Verdict {
-        Verdict::Declined
+    fn flag(&self) -> HooksWanted {
+        match self {
+            Hook::Connect => HooksWanted::CONNECT,
+            Hook::Helo(_) => HooksWanted::HELO,
+            Hook::Ehlo(_) => HooksWanted::EHLO,
+            Hook::Mail(..) => HooksWanted::MAIL,
+            Hook::Rcpt(..) => HooksWanted::RCPT,
+            Hook::Data => HooksWanted::DATA,
+            Hook::DataHeaders => HooksWanted::DATA_HEADERS,
+            Hook::BodyChunk(..) => HooksWanted::BODY_CHUNK,
+            Hook::DataPost => HooksWanted::DATA_POST,
+            Hook::Queue => HooksWanted::QUEUE,
+            Hook::Reset => HooksWanted::RESET,
+            Hook::Quit => HooksWanted::QUIT,
+            Hook::Disconnect => HooksWanted::DISCONNECT,
+            Hook::Unrecognized(..) => HooksWanted::UNRECOGNIZED_COMMAND,
+            Hook::Vrfy(_) => HooksWanted::VRFY,
+            Hook::Noop(_) => HooksWanted::NOOP,
+            Hook::Help(_) => HooksWanted::HELP,
+            Hook::Auth(..) => HooksWanted::AUTH,
+        }
     }
 }

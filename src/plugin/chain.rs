@@ -1,0 +1,290 @@
+//! Running a hook through the chain for one connection.
+//!
+//! Instances are per plugin per connection, created at the plugin's first
+//! wanted hook (its `init` runs there), reused across the connection's
+//! transactions and dropped at disconnect. The session state is moved into
+//! the store for each call and taken back after it, whatever happened, so
+//! the host side of the handles works on it directly.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+use wasmtime::{Engine, Store};
+
+use super::bindings::{self, ConnectionHandle, HooksWanted, TransactionHandle, WitParam, WitVerdict};
+use super::loader::{Chain, LoadedPlugin};
+use super::sandbox::{StoreData, arm, new_store};
+use super::verdict::{check, failure_verdict};
+use super::{Hook, Verdict};
+use crate::context::{Connection, Param, SessionContext};
+
+/// A live plugin instance of one connection.
+struct Instance {
+    store: Store<StoreData>,
+    plugin: bindings::Plugin,
+}
+
+/// The chain as one connection sees it: the chain current at accept, and
+/// the connection's instances.
+pub struct PluginSession {
+    chain: Arc<Chain>,
+    engine: Engine,
+    instances: Vec<Option<Instance>>,
+}
+
+impl std::fmt::Debug for PluginSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSession")
+            .field("plugins", &self.chain.plugins.len())
+            .field(
+                "live_instances",
+                &self.instances.iter().filter(|i| i.is_some()).count(),
+            )
+            .finish()
+    }
+}
+
+/// A context holding nothing, left in the driver's place while the real one
+/// is lent to a store (allocation-free).
+fn placeholder() -> SessionContext {
+    let nowhere = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    SessionContext {
+        conn: Connection::new(String::new(), nowhere, nowhere),
+        txn: None,
+        max_message_size: 0,
+    }
+}
+
+fn wit_params(params: &[Param]) -> Vec<WitParam> {
+    params
+        .iter()
+        .map(|p| WitParam {
+            key: p.key.clone(),
+            value: p.value.clone(),
+        })
+        .collect()
+}
+
+fn conn_handle() -> Resource<ConnectionHandle> {
+    Resource::new_borrow(0)
+}
+
+fn txn_handle() -> Resource<TransactionHandle> {
+    Resource::new_borrow(1)
+}
+
+/// One guest call.
+enum Call<'a, 'h> {
+    /// A protocol hook.
+    Hook(&'a Hook<'h>),
+    /// A `deny` notification: hook name, denying plugin, reply code.
+    Deny(&'static str, &'a str, u16),
+}
+
+/// Calls the export; `None` for calls without a verdict.
+async fn dispatch(inst: &mut Instance, call: Call<'_, '_>) -> wasmtime::Result<Option<WitVerdict>> {
+    let g = inst.plugin.wasmtp_plugin_hooks();
+    let s = &mut inst.store;
+    let (c, t) = (conn_handle(), txn_handle());
+    let hook = match call {
+        Call::Hook(hook) => hook,
+        Call::Deny(hook, plugin, code) => {
+            g.call_deny(s, c, hook, plugin, code).await?;
+            return Ok(None);
+        }
+    };
+    let v = match *hook {
+        Hook::Connect => g.call_connect(s, c).await?,
+        Hook::Helo(h) => g.call_helo(s, c, h).await?,
+        Hook::Ehlo(h) => g.call_ehlo(s, c, h).await?,
+        Hook::Mail(a, p) => g.call_mail(s, c, t, a, &wit_params(p)).await?,
+        Hook::Rcpt(a, p) => g.call_rcpt(s, c, t, a, &wit_params(p)).await?,
+        Hook::Data => g.call_data(s, c, t).await?,
+        Hook::DataHeaders => g.call_data_headers(s, c, t).await?,
+        Hook::BodyChunk(offset, chunk) => g.call_body_chunk(s, c, t, offset, chunk).await?,
+        Hook::DataPost => g.call_data_post(s, c, t).await?,
+        Hook::Queue => g.call_queue(s, c, t).await?,
+        Hook::Reset => g.call_reset(s, c).await?,
+        Hook::Quit => g.call_quit(s, c).await?,
+        Hook::Disconnect => {
+            g.call_disconnect(s, c).await?;
+            return Ok(None);
+        }
+        Hook::Unrecognized(verb, args) => g.call_unrecognized_command(s, c, verb, args).await?,
+        Hook::Vrfy(a) => g.call_vrfy(s, c, a).await?,
+        Hook::Noop(a) => g.call_noop(s, c, a).await?,
+        Hook::Help(a) => g.call_help(s, c, a).await?,
+        Hook::Auth(mech, authzid, user, pass) => {
+            g.call_auth(s, c, mech, authzid, user, pass).await?
+        }
+    };
+    Ok(Some(v))
+}
+
+/// Why a call failed, for the log.
+fn describe(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("trap ({trap}): {e:?}"),
+        None => format!("{e:?}"),
+    }
+}
+
+impl PluginSession {
+    pub(crate) fn new(chain: Arc<Chain>, engine: Engine) -> Self {
+        let n = chain.plugins.len();
+        Self {
+            chain,
+            engine,
+            instances: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// Whether any plugin of this connection's chain wants `hook`: the
+    /// driver can skip work (e.g. body chunks) nobody looks at.
+    pub fn wants(&self, hook: &Hook<'_>) -> bool {
+        self.chain.wanted.contains(hook.flag())
+    }
+
+    /// Number of plugins in this connection's chain.
+    pub fn chain_len(&self) -> usize {
+        self.chain.plugins.len()
+    }
+
+    /// Runs the chain for one hook: each plugin that wants it, in order,
+    /// until one does not decline. Failures are answered by the failing
+    /// plugin's policy; deny-class verdicts are then told to the plugins
+    /// that want `deny`. `Disconnect` runs every plugin and then drops the
+    /// connection's instances.
+    pub async fn run(&mut self, hook: Hook<'_>, ctx: &mut SessionContext) -> Verdict {
+        let flag = hook.flag();
+        let mut verdict = Verdict::Declined;
+        let mut decider = None;
+        for i in 0..self.chain.plugins.len() {
+            let p = self.chain.plugins[i].clone();
+            if !p.wanted.contains(flag) {
+                continue;
+            }
+            let outcome = match self.call(i, &hook, ctx).await {
+                Ok(Some(v)) => check(v, &hook),
+                Ok(None) => Ok(Verdict::Declined),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Verdict::Declined) => {}
+                Ok(v) => {
+                    verdict = v;
+                    decider = Some(i);
+                    break;
+                }
+                Err(reason) => {
+                    self.instances[i] = None;
+                    let policy = p.info.limits.failure;
+                    tracing::warn!(
+                        plugin = %p.info.name,
+                        session = %ctx.conn.id,
+                        hook = hook.name(),
+                        ?policy,
+                        "plugin failed: {reason}"
+                    );
+                    if let Some(v) = failure_verdict(policy) {
+                        verdict = v;
+                        decider = Some(i);
+                        break;
+                    }
+                }
+            }
+        }
+        if matches!(hook, Hook::Disconnect) {
+            self.instances.iter_mut().for_each(|i| *i = None);
+            return Verdict::Declined;
+        }
+        if let (Some(i), Some(reply)) = (decider, verdict.deny_reply()) {
+            let code = reply.code;
+            self.notify_deny(i, &hook, code, ctx).await;
+        }
+        verdict
+    }
+
+    /// Runs the `disconnect` hooks and drops every instance.
+    pub async fn disconnect(&mut self, ctx: &mut SessionContext) {
+        self.run(Hook::Disconnect, ctx).await;
+    }
+
+    /// Tells the plugins that want `deny` (other than the denier) that
+    /// `decider` denied in `hook`. Their answers are ignored.
+    async fn notify_deny(&mut self, decider: usize, hook: &Hook<'_>, code: u16, ctx: &mut SessionContext) {
+        if !self.chain.wanted.contains(HooksWanted::DENY) {
+            return;
+        }
+        let denier = self.chain.plugins[decider].info.name.clone();
+        for i in 0..self.chain.plugins.len() {
+            let p = self.chain.plugins[i].clone();
+            if i == decider || !p.wanted.contains(HooksWanted::DENY) {
+                continue;
+            }
+            let result = self
+                .with_instance(i, ctx, Call::Deny(hook.name(), &denier, code))
+                .await;
+            if let Err(reason) = result {
+                self.instances[i] = None;
+                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", "plugin failed: {reason}");
+            }
+        }
+    }
+
+    async fn call(&mut self, i: usize, hook: &Hook<'_>, ctx: &mut SessionContext) -> Result<Option<WitVerdict>, String> {
+        self.with_instance(i, ctx, Call::Hook(hook)).await
+    }
+
+    /// Makes sure plugin `i` has an instance, lends `ctx` to it, makes the
+    /// call under the plugin's CPU budget and wall-clock limit, and takes
+    /// `ctx` back.
+    async fn with_instance(
+        &mut self,
+        i: usize,
+        ctx: &mut SessionContext,
+        call: Call<'_, '_>,
+    ) -> Result<Option<WitVerdict>, String> {
+        let p: Arc<LoadedPlugin> = self.chain.plugins[i].clone();
+        if self.instances[i].is_none() {
+            let inst = instantiate(&self.engine, &p, Arc::from(ctx.conn.id.as_str())).await?;
+            self.instances[i] = Some(inst);
+        }
+        let Some(inst) = self.instances[i].as_mut() else {
+            return Err("no instance".into());
+        };
+        inst.store.data_mut().ctx = Some(std::mem::replace(ctx, placeholder()));
+        arm(&mut inst.store);
+        let limit = p.info.limits.timeout;
+        let result = tokio::time::timeout(limit, dispatch(inst, call)).await;
+        if let Some(lent) = inst.store.data_mut().ctx.take() {
+            *ctx = lent;
+        }
+        match result {
+            Err(_) => Err(format!("timed out after {} ms", limit.as_millis())),
+            Ok(Err(e)) => Err(describe(&e)),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
+
+/// A fresh instance of `p`, with `init` called.
+async fn instantiate(engine: &Engine, p: &LoadedPlugin, session: Arc<str>) -> Result<Instance, String> {
+    let mut store = new_store(engine, &p.info, session);
+    arm(&mut store);
+    let run = async {
+        let plugin = p.pre.instantiate_async(&mut store).await?;
+        let init = plugin
+            .wasmtp_plugin_hooks()
+            .call_init(&mut store, &p.info.config_json)
+            .await?;
+        wasmtime::Result::Ok((plugin, init))
+    };
+    match tokio::time::timeout(p.info.limits.timeout, run).await {
+        Err(_) => Err("init timed out".into()),
+        Ok(Err(e)) => Err(format!("instantiation failed: {}", describe(&e))),
+        Ok(Ok((_, Err(msg)))) => Err(format!("init refused: {msg}")),
+        Ok(Ok((plugin, Ok(_)))) => Ok(Instance { store, plugin }),
+    }
+}

@@ -1,0 +1,212 @@
+//! The sandbox: one engine with a pooling allocator sized from the
+//! connection limit, epoch interruption driven by a ticker thread, and one
+//! store per plugin instance with a memory cap, a CPU budget and a WASI
+//! context that grants nothing (no files, no network, no environment).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::AsyncWrite;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, UpdateDeadline,
+};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use super::PluginHostConfig;
+use super::config::PluginLimits;
+use crate::context::SessionContext;
+
+/// What a plugin instance's store holds.
+pub(crate) struct StoreData {
+    /// The session state, lent for the duration of one hook call (`None`
+    /// between calls and during `init`).
+    pub ctx: Option<SessionContext>,
+    /// Name and config of the plugin (for `host.config` and log records).
+    pub plugin: Arc<PluginInfo>,
+    /// Session id for log records (also available while `ctx` is lent out).
+    pub session: Arc<str>,
+    /// WASI state: grants nothing.
+    pub wasi: WasiCtx,
+    /// WASI's resource table.
+    pub table: ResourceTable,
+    /// Memory cap of this instance.
+    pub limits: StoreLimits,
+    /// Epoch ticks the current call may still run before it traps.
+    pub ticks_left: u64,
+}
+
+/// The parts of a plugin's configuration its instances need at run time.
+#[derive(Debug)]
+pub(crate) struct PluginInfo {
+    /// Name from the `[[plugins]]` entry.
+    pub name: Arc<str>,
+    /// The `config` table as JSON (argument of `init`, result of `host.config`).
+    pub config_json: String,
+    /// The same table, parsed, for `host.config-get`.
+    pub config: serde_json::Value,
+    /// Sandbox limits.
+    pub limits: PluginLimits,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Builds the one engine of the gateway.
+///
+/// `instances` is the number of plugin instances that may live at once
+/// (connections × chain length plus headroom); `max_memory` the largest
+/// linear memory any plugin may grow to.
+pub(crate) fn engine(cfg: &PluginHostConfig, instances: u32) -> anyhow::Result<Engine> {
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        // Plugins are plain WASIp2 components: no component-model async.
+        .concurrency_support(false);
+    let max_memory = cfg.max_memory_mb.saturating_mul(1 << 20);
+    if cfg.pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(2))
+            .total_stacks(instances)
+            .max_memories_per_component(4)
+            .max_tables_per_component(4)
+            .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX));
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Reserve only what a memory may grow to, not 4 GiB per slot.
+        c.memory_reservation(max_memory).memory_guard_size(2 << 20);
+    }
+    Engine::new(&c).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))
+}
+
+/// Advances the engine's epoch every tick until dropped.
+pub(crate) struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    /// Starts the ticker thread.
+    pub fn start(engine: Engine, tick: Duration) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("wasmtp-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticker")
+    }
+}
+
+/// A fresh store for one instance of `plugin` in session `session`.
+pub(crate) fn new_store(engine: &Engine, plugin: &Arc<PluginInfo>, session: Arc<str>) -> Store<StoreData> {
+    let mut wasi = WasiCtx::builder();
+    let out = LogStream {
+        plugin: plugin.name.clone(),
+        session: session.clone(),
+    };
+    wasi.stdout(out.clone())
+        .stderr(out)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX))
+        .trap_on_grow_failure(true)
+        .build();
+    let data = StoreData {
+        ctx: None,
+        plugin: plugin.clone(),
+        session,
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limits,
+        ticks_left: 0,
+    };
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| &mut d.limits);
+    store.epoch_deadline_callback(|mut cx| {
+        let d = cx.data_mut();
+        if d.ticks_left == 0 {
+            return Err(wasmtime::Error::msg("CPU budget of the hook exhausted"));
+        }
+        d.ticks_left -= 1;
+        // Yield to tokio so the wall-clock timeout and other sessions run.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+/// Arms the CPU budget of the next call.
+pub(crate) fn arm(store: &mut Store<StoreData>) {
+    let ticks = store.data().plugin.limits.cpu_ticks;
+    store.data_mut().ticks_left = ticks;
+    store.set_epoch_deadline(1);
+}
+
+/// The plugin's stdout/stderr: each write becomes a debug log record.
+#[derive(Clone)]
+struct LogStream {
+    plugin: Arc<str>,
+    session: Arc<str>,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+/// Longest stdout/stderr write kept in the log.
+const MAX_PRINT: usize = 1024;
+
+impl AsyncWrite for LogStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let text = String::from_utf8_lossy(&buf[..buf.len().min(MAX_PRINT)]);
+        let text = text.trim_end();
+        if !text.is_empty() {
+            tracing::debug!(plugin = %self.plugin, session = %self.session, "plugin output: {text}");
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

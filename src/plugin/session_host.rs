@@ -1,0 +1,356 @@
+//! Host side of the `session` interface: the `connection` and `transaction`
+//! resources read and write the [`SessionContext`] lent to the store for
+//! the duration of a hook call — no locks, no copies.
+//!
+//! Everything a plugin writes is checked here: addresses, ESMTP parameters,
+//! header names and values (no CR, LF or NUL can reach the message or the
+//! envelope), body replacements, and the total size of notes.
+
+use wasmtime::component::Resource;
+
+use super::bindings::wasmtp::plugin::session::{self, HostConnection, HostTransaction};
+use super::bindings::{
+    ConnectionHandle, TransactionHandle, WitHeader, WitHelloKind, WitParam, WitRecipient, WitTlsInfo,
+};
+use super::sandbox::StoreData;
+use crate::context::{HelloKind, Notes, Param, Recipient, SessionContext, Transaction};
+
+/// Most octets of notes (keys + values) per connection and per transaction;
+/// a plugin going past it traps (and its failure policy answers).
+pub const MAX_NOTES_BYTES: usize = 1 << 20;
+/// Most recipients a plugin can bring a transaction to.
+pub const MAX_RECIPIENTS: usize = 1000;
+/// Largest range returned by one `read-body` call.
+pub const MAX_READ: u32 = 1 << 20;
+
+impl StoreData {
+    fn session(&mut self) -> wasmtime::Result<&mut SessionContext> {
+        self.ctx
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("session handle used outside a hook call"))
+    }
+
+    fn txn(&mut self) -> wasmtime::Result<Option<&mut Transaction>> {
+        Ok(self.session()?.txn.as_mut())
+    }
+}
+
+fn set_note(notes: &mut Notes, key: String, value: String) -> wasmtime::Result<()> {
+    let used: usize = notes
+        .iter()
+        .filter(|(k, _)| **k != key)
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if used + key.len() + value.len() > MAX_NOTES_BYTES {
+        return Err(wasmtime::Error::msg(format!(
+            "notes would exceed {MAX_NOTES_BYTES} octets"
+        )));
+    }
+    notes.insert(key, value);
+    Ok(())
+}
+
+/// Checks a mailbox a plugin wants in the envelope: `local@domain`, no
+/// brackets, spaces or control characters (UTF-8 allowed for SMTPUTF8),
+/// at most 254 octets. The empty string (null sender) is checked by callers.
+pub fn check_mailbox(address: &str) -> Result<(), String> {
+    if address.len() > 254 {
+        return Err("address longer than 254 octets".into());
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Err(format!("{address:?} is not local@domain"));
+    };
+    let bad = |c: char| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>');
+    if local.is_empty() || domain.is_empty() || address.chars().any(bad) {
+        return Err(format!("{address:?} is not a valid mailbox"));
+    }
+    let domain_ok = domain.starts_with('[') && domain.ends_with(']')
+        || domain
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if !domain_ok {
+        return Err(format!("{domain:?} is not a valid domain"));
+    }
+    Ok(())
+}
+
+fn check_params(params: &[WitParam]) -> Result<Vec<Param>, String> {
+    params
+        .iter()
+        .map(|p| {
+            let key_ok = !p.key.is_empty()
+                && p.key.len() <= 64
+                && p.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let value_ok = p.value.as_deref().is_none_or(|v| {
+                v.len() <= 500 && !v.chars().any(|c| c.is_control() || c == ' ' || c == '=')
+            });
+            if !key_ok || !value_ok {
+                return Err(format!("invalid ESMTP parameter {:?}", p.key));
+            }
+            Ok(Param {
+                key: p.key.to_ascii_uppercase(),
+                value: p.value.clone(),
+            })
+        })
+        .collect()
+}
+
+fn wit_params(params: &[Param]) -> Vec<WitParam> {
+    params
+        .iter()
+        .map(|p| WitParam {
+            key: p.key.clone(),
+            value: p.value.clone(),
+        })
+        .collect()
+}
+
+impl session::Host for StoreData {}
+
+impl HostConnection for StoreData {
+    fn id(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
+        Ok(self.session()?.conn.id.clone())
+    }
+    fn remote_ip(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
+        Ok(self.session()?.conn.remote.ip().to_string())
+    }
+    fn remote_port(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<u16> {
+        Ok(self.session()?.conn.remote.port())
+    }
+    fn remote_host(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<Option<String>> {
+        Ok(self.session()?.conn.remote_host.clone())
+    }
+    fn local_ip(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
+        Ok(self.session()?.conn.local.ip().to_string())
+    }
+    fn local_port(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<u16> {
+        Ok(self.session()?.conn.local.port())
+    }
+    fn hello(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<WitHelloKind> {
+        Ok(match self.session()?.conn.hello {
+            HelloKind::None => WitHelloKind::None,
+            HelloKind::Helo => WitHelloKind::Helo,
+            HelloKind::Ehlo => WitHelloKind::Ehlo,
+        })
+    }
+    fn hello_host(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
+        Ok(self.session()?.conn.hello_host.clone())
+    }
+    fn tls(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<Option<WitTlsInfo>> {
+        Ok(self.session()?.conn.tls.as_ref().map(|t| WitTlsInfo {
+            protocol: t.protocol.clone(),
+            cipher: t.cipher.clone(),
+            sni: t.sni.clone(),
+        }))
+    }
+    fn auth_user(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<Option<String>> {
+        Ok(self.session()?.conn.auth_user.clone())
+    }
+    fn relay_client(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<bool> {
+        Ok(self.session()?.conn.relay_client)
+    }
+    fn set_relay_client(&mut self, _: Resource<ConnectionHandle>, allowed: bool) -> wasmtime::Result<()> {
+        self.session()?.conn.relay_client = allowed;
+        Ok(())
+    }
+    fn note(&mut self, _: Resource<ConnectionHandle>, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.session()?.conn.notes.get(&key).cloned())
+    }
+    fn set_note(&mut self, _: Resource<ConnectionHandle>, key: String, value: String) -> wasmtime::Result<()> {
+        set_note(&mut self.session()?.conn.notes, key, value)
+    }
+    fn remove_note(&mut self, _: Resource<ConnectionHandle>, key: String) -> wasmtime::Result<()> {
+        self.session()?.conn.notes.remove(&key);
+        Ok(())
+    }
+    fn drop(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
+        // Handles are only ever lent (borrowed), never owned by a guest.
+        Ok(())
+    }
+}
+
+const NO_TXN: &str = "no transaction is open";
+const NO_MESSAGE: &str = "the message is not available before the data-headers hook";
+
+impl HostTransaction for StoreData {
+    fn id(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<String> {
+        Ok(self.txn()?.map(|t| t.id.clone()).unwrap_or_default())
+    }
+    fn sender(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<String> {
+        Ok(self.txn()?.map(|t| t.sender.clone()).unwrap_or_default())
+    }
+    fn set_sender(&mut self, _: Resource<TransactionHandle>, address: String) -> wasmtime::Result<Result<(), String>> {
+        let Some(txn) = self.txn()? else {
+            return Ok(Err(NO_TXN.into()));
+        };
+        if !address.is_empty()
+            && let Err(e) = check_mailbox(&address)
+        {
+            return Ok(Err(e));
+        }
+        txn.sender = address;
+        Ok(Ok(()))
+    }
+    fn recipients(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<Vec<WitRecipient>> {
+        Ok(self
+            .txn()?
+            .map(|t| {
+                t.recipients
+                    .iter()
+                    .map(|r| WitRecipient {
+                        address: r.address.clone(),
+                        params: wit_params(&r.params),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+    fn add_recipient(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        address: String,
+        params: Vec<WitParam>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let Some(txn) = self.txn()? else {
+            return Ok(Err(NO_TXN.into()));
+        };
+        if txn.recipients.len() >= MAX_RECIPIENTS {
+            return Ok(Err(format!("at most {MAX_RECIPIENTS} recipients")));
+        }
+        let checked = check_mailbox(&address).and_then(|()| check_params(&params));
+        Ok(checked.map(|params| txn.recipients.push(Recipient { address, params })))
+    }
+    fn remove_recipient(&mut self, _: Resource<TransactionHandle>, address: String) -> wasmtime::Result<u32> {
+        let Some(txn) = self.txn()? else { return Ok(0) };
+        let before = txn.recipients.len();
+        txn.recipients
+            .retain(|r| !r.address.eq_ignore_ascii_case(&address));
+        Ok(u32::try_from(before - txn.recipients.len()).unwrap_or(u32::MAX))
+    }
+    fn header(&mut self, _: Resource<TransactionHandle>, name: String) -> wasmtime::Result<Vec<String>> {
+        Ok(self
+            .txn()?
+            .and_then(|t| t.message.as_ref())
+            .map(|m| m.header_values(&name))
+            .unwrap_or_default())
+    }
+    fn headers(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<Vec<WitHeader>> {
+        Ok(self
+            .txn()?
+            .and_then(|t| t.message.as_ref())
+            .map(|m| {
+                m.headers()
+                    .iter()
+                    .filter(|h| !h.name.is_empty())
+                    .map(|h| WitHeader {
+                        name: h.name.clone(),
+                        value: h.value(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+    fn add_header(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.edit_header(&name, &value, |m| m.add_header(&name, &value))
+    }
+    fn prepend_header(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.edit_header(&name, &value, |m| m.prepend_header(&name, &value))
+    }
+    fn remove_header(&mut self, _: Resource<TransactionHandle>, name: String) -> wasmtime::Result<u32> {
+        Ok(self
+            .txn()?
+            .and_then(|t| t.message.as_mut())
+            .map(|m| m.remove_header(&name))
+            .unwrap_or(0))
+    }
+    fn replace_header(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.edit_header(&name, &value, |m| m.replace_header(&name, &value))
+    }
+    fn body_size(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<u64> {
+        Ok(self
+            .txn()?
+            .and_then(|t| t.message.as_ref())
+            .map(|m| m.body().len() as u64)
+            .unwrap_or(0))
+    }
+    fn read_body(&mut self, _: Resource<TransactionHandle>, offset: u64, len: u32) -> wasmtime::Result<Vec<u8>> {
+        let Some(m) = self.txn()?.and_then(|t| t.message.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let body = m.body();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(body.len());
+        let len = len.min(MAX_READ) as usize;
+        Ok(body[start..(start.saturating_add(len)).min(body.len())].to_vec())
+    }
+    fn replace_body(&mut self, _: Resource<TransactionHandle>, body: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let ctx = self.session()?;
+        let limit = ctx.max_message_size;
+        let Some(txn) = ctx.txn.as_mut() else {
+            return Ok(Err(NO_TXN.into()));
+        };
+        let Some(m) = txn.message.as_mut() else {
+            return Ok(Err(NO_MESSAGE.into()));
+        };
+        Ok(m.replace_body(body, limit).map_err(|e| e.to_string()))
+    }
+    fn note(&mut self, _: Resource<TransactionHandle>, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.txn()?.and_then(|t| t.notes.get(&key).cloned()))
+    }
+    fn set_note(&mut self, _: Resource<TransactionHandle>, key: String, value: String) -> wasmtime::Result<()> {
+        match self.txn()? {
+            Some(t) => set_note(&mut t.notes, key, value),
+            None => Ok(()),
+        }
+    }
+    fn remove_note(&mut self, _: Resource<TransactionHandle>, key: String) -> wasmtime::Result<()> {
+        if let Some(t) = self.txn()? {
+            t.notes.remove(&key);
+        }
+        Ok(())
+    }
+    fn drop(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl StoreData {
+    /// Applies a header edit after checking that the message stays within
+    /// the size limit.
+    fn edit_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        edit: impl FnOnce(&mut crate::message::Message) -> Result<(), crate::message::EditError>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let ctx = self.session()?;
+        let limit = ctx.max_message_size;
+        let Some(txn) = ctx.txn.as_mut() else {
+            return Ok(Err(NO_TXN.into()));
+        };
+        let Some(m) = txn.message.as_mut() else {
+            return Ok(Err(NO_MESSAGE.into()));
+        };
+        let grown = m.len() as u64 + name.len() as u64 + value.len() as u64 + 4;
+        if grown > limit {
+            return Ok(Err(format!(
+                "message would exceed the size limit of {limit} octets"
+            )));
+        }
+        Ok(edit(m).map_err(|e| e.to_string()))
+    }
+}

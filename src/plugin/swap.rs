@@ -1,0 +1,156 @@
+//! The host and live swap: the current chain is published through an
+//! `ArcSwap`. A connection takes the chain current at accept and finishes
+//! on it; a reload compiles and validates every plugin first and swaps only
+//! when all succeeded, so a broken component never replaces a working chain.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use wasmtime::Engine;
+
+use super::cache::Cache;
+use super::chain::PluginSession;
+use super::config::{PluginConfig, PluginHostConfig};
+use super::loader::{Chain, Loader, linker};
+use super::sandbox::{Ticker, engine};
+
+/// The loaded, swappable plugin chain. Cheap to share (`Arc`).
+pub struct PluginHost {
+    /// The chain new connections get.
+    chain: ArcSwap<Chain>,
+    /// Engine, linker, cache and settings.
+    loader: Loader,
+    /// The `[[plugins]]` of the current chain (what the watcher reloads).
+    current: Mutex<Vec<PluginConfig>>,
+    /// Serializes reloads.
+    reloading: tokio::sync::Mutex<()>,
+    /// Drives the epoch while the host lives.
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.plugin_names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// Loads every plugin of the config (compiling through the cache,
+    /// checking each against the world and probing its `init`). The error
+    /// names the first plugin that failed and why.
+    pub async fn load(host: &PluginHostConfig, plugins: &[PluginConfig]) -> anyhow::Result<Arc<Self>> {
+        let per_conn = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
+        let instances = host
+            .max_connections
+            .max(1)
+            .saturating_mul(per_conn)
+            .saturating_add(32);
+        let engine: Engine = engine(host, instances)?;
+        let loader = Loader {
+            linker: linker(&engine)?,
+            cache: Arc::new(Cache::new(&engine, &host.cache_dir)),
+            engine: engine.clone(),
+            cfg: host.clone(),
+        };
+        let chain = loader.chain(plugins).await?;
+        let me = Arc::new(Self {
+            chain: ArcSwap::from_pointee(chain),
+            loader,
+            current: Mutex::new(plugins.to_vec()),
+            reloading: tokio::sync::Mutex::new(()),
+            _ticker: Ticker::start(engine, Duration::from_millis(host.epoch_tick_ms.max(1)))?,
+        });
+        if host.watch && !plugins.is_empty() {
+            spawn_watcher(
+                Arc::downgrade(&me),
+                Duration::from_millis(host.watch_interval_ms.max(50)),
+            );
+        }
+        Ok(me)
+    }
+
+    /// A per-connection view of the current chain (call it at accept: the
+    /// connection keeps this chain even if a reload happens meanwhile).
+    pub fn session(self: &Arc<Self>) -> PluginSession {
+        PluginSession::new(self.chain.load_full(), self.loader.engine.clone())
+    }
+
+    /// Replaces the chain (SIGHUP, file watcher): loads and validates every
+    /// plugin first; on any failure the current chain stays and the error
+    /// names the plugin. New connections get the new chain; connections in
+    /// flight finish on the old one.
+    pub async fn reload(&self, plugins: &[PluginConfig]) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let chain = match self.loader.chain(plugins).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("plugin reload refused, keeping the current chain: {e:#}");
+                return Err(e);
+            }
+        };
+        self.chain.store(Arc::new(chain));
+        if let Ok(mut cur) = self.current.lock() {
+            *cur = plugins.to_vec();
+        }
+        tracing::info!(plugins = ?self.plugin_names(), "plugin chain reloaded");
+        Ok(())
+    }
+
+    /// Reloads the current `[[plugins]]` from their files.
+    pub async fn reload_files(&self) -> anyhow::Result<()> {
+        let plugins = self.current.lock().map(|c| c.clone()).unwrap_or_default();
+        self.reload(&plugins).await
+    }
+
+    /// Names of the plugins of the current chain, in order.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.chain
+            .load()
+            .plugins
+            .iter()
+            .map(|p| p.info.name.to_string())
+            .collect()
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        self.current
+            .lock()
+            .map(|c| c.iter().map(|p| p.path.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Polls the plugin files' modification times and reloads on a change.
+fn spawn_watcher(host: Weak<PluginHost>, every: Duration) {
+    fn stamp(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+        paths
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())))
+            })
+            .collect()
+    }
+    tokio::spawn(async move {
+        let mut seen = match host.upgrade() {
+            Some(h) => stamp(&h.paths()),
+            None => return,
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(h) = host.upgrade() else { return };
+            let now = stamp(&h.paths());
+            if now != seen {
+                tracing::info!("plugin file changed, reloading the chain");
+                // Errors are logged by reload; the old chain keeps serving.
+                let _ = h.reload_files().await;
+                seen = stamp(&h.paths());
+            }
+        }
+    });
+}
