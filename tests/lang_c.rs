@@ -21,14 +21,25 @@ async fn helo_localhost_is_refused_from_a_remote_client_only() {
     let mut session = host.session();
     let v = session.run(Hook::Helo("localhost"), &mut remote).await;
     assert_eq!(reply_text(&v), "550 5.7.1 You are not localhost");
-    assert_eq!(remote.conn.notes.get("helo-check").map(String::as_str), Some("localhost"));
-    let v = session.run(Hook::Ehlo("LOCALHOST.localdomain"), &mut remote).await;
+    assert_eq!(
+        remote.conn.notes.get("helo-check").map(String::as_str),
+        Some("localhost")
+    );
+    let v = session
+        .run(Hook::Ehlo("LOCALHOST.localdomain"), &mut remote)
+        .await;
     assert_eq!(reply(&v).code, 550);
 
     let mut local = ctx_from("127.0.0.1:50000");
     let mut session = host.session();
-    assert_eq!(session.run(Hook::Ehlo("localhost"), &mut local).await, Verdict::Declined);
-    assert_eq!(local.conn.notes.get("helo-check").map(String::as_str), Some("ok"));
+    assert_eq!(
+        session.run(Hook::Ehlo("localhost"), &mut local).await,
+        Verdict::Declined
+    );
+    assert_eq!(
+        local.conn.notes.get("helo-check").map(String::as_str),
+        Some("ok")
+    );
 }
 
 #[tokio::test]
@@ -43,14 +54,26 @@ async fn helo_bare_ip_is_refused_and_an_address_literal_accepted() {
     );
     let v = session.run(Hook::Ehlo("2001:db8::1"), &mut ctx).await;
     assert_eq!(reply(&v).code, 550);
-    assert_eq!(session.run(Hook::Ehlo("[203.0.113.7]"), &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::Ehlo("[203.0.113.7]"), &mut ctx).await,
+        Verdict::Declined
+    );
     let v = session.run(Hook::Ehlo("[192.0.2.1]"), &mut ctx).await;
-    assert_eq!(reply_text(&v), "550 5.7.1 Address literal does not match your address");
+    assert_eq!(
+        reply_text(&v),
+        "550 5.7.1 Address literal does not match your address"
+    );
     let v = session.run(Hook::Ehlo("[192.0.2.1"), &mut ctx).await;
     assert_eq!(reply_text(&v), "550 5.7.1 Malformed address literal");
-    assert_eq!(session.run(Hook::Ehlo("mx.example.org"), &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::Ehlo("mx.example.org"), &mut ctx).await,
+        Verdict::Declined
+    );
     // Without require_fqdn a dotless name is fine.
-    assert_eq!(session.run(Hook::Ehlo("mailhost"), &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::Ehlo("mailhost"), &mut ctx).await,
+        Verdict::Declined
+    );
 }
 
 #[tokio::test]
@@ -66,7 +89,10 @@ async fn helo_require_fqdn_and_disabled_checks() {
 
     let host = load(&[guard("helo_checks = false")]).await;
     let mut session = host.session();
-    assert_eq!(session.run(Hook::Helo("localhost"), &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::Helo("localhost"), &mut ctx).await,
+        Verdict::Declined
+    );
 }
 
 #[tokio::test]
@@ -76,11 +102,19 @@ async fn recipients_beyond_the_limit_are_deferred() {
     let mut ctx = ctx();
     begin(&mut ctx, "alice@example.org", &["a@example.test"]);
     assert_eq!(
-        session.run(Hook::Rcpt("b@example.test", &[]), &mut ctx).await,
+        session
+            .run(Hook::Rcpt("b@example.test", &[]), &mut ctx)
+            .await,
         Verdict::Declined
     );
-    begin(&mut ctx, "alice@example.org", &["a@example.test", "b@example.test"]);
-    let v = session.run(Hook::Rcpt("c@example.test", &[]), &mut ctx).await;
+    begin(
+        &mut ctx,
+        "alice@example.org",
+        &["a@example.test", "b@example.test"],
+    );
+    let v = session
+        .run(Hook::Rcpt("c@example.test", &[]), &mut ctx)
+        .await;
     assert!(matches!(v, Verdict::DenySoft(_)), "{v:?}");
     assert_eq!(reply_text(&v), "452 4.5.3 Too many recipients");
 }
@@ -92,14 +126,18 @@ async fn size_is_checked_at_mail_and_at_the_end_of_data() {
     let mut ctx = ctx();
     begin(&mut ctx, "alice@example.org", &[]);
     let big = [param("SIZE", Some("5000")), param("BODY", Some("8BITMIME"))];
-    let v = session.run(Hook::Mail("alice@example.org", &big), &mut ctx).await;
+    let v = session
+        .run(Hook::Mail("alice@example.org", &big), &mut ctx)
+        .await;
     assert_eq!(
         reply_text(&v),
         "552 5.3.4 Message size exceeds fixed maximum message size"
     );
     let small = [param("SIZE", Some("50"))];
     assert_eq!(
-        session.run(Hook::Mail("alice@example.org", &small), &mut ctx).await,
+        session
+            .run(Hook::Mail("alice@example.org", &small), &mut ctx)
+            .await,
         Verdict::Declined
     );
 
@@ -110,9 +148,16 @@ async fn size_is_checked_at_mail_and_at_the_end_of_data() {
     assert_eq!(reply(&v).code, 552);
 
     // A small one passes and gets the stamp header.
-    begin(&mut ctx, "alice@example.org", &["a@example.test", "b@example.test"]);
+    begin(
+        &mut ctx,
+        "alice@example.org",
+        &["a@example.test", "b@example.test"],
+    );
     set_message(&mut ctx, "Subject: small\n\nhello\n");
-    assert_eq!(session.run(Hook::DataPost, &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::DataPost, &mut ctx).await,
+        Verdict::Declined
+    );
     assert_eq!(header(&ctx, "X-Guard"), vec!["rcpts=2 body=7".to_string()]);
 }
 

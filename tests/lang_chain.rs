@@ -47,9 +47,15 @@ fn chain(spam_reject: bool) -> Vec<PluginConfig> {
 }
 
 /// Connect, EHLO, MAIL, RCPT through the chain.
-async fn envelope(session: &mut wasmtp::plugin::PluginSession, ctx: &mut wasmtp::context::SessionContext) {
+async fn envelope(
+    session: &mut wasmtp::plugin::PluginSession,
+    ctx: &mut wasmtp::context::SessionContext,
+) {
     assert_eq!(session.run(Hook::Connect, ctx).await, Verdict::Declined);
-    assert_eq!(session.run(Hook::Ehlo("mx.example.org"), ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::Ehlo("mx.example.org"), ctx).await,
+        Verdict::Declined
+    );
     begin(ctx, "alice@example.org", &[]);
     assert_eq!(
         session.run(Hook::Mail("alice@example.org", &[]), ctx).await,

@@ -68,7 +68,10 @@ async fn header_rules_clean_message_scores_zero() {
         &mut ctx,
         "From: alice@example.org\nMessage-ID: <1@example.org>\nSubject: Lunch?\n\nhi\n",
     );
-    assert_eq!(session.run(Hook::DataPost, &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::DataPost, &mut ctx).await,
+        Verdict::Declined
+    );
     assert_eq!(header(&ctx, "X-Rule-Score"), vec!["0".to_string()]);
     assert_eq!(txn_note(&ctx, "rule-score").as_deref(), Some("0"));
 }
@@ -89,7 +92,10 @@ async fn header_rules_rejects_at_threshold_and_the_instance_serves_the_next_mess
     // Same connection, next transaction: the same instance scores again.
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(&mut ctx, "Message-ID: <2@x>\nSubject: fine\n\nx\n");
-    assert_eq!(session.run(Hook::DataPost, &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::DataPost, &mut ctx).await,
+        Verdict::Declined
+    );
     assert_eq!(header(&ctx, "X-Rule-Score"), vec!["0".to_string()]);
 }
 
@@ -98,11 +104,19 @@ async fn header_rules_hooks_it_does_not_want_decline() {
     let host = load(&[header_rules("")]).await;
     let mut session = host.session();
     let mut ctx = ctx();
-    assert_eq!(session.run(Hook::Connect, &mut ctx).await, Verdict::Declined);
-    assert_eq!(session.run(Hook::Helo("mx.example.org"), &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::Connect, &mut ctx).await,
+        Verdict::Declined
+    );
+    assert_eq!(
+        session.run(Hook::Helo("mx.example.org"), &mut ctx).await,
+        Verdict::Declined
+    );
     begin(&mut ctx, "alice@example.org", &[]);
     assert_eq!(
-        session.run(Hook::Rcpt("bob@example.test", &[]), &mut ctx).await,
+        session
+            .run(Hook::Rcpt("bob@example.test", &[]), &mut ctx)
+            .await,
         Verdict::Declined
     );
 }
@@ -127,18 +141,24 @@ async fn a_throwing_js_plugin_is_contained_by_its_failure_policy() {
     let mut ctx = ctx();
     begin(&mut ctx, "alice@example.org", &[]);
     // The hook throws: the default policy answers 451 4.3.0.
-    let v = session.run(Hook::Rcpt("trap@example.test", &[]), &mut ctx).await;
+    let v = session
+        .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)
+        .await;
     assert!(matches!(v, Verdict::DenySoft(_)), "{v:?}");
     assert_eq!(reply(&v).code, 451);
     // The failed instance was discarded; a fresh one serves the next call.
-    let v = session.run(Hook::Rcpt("fine@example.test", &[]), &mut ctx).await;
+    let v = session
+        .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx)
+        .await;
     assert_eq!(v, Verdict::Declined);
     // Another connection is not affected either.
     let mut other = host.session();
     let mut ctx2 = ctx_from("198.51.100.9:1234");
     begin(&mut ctx2, "carol@example.org", &[]);
     assert_eq!(
-        other.run(Hook::Rcpt("fine@example.test", &[]), &mut ctx2).await,
+        other
+            .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx2)
+            .await,
         Verdict::Declined
     );
 }
@@ -151,8 +171,12 @@ async fn a_looping_js_plugin_is_stopped_by_its_cpu_budget() {
     let mut session = host.session();
     let mut ctx = ctx();
     begin(&mut ctx, "alice@example.org", &[]);
-    let v = session.run(Hook::Rcpt("trap@example.test", &[]), &mut ctx).await;
+    let v = session
+        .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)
+        .await;
     assert_eq!(reply(&v).code, 554, "{v:?}");
-    let v = session.run(Hook::Rcpt("fine@example.test", &[]), &mut ctx).await;
+    let v = session
+        .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx)
+        .await;
     assert_eq!(v, Verdict::Declined);
 }

@@ -25,11 +25,17 @@ async fn spam_score_below_threshold_tags_the_message() {
     let mut session = host.session();
     let mut ctx = ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
-    set_message(&mut ctx, "Subject: Casino night\n\nCome to the casino tonight!\n");
+    set_message(
+        &mut ctx,
+        "Subject: Casino night\n\nCome to the casino tonight!\n",
+    );
     let v = session.run(Hook::DataPost, &mut ctx).await;
     assert_eq!(v, Verdict::Declined);
     // "casino" twice (subject and body) at weight 2: 4, below 6.
-    assert_eq!(header(&ctx, "X-Spam-Score"), vec!["4/6 (casinox2)".to_string()]);
+    assert_eq!(
+        header(&ctx, "X-Spam-Score"),
+        vec!["4/6 (casinox2)".to_string()]
+    );
     assert_eq!(txn_note(&ctx, "spam-score").as_deref(), Some("4"));
 }
 
@@ -59,11 +65,11 @@ async fn spam_score_tagging_mode_adds_the_header_and_note() {
     let mut session = host.session();
     let mut ctx = ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
-    set_message(
-        &mut ctx,
-        "Subject: VIAGRA\n\nviagra viagra\n",
+    set_message(&mut ctx, "Subject: VIAGRA\n\nviagra viagra\n");
+    assert_eq!(
+        session.run(Hook::DataPost, &mut ctx).await,
+        Verdict::Declined
     );
-    assert_eq!(session.run(Hook::DataPost, &mut ctx).await, Verdict::Declined);
     assert_eq!(
         header(&ctx, "X-Spam-Score"),
         vec!["12/6 (viagrax3)".to_string()]
@@ -84,7 +90,10 @@ async fn spam_score_adds_a_score_another_plugin_left_in_a_note() {
         .unwrap()
         .notes
         .insert("rule-score".into(), "3.5".into());
-    assert_eq!(session.run(Hook::DataPost, &mut ctx).await, Verdict::Declined);
+    assert_eq!(
+        session.run(Hook::DataPost, &mut ctx).await,
+        Verdict::Declined
+    );
     assert_eq!(
         header(&ctx, "X-Spam-Score"),
         vec!["5.5/6 (casino, rule-score=3.5)".to_string()]
@@ -110,16 +119,22 @@ async fn a_raising_python_plugin_is_contained_by_its_failure_policy() {
     let mut session = host.session();
     let mut ctx = ctx();
     begin(&mut ctx, "alice@example.org", &[]);
-    let v = session.run(Hook::Rcpt("trap@example.test", &[]), &mut ctx).await;
+    let v = session
+        .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)
+        .await;
     assert!(matches!(v, Verdict::DenySoft(_)), "{v:?}");
     assert_eq!(reply(&v).code, 451);
-    let v = session.run(Hook::Rcpt("fine@example.test", &[]), &mut ctx).await;
+    let v = session
+        .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx)
+        .await;
     assert_eq!(v, Verdict::Declined);
     let mut other = host.session();
     let mut ctx2 = ctx_from("198.51.100.9:1234");
     begin(&mut ctx2, "carol@example.org", &[]);
     assert_eq!(
-        other.run(Hook::Rcpt("fine@example.test", &[]), &mut ctx2).await,
+        other
+            .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx2)
+            .await,
         Verdict::Declined
     );
 }

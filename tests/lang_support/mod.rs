@@ -102,7 +102,11 @@ pub fn set_message(ctx: &mut SessionContext, text: &str) {
 
 /// The message as it would be delivered.
 pub fn delivered(ctx: &SessionContext) -> String {
-    let msg = ctx.txn.as_ref().and_then(|t| t.message.as_ref()).expect("message");
+    let msg = ctx
+        .txn
+        .as_ref()
+        .and_then(|t| t.message.as_ref())
+        .expect("message");
     String::from_utf8(msg.to_bytes().into_owned()).expect("UTF-8 message")
 }
 

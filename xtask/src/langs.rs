@@ -31,7 +31,12 @@ use sha2::{Digest, Sha256};
 /// componentize-py version installed into the venv.
 const COMPONENTIZE_PY: &str = "0.25.1";
 /// Debian packages of the C toolchain.
-const C_PACKAGES: &[&str] = &["clang-14", "lld-14", "wasi-libc", "libclang-rt-14-dev-wasm32"];
+const C_PACKAGES: &[&str] = &[
+    "clang-14",
+    "lld-14",
+    "wasi-libc",
+    "libclang-rt-14-dev-wasm32",
+];
 /// Bumped when the build recipe changes, to invalidate every stamp.
 const RECIPE: &str = "langs-recipe-1";
 
@@ -49,6 +54,15 @@ pub enum Lang {
 impl Lang {
     /// Every language, in build order.
     pub const ALL: [Lang; 3] = [Lang::C, Lang::Js, Lang::Python];
+
+    /// File extensions that are build inputs (READMEs are not).
+    fn sources(self) -> &'static [&'static str] {
+        match self {
+            Lang::Js => &["js", "mjs", "json"],
+            Lang::Python => &["py"],
+            Lang::C => &["c", "h"],
+        }
+    }
 
     /// Folder name under `example-plugins/` and `plugins-sdk/`.
     pub fn dir(self) -> &'static str {
@@ -113,7 +127,10 @@ pub fn discover(root: &Path) -> Result<Vec<PluginSrc>> {
     for lang in Lang::ALL {
         for (parent, fixture) in [
             (root.join("example-plugins").join(lang.dir()), false),
-            (root.join("plugins-sdk").join(lang.dir()).join("fixtures"), true),
+            (
+                root.join("plugins-sdk").join(lang.dir()).join("fixtures"),
+                true,
+            ),
         ] {
             let Ok(entries) = fs::read_dir(&parent) else {
                 continue;
@@ -137,6 +154,14 @@ pub fn discover(root: &Path) -> Result<Vec<PluginSrc>> {
                 });
             }
         }
+    }
+    let mut names: Vec<&str> = out.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!(
+            "two plugins are named {:?}: plugin folder names must be unique across languages",
+            w[0]
+        );
     }
     Ok(out)
 }
@@ -198,7 +223,9 @@ fn ensure_python(root: &Path) -> Result<Toolchain> {
     let version = match installed {
         Some(v) if v.contains(COMPONENTIZE_PY) => v,
         _ => {
-            eprintln!("langs: installing componentize-py {COMPONENTIZE_PY} into target/venv-plugins");
+            eprintln!(
+                "langs: installing componentize-py {COMPONENTIZE_PY} into target/venv-plugins"
+            );
             if !venv.join("bin/pip").exists() {
                 run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
                     .context("python3 -m venv (is python3 with venv installed?)")?;
@@ -232,9 +259,11 @@ fn clang_rt_present() -> bool {
     let Ok(entries) = fs::read_dir("/usr/lib/llvm-14/lib/clang") else {
         return false;
     };
-    entries
-        .filter_map(|e| e.ok())
-        .any(|e| e.path().join("lib/wasi/libclang_rt.builtins-wasm32.a").exists())
+    entries.filter_map(|e| e.ok()).any(|e| {
+        e.path()
+            .join("lib/wasi/libclang_rt.builtins-wasm32.a")
+            .exists()
+    })
 }
 
 fn ensure_c() -> Result<Toolchain> {
@@ -276,16 +305,29 @@ fn input_hash(root: &Path, p: &PluginSrc, tool: &Toolchain) -> Result<String> {
     let mut h = Sha256::new();
     h.update(RECIPE);
     h.update(&tool.version);
-    for dir in [
-        root.join("wit"),
-        p.dir.clone(),
-        root.join("plugins-sdk").join(p.lang.dir()).join("src"),
+    for (dir, exts) in [
+        (root.join("wit"), &["wit"][..]),
+        (p.dir.clone(), p.lang.sources()),
+        (
+            root.join("plugins-sdk").join(p.lang.dir()).join("src"),
+            p.lang.sources(),
+        ),
     ] {
         let mut files = Vec::new();
         list_files(&dir, &mut files)?;
+        files.retain(|f| {
+            f.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| exts.contains(&e))
+        });
         files.sort();
         for f in files {
-            h.update(f.strip_prefix(root).unwrap_or(&f).to_string_lossy().as_bytes());
+            h.update(
+                f.strip_prefix(root)
+                    .unwrap_or(&f)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
             h.update([0]);
             h.update(fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
             h.update([0]);
@@ -374,7 +416,14 @@ fn build_js(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Pat
         .arg("wasmtp-entry.js")
         .arg("--wit")
         .arg(root.join("wit"))
-        .args(["--world-name", "plugin", "--disable", "http", "fetch-event", "-o"])
+        .args([
+            "--world-name",
+            "plugin",
+            "--disable",
+            "http",
+            "fetch-event",
+            "-o",
+        ])
         .arg(out)
         .current_dir(work))
 }
