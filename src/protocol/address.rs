@@ -163,7 +163,9 @@ fn is_atext(c: char) -> bool {
 
 /// Dot-string = Atom *("." Atom).
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 /// Domain = sub-domain *("." sub-domain), each a Let-dig [Ldh-str] of at
@@ -241,20 +243,44 @@ mod tests {
             ("<Postmaster>", false, Ok(Path::Postmaster)),
             ("<postMASTER>", false, Ok(Path::Postmaster)),
             ("<a.b+tag@x-y.example>", false, m("a.b+tag@x-y.example")),
-            ("<@r1.example,@r2.example:a@b.example>", false, m("a@b.example")),
+            (
+                "<@r1.example,@r2.example:a@b.example>",
+                false,
+                m("a@b.example"),
+            ),
             ("<@r1.example:a@b.example>", false, m("a@b.example")),
-            ("<@bad_route:a@b.example>", false, Err(Syntax("bad source route"))),
-            ("<@r1.example a@b.example>", false, Err(Syntax("source route without ':'"))),
+            (
+                "<@bad_route:a@b.example>",
+                false,
+                Err(Syntax("bad source route")),
+            ),
+            (
+                "<@r1.example a@b.example>",
+                false,
+                Err(Syntax("source route without ':'")),
+            ),
             ("<user%other@b.example>", false, m("user%other@b.example")),
             ("<host!user@b.example>", false, m("host!user@b.example")),
             ("<\"a b\"@b.example>", false, m("\"a b\"@b.example")),
             ("<\"a\\\"@x\"@b.example>", false, m("\"a\\\"@x\"@b.example")),
-            ("<\"unterminated@b.example>", false, Err(Syntax("bad quoted local part"))),
+            (
+                "<\"unterminated@b.example>",
+                false,
+                Err(Syntax("bad quoted local part")),
+            ),
             ("<a@[127.0.0.1]>", false, m("a@[127.0.0.1]")),
             ("<a@[IPv6:::1]>", false, m("a@[IPv6:::1]")),
             ("<a@[300.0.0.1]>", false, Err(Syntax("invalid domain"))),
-            ("a@b.example", false, Err(Syntax("path must be enclosed in <>"))),
-            ("<a@b.example", false, Err(Syntax("path must be enclosed in <>"))),
+            (
+                "a@b.example",
+                false,
+                Err(Syntax("path must be enclosed in <>")),
+            ),
+            (
+                "<a@b.example",
+                false,
+                Err(Syntax("path must be enclosed in <>")),
+            ),
             ("<a>", false, Err(Syntax("missing @domain"))),
             ("<a..b@c.example>", false, Err(Syntax("invalid local part"))),
             ("<.a@c.example>", false, Err(Syntax("invalid local part"))),
@@ -264,7 +290,11 @@ mod tests {
             ("<a@c.example.>", false, Err(Syntax("invalid domain"))),
             ("<a@c_d.example>", false, Err(Syntax("invalid domain"))),
             ("<a@>", false, Err(Syntax("invalid domain"))),
-            ("<@b.example>", false, Err(Syntax("source route without ':'"))),
+            (
+                "<@b.example>",
+                false,
+                Err(Syntax("source route without ':'")),
+            ),
             ("<üser@b.example>", false, Err(NonAscii)),
             ("<üser@b.example>", true, m("üser@b.example")),
             ("<a@bü.example>", true, m("a@bü.example")),
@@ -288,7 +318,7 @@ mod tests {
         assert!(local_part_has_routing("h!u@b"));
         assert!(local_part_has_routing("\"u@v\"@b"));
         assert!(!local_part_has_routing("u.v@b"));
-        assert!(is_domain_or_literal("[::1]", false) == false);
+        assert!(!is_domain_or_literal("[::1]", false));
         assert!(is_domain_or_literal("mx.example", false));
     }
 }

@@ -77,7 +77,9 @@ pub fn decode_response(text: &[u8]) -> Result<Vec<u8>, Reply> {
 /// passwd non-empty.
 pub fn parse_plain(msg: &[u8]) -> Result<Credentials, Reply> {
     let mut parts = msg.split(|&b| b == 0);
-    let (Some(z), Some(u), Some(p), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(z), Some(u), Some(p), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(replies::bad_auth_response());
     };
     if u.is_empty() || p.is_empty() {

@@ -40,7 +40,12 @@ impl Chunk {
     /// Consumes chunk octets from `input` into `buf` through `text`. Returns
     /// the octets consumed and whether the header block ended (then call
     /// again with the rest).
-    pub fn feed(&mut self, input: &[u8], text: &mut TextChecks, buf: &mut MessageBuffer) -> (usize, bool) {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        text: &mut TextChecks,
+        buf: &mut MessageBuffer,
+    ) -> (usize, bool) {
         let n = self.take(input.len());
         let (used, headers_end) = text.feed(&input[..n], buf);
         self.remaining -= used as u64;

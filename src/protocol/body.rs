@@ -242,17 +242,60 @@ mod tests {
     #[test]
     fn table() {
         use BareLineEndings::*;
-        let cases: &[(&[u8], BareLineEndings, &[u8], bool, bool, Option<usize>)] = &[
-            (b"a: b\r\n\r\nbody\r\n", Reject, b"a: b\r\n\r\nbody\r\n", false, false, Some(8)),
-            (b"a: b\r\nbody\r\n", Reject, b"a: b\r\nbody\r\n", false, false, Some(12)),
+        type Case<'a> = (
+            &'a [u8],
+            BareLineEndings,
+            &'a [u8],
+            bool,
+            bool,
+            Option<usize>,
+        );
+        let cases: &[Case] = &[
+            (
+                b"a: b\r\n\r\nbody\r\n",
+                Reject,
+                b"a: b\r\n\r\nbody\r\n",
+                false,
+                false,
+                Some(8),
+            ),
+            (
+                b"a: b\r\nbody\r\n",
+                Reject,
+                b"a: b\r\nbody\r\n",
+                false,
+                false,
+                Some(12),
+            ),
             (b"\r\nbody", Reject, b"\r\nbody", false, false, Some(2)),
             (b"a\nb\r\n", Reject, b"a\nb\r\n", true, false, Some(5)),
             (b"a\rb\r\n", Reject, b"a\rb\r\n", true, false, Some(5)),
             (b"a\r", Reject, b"a\r", true, false, Some(2)),
             (b"a\nb\r\n", Normalize, b"a\r\nb\r\n", false, false, Some(5)),
-            (b"a\r\rb\r\n", Normalize, b"a\r\n\r\nb\r\n", false, false, Some(3)),
-            (b"12345678\r\n", Reject, b"12345678\r\n", false, false, Some(10)),
-            (b"123456789\r\n", Reject, b"123456789\r\n", false, true, Some(11)),
+            (
+                b"a\r\rb\r\n",
+                Normalize,
+                b"a\r\n\r\nb\r\n",
+                false,
+                false,
+                Some(3),
+            ),
+            (
+                b"12345678\r\n",
+                Reject,
+                b"12345678\r\n",
+                false,
+                false,
+                Some(10),
+            ),
+            (
+                b"123456789\r\n",
+                Reject,
+                b"123456789\r\n",
+                false,
+                true,
+                Some(11),
+            ),
         ];
         for (input, policy, out, bare, long, hend) in cases {
             let got = check(input, *policy);

@@ -237,7 +237,9 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, CommandError> {
             return Err(CommandError::Syntax("invalid parameter keyword"));
         }
         if let Some(v) = value
-            && (v.is_empty() || v.chars().any(|c| c == '=' || (c.is_ascii() && !c.is_ascii_graphic())))
+            && (v.is_empty()
+                || v.chars()
+                    .any(|c| c == '=' || (c.is_ascii() && !c.is_ascii_graphic())))
         {
             return Err(CommandError::Syntax("invalid parameter value"));
         }
@@ -262,7 +264,10 @@ pub fn xtext_decode(s: &str) -> Option<String> {
         match b[i] {
             b'+' => {
                 let hex = s.get(i + 1..i + 3)?;
-                if !hex.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)) {
+                if !hex
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+                {
                     return None;
                 }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
@@ -345,17 +350,39 @@ mod tests {
                 b"MAIL FROM:<a@b> SIZE=100 body=8bitmime SMTPUTF8",
                 mail(
                     "<a@b>",
-                    vec![p("SIZE", Some("100")), p("BODY", Some("8bitmime")), p("SMTPUTF8", None)],
+                    vec![
+                        p("SIZE", Some("100")),
+                        p("BODY", Some("8bitmime")),
+                        p("SMTPUTF8", None),
+                    ],
                 ),
             ),
-            (b"MAIL FROM:<\"a>b\"@c> X", mail("<\"a>b\"@c>", vec![p("X", None)])),
-            (b"MAIL FROM:<a@b> SIZE=1 SIZE=2", Err(Syntax("duplicate parameter"))),
-            (b"MAIL FROM:<a@b> SIZE=", Err(Syntax("invalid parameter value"))),
-            (b"MAIL FROM:<a@b> =1", Err(Syntax("invalid parameter keyword"))),
+            (
+                b"MAIL FROM:<\"a>b\"@c> X",
+                mail("<\"a>b\"@c>", vec![p("X", None)]),
+            ),
+            (
+                b"MAIL FROM:<a@b> SIZE=1 SIZE=2",
+                Err(Syntax("duplicate parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> SIZE=",
+                Err(Syntax("invalid parameter value")),
+            ),
+            (
+                b"MAIL FROM:<a@b> =1",
+                Err(Syntax("invalid parameter keyword")),
+            ),
             (b"MAIL FROM:<a@b>X", Err(Syntax("garbage after address"))),
-            (b"MAIL FROM:a@b", Err(Syntax("address must be enclosed in <>"))),
+            (
+                b"MAIL FROM:a@b",
+                Err(Syntax("address must be enclosed in <>")),
+            ),
             (b"MAIL FROM:<a@b", Err(Syntax("unterminated address"))),
-            (b"MAIL TO:<a@b>", Err(Syntax("expected MAIL FROM:<address>"))),
+            (
+                b"MAIL TO:<a@b>",
+                Err(Syntax("expected MAIL FROM:<address>")),
+            ),
             (b"MAIL", Err(Syntax("expected MAIL FROM:<address>"))),
             (
                 b"RCPT TO:<a@b>",
@@ -364,7 +391,10 @@ mod tests {
                     params: vec![],
                 }),
             ),
-            (b"RCPT FROM:<a@b>", Err(Syntax("expected RCPT TO:<address>"))),
+            (
+                b"RCPT FROM:<a@b>",
+                Err(Syntax("expected RCPT TO:<address>")),
+            ),
             (b"DATA", Ok(Data)),
             (b"DATA x", Err(Syntax("no arguments allowed"))),
             (b"RSET", Ok(Rset)),
@@ -377,10 +407,34 @@ mod tests {
             (b"VRFY bob", Ok(Vrfy("bob".into()))),
             (b"VRFY", Err(Syntax("VRFY requires an argument"))),
             (b"EXPN list", Ok(Expn("list".into()))),
-            (b"BDAT 10", Ok(Bdat { size: 10, last: false })),
-            (b"BDAT 0 LAST", Ok(Bdat { size: 0, last: true })),
-            (b"bdat 5 last", Ok(Bdat { size: 5, last: true })),
-            (b"BDAT 18446744073709551615", Ok(Bdat { size: u64::MAX, last: false })),
+            (
+                b"BDAT 10",
+                Ok(Bdat {
+                    size: 10,
+                    last: false,
+                }),
+            ),
+            (
+                b"BDAT 0 LAST",
+                Ok(Bdat {
+                    size: 0,
+                    last: true,
+                }),
+            ),
+            (
+                b"bdat 5 last",
+                Ok(Bdat {
+                    size: 5,
+                    last: true,
+                }),
+            ),
+            (
+                b"BDAT 18446744073709551615",
+                Ok(Bdat {
+                    size: u64::MAX,
+                    last: false,
+                }),
+            ),
             (b"BDAT 18446744073709551616 LAST", Err(BdatSize)),
             (b"BDAT 99999999999999999999999999 LAST", Err(BdatSize)),
             (b"BDAT -1", Err(BdatSize)),
@@ -422,7 +476,12 @@ mod tests {
             (b"NOOP \xff", Err(BadBytes)),
         ];
         for (line, want) in cases {
-            assert_eq!(Command::parse(line), want, "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                Command::parse(line),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 

@@ -98,7 +98,14 @@ mod tests {
 
     #[test]
     fn hello_args() {
-        for ok in ["mx.example", "localhost", "DESKTOP_1", "[127.0.0.1]", "[IPv6:::1]", "bü.example"] {
+        for ok in [
+            "mx.example",
+            "localhost",
+            "DESKTOP_1",
+            "[127.0.0.1]",
+            "[IPv6:::1]",
+            "bü.example",
+        ] {
             assert!(valid_hello_arg(ok), "{ok}");
         }
         for bad in ["", "-x.example", "a..b", "[1.2.3]", "a b", "x@y", "a;b"] {

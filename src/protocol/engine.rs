@@ -1,11 +1,28 @@
 //! The session state machine: input bytes in, replies and [`Action`]s out.
 //!
-//! One [`Phase`] says how the next input octets are read (command lines,
+//! One `Phase` says how the next input octets are read (command lines,
 //! an AUTH response, DATA content, a BDAT chunk, a refused chunk to skip).
 //! Commands are handled one at a time; when one needs a policy decision the
 //! engine parks it as the pending [`Event`] and reads nothing more until
 //! [`Engine::decide`]. Replies go to one output buffer in command order, so
 //! pipelined commands (RFC 2920) are answered in order.
+//!
+//! # Notes for the driver
+//! - A transaction can end without `MessageComplete`: a message refused by
+//!   the engine (552 size, 550 bare CR/LF, long line) or at `DataHeaders`
+//!   ends it after the reply. [`Engine::in_transaction`] says whether one
+//!   is open; mirror it into the plugin context after each `poll`.
+//! - An accepted HELO/EHLO, RSET, the end of a message and a refused
+//!   first BDAT (RFC 3030 4.2) end the transaction; a refused DATA does
+//!   not. `tls_established` clears the transaction, HELO and AUTH
+//!   ([`Engine::hello`], [`Engine::is_authenticated`]).
+//! - A positive reply to `Event::Data` always becomes 354 (for DATA) or no
+//!   reply at all (for the first BDAT, whose chunk reply comes later).
+//! - Any 421 reply, from the engine or the driver, closes the session.
+//! - Protocol errors (500-504, 555 from the engine's own checks or the
+//!   default reply to an unknown verb) count towards `max_errors`; the
+//!   `max_errors`-th is answered `421 4.7.0` and the session closes. The
+//!   `max_auth_failures`-th refused AUTH is likewise answered `421 4.7.0`.
 
 use std::sync::Arc;
 
@@ -439,7 +456,8 @@ impl Engine {
             self.pos += chunk.skip(avail);
             return true;
         }
-        if let Phase::Skip { reply, error, .. } = std::mem::replace(&mut self.phase, Phase::Command) {
+        if let Phase::Skip { reply, error, .. } = std::mem::replace(&mut self.phase, Phase::Command)
+        {
             if error {
                 self.error(reply);
             } else {
@@ -640,7 +658,9 @@ impl Engine {
         let sender = match address::parse_path(path, mp.smtputf8) {
             Ok(Path::Null) => String::new(),
             Ok(Path::Mailbox(m)) => m,
-            Ok(Path::Postmaster) => return self.error(replies::bad_address(true, "missing @domain")),
+            Ok(Path::Postmaster) => {
+                return self.error(replies::bad_address(true, "missing @domain"));
+            }
             Err(e) => return self.address_error(true, e),
         };
         let event = Event::Mail {
@@ -750,7 +770,9 @@ impl Engine {
             return self.error(replies::sequence("Already authenticated"));
         }
         if self.txn.is_some() {
-            return self.error(replies::sequence("AUTH not allowed during a mail transaction"));
+            return self.error(replies::sequence(
+                "AUTH not allowed during a mail transaction",
+            ));
         }
         if !ehlo::auth_usable(&self.config, self.tls_active) {
             return self.send(&replies::auth_needs_tls());
@@ -844,7 +866,11 @@ impl Engine {
                     None => replies::helo(&self.config.hostname),
                 };
                 if positive {
-                    self.hello = if ehlo { HelloKind::Ehlo } else { HelloKind::Helo };
+                    self.hello = if ehlo {
+                        HelloKind::Ehlo
+                    } else {
+                        HelloKind::Helo
+                    };
                     self.end_transaction();
                 }
                 self.send(&r);
@@ -867,9 +893,7 @@ impl Engine {
             }
             Event::Data => self.apply_data(pending, reply, positive),
             Event::DataHeaders => {
-                if !positive
-                    && let (Some(r), Some(rec)) = (reply, self.reception.as_mut())
-                {
+                if !positive && let (Some(r), Some(rec)) = (reply, self.reception.as_mut()) {
                     rec.rejection = Some(r);
                     self.message.discard();
                 }
@@ -934,7 +958,9 @@ impl Engine {
                 if positive {
                     self.start_reception(body);
                     self.phase = Phase::Data(DataReceiver::new());
-                    let r = reply.filter(|r| r.code == 354).unwrap_or_else(replies::start_data);
+                    let r = reply
+                        .filter(|r| r.code == 354)
+                        .unwrap_or_else(replies::start_data);
                     self.send(&r);
                 } else if let Some(r) = reply {
                     self.send(&r);

@@ -139,7 +139,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[&[u8]], usize, &[&str])] = &[
+        type Case<'a> = (&'a [&'a [u8]], usize, &'a [&'a str]);
+        let cases: &[Case] = &[
             (&[b"NOOP\r\n"], 512, &["CNOOP"]),
             (&[b"NO", b"OP\r", b"\n"], 512, &["CNOOP"]),
             (&[b"A\r\nB\r\n"], 512, &["CA", "CB"]),
@@ -149,7 +150,11 @@ mod tests {
             (&[b"123456\r\n"], 8, &["C123456"]),
             (&[b"1234567\r\n"], 8, &["L"]),
             (&[b"1234567", b"89\r\nOK\r\n"], 8, &["L", "COK"]),
-            (&[b"12345678", b"9", b"\r", b"\n", b"X\r\n"], 8, &["L", "CX"]),
+            (
+                &[b"12345678", b"9", b"\r", b"\n", b"X\r\n"],
+                8,
+                &["L", "CX"],
+            ),
         ];
         for (chunks, limit, want) in cases {
             let (got, _) = run(chunks, *limit);

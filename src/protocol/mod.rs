@@ -23,7 +23,7 @@
 //! # Layout
 //! - [`engine`]: the session state machine ([`Engine`]).
 //! - [`event`]: [`Action`], [`Event`], [`Decision`], [`EngineConfig`].
-//! - [`line`]: the bounded command-line reader.
+//! - [`line`](mod@line): the bounded command-line reader.
 //! - [`command`]: command lines parsed into a typed [`command::Command`]
 //!   (why we do not wrap `smtp-proto` is in its module doc).
 //! - [`address`]: reverse/forward paths and helpers for relay policy.

@@ -36,7 +36,11 @@ pub struct MailParams {
 
 /// Checks MAIL parameters against what we offer. `ehlo` is false after
 /// HELO, where no parameter is allowed.
-pub fn mail_params(params: &[Param], config: &EngineConfig, ehlo: bool) -> Result<MailParams, Reply> {
+pub fn mail_params(
+    params: &[Param],
+    config: &EngineConfig,
+    ehlo: bool,
+) -> Result<MailParams, Reply> {
     let mut out = MailParams::default();
     for p in params {
         if !ehlo {
@@ -67,7 +71,8 @@ pub fn mail_params(params: &[Param], config: &EngineConfig, ehlo: bool) -> Resul
             }
             ("SMTPUTF8", None) if config.smtputf8 => out.smtputf8 = true,
             ("AUTH", Some(v)) if config.auth => {
-                let decoded = xtext_decode(v).ok_or_else(|| replies::syntax("invalid AUTH value"))?;
+                let decoded =
+                    xtext_decode(v).ok_or_else(|| replies::syntax("invalid AUTH value"))?;
                 norm.value = Some(decoded);
             }
             _ => return Err(replies::unsupported_param(&p.key)),
@@ -113,21 +118,61 @@ mod tests {
         let cases: Vec<(Vec<Param>, &EngineConfig, bool, Want)> = vec![
             (vec![], &cfg, true, Ok((BodyType::SevenBit, false, None))),
             (vec![], &cfg, false, Ok((BodyType::SevenBit, false, None))),
-            (vec![p("SIZE", Some("1000"))], &cfg, true, Ok((BodyType::SevenBit, false, Some(1000)))),
+            (
+                vec![p("SIZE", Some("1000"))],
+                &cfg,
+                true,
+                Ok((BodyType::SevenBit, false, Some(1000))),
+            ),
             (vec![p("SIZE", Some("1001"))], &cfg, true, Err(552)),
-            (vec![p("SIZE", Some("99999999999999999999"))], &cfg, true, Err(552)),
+            (
+                vec![p("SIZE", Some("99999999999999999999"))],
+                &cfg,
+                true,
+                Err(552),
+            ),
             (vec![p("SIZE", Some("x"))], &cfg, true, Err(501)),
             (vec![p("SIZE", None)], &cfg, true, Err(555)),
             (vec![p("SIZE", Some("10"))], &cfg, false, Err(555)),
-            (vec![p("BODY", Some("8bitmime"))], &cfg, true, Ok((BodyType::EightBitMime, false, None))),
-            (vec![p("BODY", Some("7BIT"))], &cfg, true, Ok((BodyType::SevenBit, false, None))),
-            (vec![p("BODY", Some("BINARYMIME"))], &cfg, true, Ok((BodyType::BinaryMime, false, None))),
-            (vec![p("BODY", Some("BINARYMIME"))], &no_chunk, true, Err(555)),
+            (
+                vec![p("BODY", Some("8bitmime"))],
+                &cfg,
+                true,
+                Ok((BodyType::EightBitMime, false, None)),
+            ),
+            (
+                vec![p("BODY", Some("7BIT"))],
+                &cfg,
+                true,
+                Ok((BodyType::SevenBit, false, None)),
+            ),
+            (
+                vec![p("BODY", Some("BINARYMIME"))],
+                &cfg,
+                true,
+                Ok((BodyType::BinaryMime, false, None)),
+            ),
+            (
+                vec![p("BODY", Some("BINARYMIME"))],
+                &no_chunk,
+                true,
+                Err(555),
+            ),
             (vec![p("BODY", Some("9BIT"))], &cfg, true, Err(555)),
-            (vec![p("SMTPUTF8", None)], &cfg, true, Ok((BodyType::SevenBit, true, None))),
+            (
+                vec![p("SMTPUTF8", None)],
+                &cfg,
+                true,
+                Ok((BodyType::SevenBit, true, None)),
+            ),
             (vec![p("SMTPUTF8", None)], &no_chunk, true, Err(555)),
             (vec![p("SMTPUTF8", Some("x"))], &cfg, true, Err(555)),
-            (vec![p("AUTH", Some("a+2Bb@x"))], &cfg, true, Ok((BodyType::SevenBit, false, None))),
+            (
+                vec![p("AUTH", Some("a+2Bb@x"))],
+                &cfg,
+                true,
+                Ok((BodyType::SevenBit, false, None)),
+            ),
             (vec![p("AUTH", Some("a+2"))], &cfg, true, Err(501)),
             (vec![p("RET", Some("FULL"))], &cfg, true, Err(555)),
         ];
@@ -137,8 +182,19 @@ mod tests {
                 .map_err(|r| r.code);
             assert_eq!(got, want, "{params:?}");
         }
-        let m = mail_params(&[p("AUTH", Some("a+2Bb")), p("BODY", Some("8bitmime"))], &cfg, true).unwrap();
-        assert_eq!(m.normalized, vec![p("AUTH", Some("a+b")), p("BODY", Some("8BITMIME"))]);
-        assert_eq!(rcpt_params(&[p("NOTIFY", Some("NEVER"))]).map_err(|r| r.code), Err(555));
+        let m = mail_params(
+            &[p("AUTH", Some("a+2Bb")), p("BODY", Some("8bitmime"))],
+            &cfg,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            m.normalized,
+            vec![p("AUTH", Some("a+b")), p("BODY", Some("8BITMIME"))]
+        );
+        assert_eq!(
+            rcpt_params(&[p("NOTIFY", Some("NEVER"))]).map_err(|r| r.code),
+            Err(555)
+        );
     }
 }

@@ -78,11 +78,19 @@ pub fn line_too_long() -> Reply {
 }
 /// `500 5.5.2 Bare LF received` (a command line ending in LF alone).
 pub fn bare_lf_command() -> Reply {
-    Reply::new(500, esc(5, 5, 2), "Syntax error: bare <LF> received, lines must end with <CR><LF>")
+    Reply::new(
+        500,
+        esc(5, 5, 2),
+        "Syntax error: bare <LF> received, lines must end with <CR><LF>",
+    )
 }
 /// `500 5.5.2 Invalid characters in command`.
 pub fn bad_bytes() -> Reply {
-    Reply::new(500, esc(5, 5, 2), "Syntax error: invalid characters in command")
+    Reply::new(
+        500,
+        esc(5, 5, 2),
+        "Syntax error: invalid characters in command",
+    )
 }
 /// `501 5.5.4 Syntax error: <what>`.
 pub fn syntax(what: &str) -> Reply {
@@ -155,7 +163,11 @@ pub fn no_recipients() -> Reply {
 }
 /// `552 5.3.4 Message size exceeds fixed maximum message size`.
 pub fn too_big() -> Reply {
-    Reply::new(552, esc(5, 3, 4), "Message size exceeds fixed maximum message size")
+    Reply::new(
+        552,
+        esc(5, 3, 4),
+        "Message size exceeds fixed maximum message size",
+    )
 }
 /// `550 5.5.2 Message contains bare CR or LF`.
 pub fn bare_line_ending() -> Reply {
@@ -165,7 +177,11 @@ pub fn bare_line_ending() -> Reply {
 /// line. RFC 5321 4.5.3.1.10 lists "500 Line too long" for exceeding the
 /// text-line limit; 552 5.3.4 would wrongly say the message is too big.
 pub fn text_line_too_long() -> Reply {
-    Reply::new(500, esc(5, 5, 2), "Message contains a line longer than the limit")
+    Reply::new(
+        500,
+        esc(5, 5, 2),
+        "Message contains a line longer than the limit",
+    )
 }
 /// `421 4.7.0 Too many errors`.
 pub fn too_many_errors() -> Reply {
@@ -173,5 +189,9 @@ pub fn too_many_errors() -> Reply {
 }
 /// `421 4.7.0 Too many authentication failures`.
 pub fn too_many_auth_failures() -> Reply {
-    Reply::new(421, esc(4, 7, 0), "Too many authentication failures, closing connection")
+    Reply::new(
+        421,
+        esc(4, 7, 0),
+        "Too many authentication failures, closing connection",
+    )
 }

@@ -108,10 +108,13 @@ impl Reply {
             if let Some(esc) = self.enhanced {
                 out.extend_from_slice(format!("{esc} ").as_bytes());
             }
-            out.extend(
-                line.bytes()
-                    .map(|b| if matches!(b, b'\r' | b'\n' | 0) { b' ' } else { b }),
-            );
+            out.extend(line.bytes().map(|b| {
+                if matches!(b, b'\r' | b'\n' | 0) {
+                    b' '
+                } else {
+                    b
+                }
+            }));
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -200,7 +203,10 @@ mod tests {
 
     #[test]
     fn enhanced_code_parse() {
-        assert_eq!(EnhancedCode::parse("5.7.1"), Some(EnhancedCode::new(5, 7, 1)));
+        assert_eq!(
+            EnhancedCode::parse("5.7.1"),
+            Some(EnhancedCode::new(5, 7, 1))
+        );
         assert_eq!(EnhancedCode::parse("3.1.1"), None);
         assert_eq!(EnhancedCode::parse("5.7"), None);
         assert_eq!(EnhancedCode::parse("5.7.1.1"), None);

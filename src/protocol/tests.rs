@@ -50,7 +50,9 @@ impl Run {
 /// The decision a well-behaved driver makes by default.
 fn accept(e: &Event) -> Decision {
     match e {
-        Event::MessageComplete => Decision::Reply(Reply::new(250, EnhancedCode::new(2, 0, 0), "queued")),
+        Event::MessageComplete => {
+            Decision::Reply(Reply::new(250, EnhancedCode::new(2, 0, 0), "queued"))
+        }
         _ => Decision::Default,
     }
 }
@@ -92,7 +94,12 @@ fn session(config: EngineConfig) -> Engine {
 }
 
 /// Feeds the input in pieces split at `splits` and merges the runs.
-fn drive_split(e: &mut Engine, input: &[u8], splits: &[usize], decide: &mut dyn FnMut(&Event) -> Decision) -> Run {
+fn drive_split(
+    e: &mut Engine,
+    input: &[u8],
+    splits: &[usize],
+    decide: &mut dyn FnMut(&Event) -> Decision,
+) -> Run {
     let mut all = Run::default();
     let mut bounds = vec![0];
     bounds.extend(splits.iter().copied().filter(|&s| s <= input.len()));
@@ -129,7 +136,11 @@ fn greeting_default_and_refused() {
         Decision::Reply(Reply::new(554, EnhancedCode::new(5, 7, 1), "go away"))
     });
     assert_eq!(r.codes(), [554]);
-    let r = drive(&mut e, b"EHLO x.example\r\nMAIL FROM:<a@b.example>\r\nNOOP\r\nQUIT\r\nNOOP\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"EHLO x.example\r\nMAIL FROM:<a@b.example>\r\nNOOP\r\nQUIT\r\nNOOP\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [503, 503, 503, 221]);
     assert!(r.events.is_empty());
     assert_eq!(r.last, Some(Action::Close));
@@ -191,7 +202,11 @@ fn command_state_table() {
             } else {
                 let mut e = session(cfg());
                 let r = drive(&mut e, setups[state], &mut accept);
-                assert!(r.codes().iter().all(|c| *c == 250), "setup {state}: {}", r.out);
+                assert!(
+                    r.codes().iter().all(|c| *c == 250),
+                    "setup {state}: {}",
+                    r.out
+                );
                 e
             };
             let line = format!("{cmd}\r\n");
@@ -220,10 +235,16 @@ fn ehlo_and_helo_replies() {
     assert_eq!(r.codes(), [555]);
     // a refused EHLO does not count as a greeting
     let mut e = session(cfg());
-    let r = drive(&mut e, b"EHLO bad.example\r\nMAIL FROM:<a@b.example>\r\n", &mut |ev| match ev {
-        Event::Ehlo { .. } => Decision::Reply(Reply::new(550, EnhancedCode::new(5, 7, 1), "no")),
-        _ => Decision::Default,
-    });
+    let r = drive(
+        &mut e,
+        b"EHLO bad.example\r\nMAIL FROM:<a@b.example>\r\n",
+        &mut |ev| match ev {
+            Event::Ehlo { .. } => {
+                Decision::Reply(Reply::new(550, EnhancedCode::new(5, 7, 1), "no"))
+            }
+            _ => Decision::Default,
+        },
+    );
     assert_eq!(r.codes(), [550, 503]);
     // invalid names
     for bad in ["EHLO -x", "EHLO a b", "HELO [1.2.3]", "EHLO a..b"] {
@@ -235,7 +256,11 @@ fn ehlo_and_helo_replies() {
     let mut e = session(cfg());
     drive(&mut e, TXN, &mut accept);
     assert!(e.in_transaction());
-    let r = drive(&mut e, b"EHLO c.example\r\nRCPT TO:<x@y.example>\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nRCPT TO:<x@y.example>\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [250, 503]);
 }
 
@@ -246,8 +271,14 @@ fn pipelined_transaction_in_one_write() {
 RCPT TO:<e@f.example>\r\nDATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<g@h.example>\r\nDATA\r\n\
 .\r\nQUIT\r\n";
     let r = drive(&mut e, input, &mut accept);
-    assert_eq!(r.codes(), [250, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221]);
-    assert_eq!(r.messages, [b"Subject: hi\r\n\r\nbody\r\n".to_vec(), Vec::new()]);
+    assert_eq!(
+        r.codes(),
+        [250, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221]
+    );
+    assert_eq!(
+        r.messages,
+        [b"Subject: hi\r\n\r\nbody\r\n".to_vec(), Vec::new()]
+    );
     assert_eq!(r.headers, [b"Subject: hi\r\n\r\n".to_vec(), Vec::new()]);
     assert_eq!(r.last, Some(Action::Close));
     assert_eq!(
@@ -289,12 +320,14 @@ fn refused_data_lines_are_commands_again() {
     assert!(r.messages.is_empty());
     // a positive non-354 reply to DATA still gives 354
     let mut e = session(cfg());
-    let r = drive(&mut e, b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n", &mut |ev| {
-        match ev {
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
+        &mut |ev| match ev {
             Event::Data => Decision::Reply(Reply::ok()),
             _ => Decision::Default,
-        }
-    });
+        },
+    );
     assert_eq!(r.codes(), [250, 250, 250, 354]);
 }
 
@@ -335,8 +368,10 @@ fn smuggling_variants_through_the_engine() {
         input.extend_from_slice(b"MAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n");
         let mut want = b"Subject: x\r\n\r\nline1".to_vec();
         want.extend_from_slice(norm);
-        want.extend_from_slice(b"MAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\nsmuggled\r\n");
-        let has_bare = !v.starts_with(b"\r\n\x00") && v != b"\r\n.\x00\r\n";
+        want.extend_from_slice(
+            b"MAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\nsmuggled\r\n",
+        );
+        let has_bare = !v.starts_with(b"\r\n\x00") && !v.starts_with(b"\r\n.\x00");
         for policy in [BareLineEndings::Normalize, BareLineEndings::Reject] {
             for split in 0..=input.len() {
                 let config = EngineConfig {
@@ -348,10 +383,17 @@ fn smuggling_variants_through_the_engine() {
                 assert_eq!(r0.codes(), [250, 250, 250, 354]);
                 let r = drive_split(&mut e, &input, &[split], &mut accept);
                 let ctx = format!("variant {v:?} {policy:?} split {split}: {}", r.out);
-                assert!(!r.events.iter().any(|e| matches!(e, Event::Mail { .. })), "{ctx}");
+                assert!(
+                    !r.events.iter().any(|e| matches!(e, Event::Mail { .. })),
+                    "{ctx}"
+                );
                 if policy == BareLineEndings::Reject && has_bare {
                     assert_eq!(r.codes(), [550, 250], "{ctx}");
-                    assert!(r.out.starts_with("550 5.5.2 Message contains bare CR or LF\r\n"), "{ctx}");
+                    assert!(
+                        r.out
+                            .starts_with("550 5.5.2 Message contains bare CR or LF\r\n"),
+                        "{ctx}"
+                    );
                     assert_eq!(r.count(&Event::MessageComplete), 0, "{ctx}");
                 } else {
                     assert_eq!(r.codes(), [250, 250], "{ctx}");
@@ -384,7 +426,10 @@ fn oversize_command_lines() {
     let long = format!("NOOP {}\r\n", "x".repeat(513 - 7));
     let r = drive(&mut e, format!("{ok}{long}").as_bytes(), &mut accept);
     assert_eq!(r.codes(), [250, 500]);
-    let mail = format!("EHLO c.example\r\nMAIL FROM:<a@b.example> AUTH={}\r\n", "x".repeat(700));
+    let mail = format!(
+        "EHLO c.example\r\nMAIL FROM:<a@b.example> AUTH={}\r\n",
+        "x".repeat(700)
+    );
     let r = drive(&mut e, mail.as_bytes(), &mut accept);
     assert_eq!(r.codes(), [250, 250]);
     // a bare LF ends a line but the line is refused
@@ -401,7 +446,10 @@ fn path_limits_and_smtputf8() {
         ("RSET".into(), 250),
         (format!("MAIL FROM:<{}@b.example>", "a".repeat(65)), 501),
         (format!("MAIL FROM:<a@{}.example>", "b".repeat(64)), 501),
-        (format!("MAIL FROM:<a@{}example>", "bbbbbbbbb.".repeat(26)), 501),
+        (
+            format!("MAIL FROM:<a@{}example>", "bbbbbbbbb.".repeat(26)),
+            501,
+        ),
         ("MAIL FROM:<ü@b.example>".into(), 553),
         ("MAIL FROM:<ü@b.example> SMTPUTF8".into(), 250),
         ("RCPT TO:<ö@c.example>".into(), 250),
@@ -425,7 +473,11 @@ fn path_limits_and_smtputf8() {
     }
     // the route is stripped in the event
     let mut e = session(cfg());
-    let r = drive(&mut e, b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<@hop.example:d@c.example>\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<@hop.example:d@c.example>\r\n",
+        &mut accept,
+    );
     assert_eq!(
         r.events[2],
         Event::Rcpt {
@@ -454,12 +506,16 @@ RCPT TO:<y@d.example>\r\nRCPT TO:<z@d.example>\r\nDATA\r\n.\r\n";
     assert!(r.out.contains("452 4.5.3 Too many recipients\r\n"));
     // all refused: DATA has no valid recipients
     let mut e = session(cfg());
-    let r = drive(&mut e, b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@d.example>\r\nDATA\r\n", &mut |ev| {
-        match ev {
-            Event::Rcpt { .. } => Decision::Reply(Reply::new(550, EnhancedCode::new(5, 1, 1), "unknown")),
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@d.example>\r\nDATA\r\n",
+        &mut |ev| match ev {
+            Event::Rcpt { .. } => {
+                Decision::Reply(Reply::new(550, EnhancedCode::new(5, 1, 1), "unknown"))
+            }
             other => accept(other),
-        }
-    });
+        },
+    );
     assert_eq!(r.codes(), [250, 250, 550, 554]);
     assert!(r.out.ends_with("554 5.5.1 No valid recipients\r\n"));
 }
@@ -481,17 +537,17 @@ fn message_limits() {
     input.extend_from_slice(b".\r\nNOOP\r\n");
     let mut max_msg = 0;
     let mut max_buf = 0;
-    e.receive(&input[..6]);
-    let _ = e.poll();
-    for chunk in input[6..].chunks(64) {
+    let mut out = String::new();
+    for chunk in input.chunks(64) {
         let r = drive(&mut e, chunk, &mut accept);
+        out.push_str(&r.out);
         max_msg = max_msg.max(e.message_so_far().len());
         max_buf = max_buf.max(e.buffered_len());
         assert_eq!(r.count(&Event::MessageComplete), 0);
     }
     assert!(max_msg <= 100 && max_buf == 0, "{max_msg} {max_buf}");
     assert_eq!(
-        String::from_utf8_lossy(e.output()),
+        out,
         "354 End data with <CR><LF>.<CR><LF>\r\n552 5.3.4 Message size exceeds fixed maximum message size\r\n250 2.0.0 Ok\r\n"
     );
     assert!(!e.in_transaction());
@@ -502,7 +558,10 @@ fn message_limits() {
     let line = format!("DATA\r\n{}\r\n.\r\n", "x".repeat(49));
     let r = drive(&mut e, line.as_bytes(), &mut accept);
     assert_eq!(r.codes(), [354, 500]);
-    assert!(r.out.ends_with("500 5.5.2 Message contains a line longer than the limit\r\n"));
+    assert!(
+        r.out
+            .ends_with("500 5.5.2 Message contains a line longer than the limit\r\n")
+    );
 
     // bare LF rejected, session goes on
     let mut e = session(cfg());
@@ -517,10 +576,16 @@ fn data_headers_event() {
     // emitted once, at the empty line; a refusal there is sent at the end
     let mut e = session(cfg());
     drive(&mut e, TXN, &mut accept);
-    let r = drive(&mut e, b"DATA\r\nA: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore\r\n.\r\nNOOP\r\n", &mut |ev| match ev {
-        Event::DataHeaders => Decision::Reply(Reply::new(554, EnhancedCode::new(5, 7, 1), "spam")),
-        other => accept(other),
-    });
+    let r = drive(
+        &mut e,
+        b"DATA\r\nA: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore\r\n.\r\nNOOP\r\n",
+        &mut |ev| match ev {
+            Event::DataHeaders => {
+                Decision::Reply(Reply::new(554, EnhancedCode::new(5, 7, 1), "spam"))
+            }
+            other => accept(other),
+        },
+    );
     assert_eq!(r.headers, [b"A: 1\r\nB: 2\r\n\r\n".to_vec()]);
     assert_eq!(r.count(&Event::DataHeaders), 1);
     assert_eq!(r.count(&Event::MessageComplete), 0);
@@ -531,14 +596,21 @@ fn data_headers_event() {
     drive(&mut e, TXN, &mut accept);
     let r = drive(&mut e, b"DATA\r\nA: 1\r\n.\r\n", &mut accept);
     assert_eq!(r.headers, [b"A: 1\r\n".to_vec()]);
-    assert_eq!(r.events, [Event::Data, Event::DataHeaders, Event::MessageComplete]);
+    assert_eq!(
+        r.events,
+        [Event::Data, Event::DataHeaders, Event::MessageComplete]
+    );
     // Disconnect at MessageComplete closes
     let mut e = session(cfg());
     drive(&mut e, TXN, &mut accept);
-    let r = drive(&mut e, b"DATA\r\nA: 1\r\n.\r\nNOOP\r\n", &mut |ev| match ev {
-        Event::MessageComplete => Decision::Disconnect(Reply::local_error()),
-        other => accept(other),
-    });
+    let r = drive(
+        &mut e,
+        b"DATA\r\nA: 1\r\n.\r\nNOOP\r\n",
+        &mut |ev| match ev {
+            Event::MessageComplete => Decision::Disconnect(Reply::local_error()),
+            other => accept(other),
+        },
+    );
     assert_eq!(r.codes(), [354, 451]);
     assert_eq!(r.last, Some(Action::Close));
 }
@@ -549,14 +621,29 @@ fn bdat() {
     drive(&mut e, TXN, &mut accept);
     let input = b"BDAT 5\r\nhelloBDAT 8 LAST\r\n world\r\nNOOP\r\n";
     let r = drive(&mut e, input, &mut accept);
-    assert_eq!(r.out, "250 2.0.0 5 octets received\r\n250 2.0.0 queued\r\n250 2.0.0 Ok\r\n");
+    assert_eq!(
+        r.out,
+        "250 2.0.0 5 octets received\r\n250 2.0.0 queued\r\n250 2.0.0 Ok\r\n"
+    );
     assert_eq!(r.messages, [b"hello world\r\n".to_vec()]);
-    assert_eq!(r.events, [Event::Data, Event::DataHeaders, Event::MessageComplete, Event::Noop { arg: "".into() }]);
+    assert_eq!(
+        r.events,
+        [
+            Event::Data,
+            Event::DataHeaders,
+            Event::MessageComplete,
+            Event::Noop { arg: "".into() }
+        ]
+    );
     for split in 0..=input.len() {
         let mut e = session(cfg());
         drive(&mut e, TXN, &mut accept);
         let r2 = drive_split(&mut e, input, &[split], &mut accept);
-        assert_eq!((r2.out, r2.messages), (r.out.clone(), r.messages.clone()), "split {split}");
+        assert_eq!(
+            (r2.out, r2.messages),
+            (r.out.clone(), r.messages.clone()),
+            "split {split}"
+        );
     }
     // BDAT 0 LAST: an empty message
     let mut e = session(cfg());
@@ -567,11 +654,20 @@ fn bdat() {
     // DATA after BDAT: 503; BDAT content is never a command
     let mut e = session(cfg());
     drive(&mut e, TXN, &mut accept);
-    let r = drive(&mut e, b"BDAT 6\r\nQUIT\r\nDATA\r\nBDAT 0 LAST\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"BDAT 6\r\nQUIT\r\nDATA\r\nBDAT 0 LAST\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [250, 503, 250]);
     assert_eq!(r.messages, [b"QUIT\r\n".to_vec()]);
     // sizes past 2^64 or not numbers: 501 and close
-    for bad in ["BDAT 18446744073709551616 LAST", "BDAT 99999999999999999999999", "BDAT x", "BDAT"] {
+    for bad in [
+        "BDAT 18446744073709551616 LAST",
+        "BDAT 99999999999999999999999",
+        "BDAT x",
+        "BDAT",
+    ] {
         let mut e = session(cfg());
         drive(&mut e, TXN, &mut accept);
         let r = drive(&mut e, format!("{bad}\r\nNOOP\r\n").as_bytes(), &mut accept);
@@ -597,20 +693,32 @@ fn bdat() {
         ..cfg()
     });
     drive(&mut e, TXN, &mut accept);
-    let r = drive(&mut e, b"BDAT 8\r\n12345678BDAT 8 LAST\r\n12345678NOOP\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"BDAT 8\r\n12345678BDAT 8 LAST\r\n12345678NOOP\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [250, 552, 250]);
     assert_eq!(r.count(&Event::MessageComplete), 0);
     // without MAIL: 503, and the chunk is skipped, not read as commands
     let mut e = session(cfg());
-    let r = drive(&mut e, b"EHLO c.example\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [250, 503, 250]);
     // first chunk refused at the Data event: chunk skipped, transaction over
     let mut e = session(cfg());
     drive(&mut e, TXN, &mut accept);
-    let r = drive(&mut e, b"BDAT 6\r\nQUIT\r\nBDAT 3 LAST\r\nabcNOOP\r\n", &mut |ev| match ev {
-        Event::Data => Decision::Reply(Reply::new(451, EnhancedCode::new(4, 7, 1), "later")),
-        other => accept(other),
-    });
+    let r = drive(
+        &mut e,
+        b"BDAT 6\r\nQUIT\r\nBDAT 3 LAST\r\nabcNOOP\r\n",
+        &mut |ev| match ev {
+            Event::Data => Decision::Reply(Reply::new(451, EnhancedCode::new(4, 7, 1), "later")),
+            other => accept(other),
+        },
+    );
     assert_eq!(r.codes(), [451, 503, 250]);
     // bare LF in a text BDAT message is refused; BINARYMIME is stored as is
     let mut e = session(cfg());
@@ -639,7 +747,11 @@ fn bdat() {
 fn starttls_discards_pipelined_plaintext() {
     let mut e = session(cfg());
     drive(&mut e, b"EHLO c.example\r\n", &mut accept);
-    let r = drive(&mut e, b"STARTTLS\r\nRSET\r\nMAIL FROM:<a@b.example>\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"STARTTLS\r\nRSET\r\nMAIL FROM:<a@b.example>\r\n",
+        &mut accept,
+    );
     assert_eq!(r.out, "220 2.0.0 Ready to start TLS\r\n");
     assert_eq!(r.last, Some(Action::StartTls));
     assert!(r.events.is_empty());
@@ -650,7 +762,11 @@ fn starttls_discards_pipelined_plaintext() {
     e.tls_established();
     assert!(e.tls_active());
     assert_eq!(e.hello(), HelloKind::None);
-    let r = drive(&mut e, b"MAIL FROM:<a@b.example>\r\nEHLO c.example\r\nSTARTTLS\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"MAIL FROM:<a@b.example>\r\nEHLO c.example\r\nSTARTTLS\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [503, 250, 503]);
     assert!(!r.out.contains("STARTTLS\r\n"));
     assert!(r.out.contains("AUTH PLAIN LOGIN"));
@@ -666,7 +782,11 @@ fn starttls_discards_pipelined_plaintext() {
     assert_eq!(r.codes(), [501]);
     // state reset: authentication is lost
     let mut e = session(cfg());
-    drive(&mut e, b"EHLO c.example\r\nAUTH PLAIN AHUAcA==\r\n", &mut accept);
+    drive(
+        &mut e,
+        b"EHLO c.example\r\nAUTH PLAIN AHUAcA==\r\n",
+        &mut accept,
+    );
     assert!(e.is_authenticated());
     drive(&mut e, b"STARTTLS\r\n", &mut accept);
     e.tls_established();
@@ -682,10 +802,20 @@ fn submission_requirements() {
         ..cfg()
     };
     let mut e = session(sub.clone());
-    let r = drive(&mut e, b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nAUTH PLAIN AHUAcA==\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nAUTH PLAIN AHUAcA==\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [250, 530, 538]);
-    assert!(r.out.contains("530 5.7.0 Must issue a STARTTLS command first\r\n"));
-    assert!(r.out.contains("538 5.7.11 Encryption required for requested authentication mechanism\r\n"));
+    assert!(
+        r.out
+            .contains("530 5.7.0 Must issue a STARTTLS command first\r\n")
+    );
+    assert!(
+        r.out
+            .contains("538 5.7.11 Encryption required for requested authentication mechanism\r\n")
+    );
     assert!(!r.out.contains("AUTH PLAIN"));
     let mut e = Engine::new(Arc::new(sub), true);
     drive(&mut e, b"", &mut accept);
@@ -708,8 +838,16 @@ fn auth_flows() {
     };
     // (script after EHLO, codes, the Auth event if any)
     let cases: Vec<(String, Vec<u16>, Option<Event>)> = vec![
-        (format!("AUTH PLAIN {}\r\n", b64(b"\0bob\0pw")), vec![235], Some(auth_event("PLAIN", "", "bob", "pw"))),
-        (format!("AUTH PLAIN\r\n{}\r\n", b64(b"adm\0bob\0pw")), vec![334, 235], Some(auth_event("PLAIN", "adm", "bob", "pw"))),
+        (
+            format!("AUTH PLAIN {}\r\n", b64(b"\0bob\0pw")),
+            vec![235],
+            Some(auth_event("PLAIN", "", "bob", "pw")),
+        ),
+        (
+            format!("AUTH PLAIN\r\n{}\r\n", b64(b"adm\0bob\0pw")),
+            vec![334, 235],
+            Some(auth_event("PLAIN", "adm", "bob", "pw")),
+        ),
         (
             format!("AUTH LOGIN\r\n{}\r\n{}\r\n", b64(b"bob"), b64(b"pw")),
             vec![334, 334, 235],
@@ -720,14 +858,29 @@ fn auth_flows() {
             vec![334, 235],
             Some(auth_event("LOGIN", "", "bob", "pw")),
         ),
-        ("AUTH PLAIN\r\n*\r\nNOOP\r\n".into(), vec![334, 501, 250], None),
+        (
+            "AUTH PLAIN\r\n*\r\nNOOP\r\n".into(),
+            vec![334, 501, 250],
+            None,
+        ),
         ("AUTH LOGIN\r\n*\r\n".into(), vec![334, 501], None),
         ("AUTH PLAIN !!!\r\n".into(), vec![501], None),
         ("AUTH PLAIN =\r\n".into(), vec![501], None),
         ("AUTH CRAM-MD5\r\n".into(), vec![504], None),
         ("AUTH\r\n".into(), vec![501], None),
-        (format!("AUTH PLAIN {}\r\nAUTH PLAIN {0}\r\n", b64(b"\0u\0p")), vec![235, 503], None),
-        (format!("MAIL FROM:<a@b.example>\r\nAUTH PLAIN {}\r\n", b64(b"\0u\0p")), vec![250, 503], None),
+        (
+            format!("AUTH PLAIN {}\r\nAUTH PLAIN {0}\r\n", b64(b"\0u\0p")),
+            vec![235, 503],
+            None,
+        ),
+        (
+            format!(
+                "MAIL FROM:<a@b.example>\r\nAUTH PLAIN {}\r\n",
+                b64(b"\0u\0p")
+            ),
+            vec![250, 503],
+            None,
+        ),
     ];
     for (script, codes, ev) in cases {
         let mut e = session(cfg());
@@ -735,7 +888,7 @@ fn auth_flows() {
         let r = drive(&mut e, script.as_bytes(), &mut accept);
         assert_eq!(r.codes(), codes, "{script:?}: {}", r.out);
         if let Some(ev) = ev {
-            assert_eq!(r.events, [ev.clone()]);
+            assert_eq!(r.events, std::slice::from_ref(&ev));
             assert!(!format!("{ev:?}").contains("pw\""), "password in Debug");
             let r_line = r.out.lines().last().unwrap_or("");
             assert_eq!(r_line, "235 2.7.0 Authentication successful");
@@ -744,13 +897,19 @@ fn auth_flows() {
     }
     // AUTH before EHLO, and not offered
     let mut e = session(cfg());
-    assert_eq!(drive(&mut e, b"AUTH PLAIN AHUAcA==\r\n", &mut accept).codes(), [503]);
+    assert_eq!(
+        drive(&mut e, b"AUTH PLAIN AHUAcA==\r\n", &mut accept).codes(),
+        [503]
+    );
     let mut e = session(EngineConfig {
         auth: false,
         ..cfg()
     });
     drive(&mut e, b"EHLO c.example\r\n", &mut accept);
-    assert_eq!(drive(&mut e, b"AUTH PLAIN AHUAcA==\r\n", &mut accept).codes(), [502]);
+    assert_eq!(
+        drive(&mut e, b"AUTH PLAIN AHUAcA==\r\n", &mut accept).codes(),
+        [502]
+    );
     // failures: the max_auth_failures-th gets 421 and closes
     let mut e = session(EngineConfig {
         max_auth_failures: 2,
@@ -758,10 +917,18 @@ fn auth_flows() {
     });
     drive(&mut e, b"EHLO c.example\r\n", &mut accept);
     let mut deny = |ev: &Event| match ev {
-        Event::Auth { .. } => Decision::Reply(Reply::new(535, EnhancedCode::new(5, 7, 8), "bad credentials")),
+        Event::Auth { .. } => Decision::Reply(Reply::new(
+            535,
+            EnhancedCode::new(5, 7, 8),
+            "bad credentials",
+        )),
         other => accept(other),
     };
-    let r = drive(&mut e, b"AUTH PLAIN AHUAcA==\r\nAUTH PLAIN AHUAcA==\r\nNOOP\r\n", &mut deny);
+    let r = drive(
+        &mut e,
+        b"AUTH PLAIN AHUAcA==\r\nAUTH PLAIN AHUAcA==\r\nNOOP\r\n",
+        &mut deny,
+    );
     assert_eq!(r.codes(), [535, 421]);
     assert_eq!(r.last, Some(Action::Close));
     assert!(!e.is_authenticated());
@@ -773,9 +940,16 @@ fn error_limit_closes() {
         max_errors: 3,
         ..cfg()
     });
-    let r = drive(&mut e, b"FOO\r\nMAIL FROM:<a@b.example>\r\nBAR\r\nNOOP\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"FOO\r\nMAIL FROM:<a@b.example>\r\nBAR\r\nNOOP\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [500, 503, 421]);
-    assert!(r.out.ends_with("421 4.7.0 Too many errors, closing connection\r\n"));
+    assert!(
+        r.out
+            .ends_with("421 4.7.0 Too many errors, closing connection\r\n")
+    );
     assert_eq!(r.last, Some(Action::Close));
     assert_eq!(e.poll(), Action::Close);
     // plugin-accepted unknown verbs are not errors
@@ -783,14 +957,20 @@ fn error_limit_closes() {
         max_errors: 1,
         ..cfg()
     });
-    let r = drive(&mut e, b"XCLIENT a\r\nXCLIENT b\r\n", &mut |_| Decision::Reply(Reply::ok()));
+    let r = drive(&mut e, b"XCLIENT a\r\nXCLIENT b\r\n", &mut |_| {
+        Decision::Reply(Reply::ok())
+    });
     assert_eq!(r.codes(), [250, 250]);
 }
 
 #[test]
 fn simple_commands_and_defaults() {
     let mut e = session(cfg());
-    let r = drive(&mut e, b"NOOP hi\r\nVRFY bob\r\nHELP\r\nEXPN x\r\nXYZZY 1\r\nRSET\r\nQUIT\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"NOOP hi\r\nVRFY bob\r\nHELP\r\nEXPN x\r\nXYZZY 1\r\nRSET\r\nQUIT\r\n",
+        &mut accept,
+    );
     assert_eq!(
         r.out,
         "250 2.0.0 Ok\r\n252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n\
@@ -814,7 +994,9 @@ fn simple_commands_and_defaults() {
     assert_eq!(r.last, Some(Action::Close));
     // a 421 from the driver closes the session
     let mut e = session(cfg());
-    let r = drive(&mut e, b"NOOP\r\nNOOP\r\n", &mut |_| Decision::Reply(Reply::shutting_down("localhost")));
+    let r = drive(&mut e, b"NOOP\r\nNOOP\r\n", &mut |_| {
+        Decision::Reply(Reply::shutting_down("localhost"))
+    });
     assert_eq!(r.codes(), [421]);
     assert_eq!(r.last, Some(Action::Close));
 }
@@ -891,4 +1073,56 @@ fn random_input_invariants() {
             }
         }
     }
+}
+
+#[test]
+fn starttls_injection_split_anywhere() {
+    let input = b"STARTTLS\r\nRSET\r\nMAIL FROM:<a@b.example>\r\n";
+    for split in 0..=input.len() {
+        let mut e = session(cfg());
+        drive(&mut e, b"EHLO c.example\r\n", &mut accept);
+        let r = drive_split(&mut e, input, &[split], &mut accept);
+        assert_eq!(r.out, "220 2.0.0 Ready to start TLS\r\n", "split {split}");
+        assert!(r.events.is_empty(), "split {split}");
+        assert_eq!(r.last, Some(Action::StartTls));
+        e.tls_established();
+        let r = drive(&mut e, b"EHLO c.example\r\n", &mut accept);
+        assert_eq!(r.codes(), [250], "split {split}");
+    }
+}
+
+#[test]
+fn bdat_headers_mid_chunk() {
+    let mut e = session(cfg());
+    drive(&mut e, TXN, &mut accept);
+    let r = drive(
+        &mut e,
+        b"BDAT 19 LAST\r\nA: 1\r\n\r\nbody text\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.headers, [b"A: 1\r\n\r\n".to_vec()]);
+    assert_eq!(r.messages, [b"A: 1\r\n\r\nbody text\r\n".to_vec()]);
+    assert_eq!(r.codes(), [250]);
+}
+
+#[test]
+fn input_before_the_greeting_decision_is_kept() {
+    // early talkers are the driver's business; the engine just answers in order
+    let mut e = Engine::new(Arc::new(cfg()), false);
+    e.receive(b"EHLO c.example\r\n");
+    let r = drive(&mut e, b"NOOP\r\n", &mut accept);
+    assert_eq!(r.events[0], Event::Connect);
+    assert_eq!(r.codes(), [220, 250, 250]);
+}
+
+#[test]
+fn auth_password_never_in_debug() {
+    let ev = Event::Auth {
+        mechanism: "PLAIN".into(),
+        authzid: String::new(),
+        username: "bob".into(),
+        password: "s3cret".into(),
+    };
+    let text = format!("{ev:?} {:?}", Action::Event(ev.clone()));
+    assert!(!text.contains("s3cret") && text.contains("bob"));
 }
