@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use crate::config::AuthConfig;
 
@@ -15,7 +15,11 @@ pub fn check_phc(s: &str) -> Result<(), String> {
     let hash = PasswordHash::new(s).map_err(|e| format!("invalid argon2 PHC hash: {e}"))?;
     match hash.algorithm.as_str() {
         "argon2id" | "argon2i" | "argon2d" => {}
-        other => return Err(format!("unsupported hash algorithm {other:?} (use argon2id)")),
+        other => {
+            return Err(format!(
+                "unsupported hash algorithm {other:?} (use argon2id)"
+            ));
+        }
     }
     if hash.hash.is_none() || hash.salt.is_none() {
         return Err("invalid argon2 PHC hash: salt or hash missing".into());

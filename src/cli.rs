@@ -4,6 +4,7 @@
 //! wasmtp run --config PATH [--log-format text|json]
 //! wasmtp check-config --config PATH
 //! wasmtp hash-password            (password on stdin, PHC string on stdout)
+//! wasmtp queue --config PATH list|show ID|flush|delete ID [--json]
 //! ```
 
 use std::io::{BufRead as _, Write as _};
@@ -44,9 +45,15 @@ pub enum Command {
     },
     /// Read a password from stdin and print its argon2id PHC hash for `[auth]`.
     HashPassword,
-    // Queue administration (`wasmtp queue ...`) belongs to `src/queue/`: add
-    // a variant `Queue(crate::queue::QueueArgs)` here and one arm in
-    // `dispatch` calling into that module. Nothing else needs to change.
+    /// Inspect and manage the store-and-forward spool (see `src/queue/admin.rs`).
+    Queue {
+        /// The config file (its `[delivery]` section locates the spool).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The queue command.
+        #[command(flatten)]
+        args: crate::queue::QueueArgs,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -60,6 +67,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Run { config, log_format } => run(&config, log_format),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::Queue { config, args } => queue(&config, &args),
     }
 }
 
@@ -72,7 +80,10 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
         }
     };
     crate::logging::init(log_format.unwrap_or(config.log.format), &config.log.filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wasmtp: cannot start the runtime: {e}");
@@ -97,6 +108,24 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn queue(path: &std::path::Path, args: &crate::queue::QueueArgs) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wasmtp: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match crate::queue::queue_command(&config.delivery, args, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wasmtp: {e:#}");
             ExitCode::FAILURE
         }
     }

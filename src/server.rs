@@ -211,7 +211,10 @@ impl Server {
         let _ = stop_tx.send(true);
         while accepting.join_next().await.is_some() {}
 
-        if tokio::time::timeout(self.grace, done_rx.recv()).await.is_err() {
+        if tokio::time::timeout(self.grace, done_rx.recv())
+            .await
+            .is_err()
+        {
             tracing::info!("grace period over: closing the remaining sessions");
             let _ = force_tx.send(true);
             if tokio::time::timeout(Duration::from_secs(30), done_rx.recv())
@@ -221,6 +224,7 @@ impl Server {
                 tracing::warn!("sessions still busy after the grace period; leaving");
             }
         }
+        self.shared.deliverer.close().await;
         tracing::info!("shut down");
         Ok(())
     }
@@ -242,7 +246,10 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugin chain");
             if let Err(e) = reloader.reload().await {
-                tracing::error!(error = format!("{e:#}"), "reload failed; the running chain stays");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "reload failed; the running chain stays"
+                );
             }
         }
     });

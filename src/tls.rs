@@ -85,7 +85,10 @@ pub fn server_config(tls: &TlsConfig, hostname: &str) -> anyhow::Result<Arc<rust
             } else {
                 tls.self_signed_names.clone()
             };
-            tracing::info!(?names, "no [tls] certificate configured: using a self-signed one");
+            tracing::info!(
+                ?names,
+                "no [tls] certificate configured: using a self-signed one"
+            );
             self_signed(&names)?
         }
     };
@@ -122,7 +125,11 @@ mod tests {
 
     #[test]
     fn missing_files_name_the_key() {
-        let e = load_pem(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem")).unwrap_err();
+        let e = load_pem(
+            Path::new("/nonexistent/c.pem"),
+            Path::new("/nonexistent/k.pem"),
+        )
+        .unwrap_err();
         assert_eq!(e.key(), "tls.cert");
         assert!(e.to_string().contains("/nonexistent/c.pem"));
     }

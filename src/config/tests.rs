@@ -86,8 +86,9 @@ fn bad_duration_is_named() {
 
 #[test]
 fn bad_cidr_is_named_with_position() {
-    let (key, line, col, msg) =
-        err("[relay]\nlocal_domains = [\"a.test\"]\nrelay_networks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n");
+    let (key, line, col, msg) = err(
+        "[relay]\nlocal_domains = [\"a.test\"]\nrelay_networks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",
+    );
     assert_eq!(key, "relay.relay_networks[1]");
     assert_eq!((line, col), (3, 33));
     assert!(msg.contains("invalid network"), "{msg}");
@@ -95,7 +96,8 @@ fn bad_cidr_is_named_with_position() {
 
 #[test]
 fn bad_listener_address_is_named() {
-    let (key, line, _, _) = err("[[listeners]]\naddress = \"127.0.0.1:25\"\n\n[[listeners]]\naddress = \"nowhere\"\n");
+    let (key, line, _, _) =
+        err("[[listeners]]\naddress = \"127.0.0.1:25\"\n\n[[listeners]]\naddress = \"nowhere\"\n");
     assert_eq!(key, "listeners[1].address");
     assert_eq!(line, 5);
 }
@@ -140,10 +142,12 @@ fn cert_without_key_is_named() {
 
 #[test]
 fn bad_password_hash_is_named() {
-    let (key, line, col, msg) = err(
-        "[auth]\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"hunter2\"\n",
+    let (key, line, col, msg) =
+        err("[auth]\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"hunter2\"\n");
+    assert_eq!(
+        (key.as_str(), line, col),
+        ("auth.users[0].password_hash", 4, 17)
     );
-    assert_eq!((key.as_str(), line, col), ("auth.users[0].password_hash", 4, 17));
     assert!(msg.contains("argon2"), "{msg}");
 }
 

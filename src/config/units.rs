@@ -30,10 +30,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let number: u64 = number
             .parse()
             .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        let unit_len = tail
-            .bytes()
-            .take_while(|b| b.is_ascii_alphabetic())
-            .count();
+        let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let (unit, tail) = tail.split_at(unit_len);
         let part = match unit {
             "ms" => Duration::from_millis(number),
@@ -41,7 +38,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(number.saturating_mul(60)),
             "h" => Duration::from_secs(number.saturating_mul(3600)),
             "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            "" => return Err(format!("invalid duration {text:?}: missing unit (ms, s, m, h, d)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {text:?}: missing unit (ms, s, m, h, d)"
+                ));
+            }
             other => {
                 return Err(format!(
                     "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m, h, d)"
@@ -71,7 +72,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("invalid size {text:?}: unknown unit {other:?} (use k, M, G)")),
+        other => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {other:?} (use k, M, G)"
+            ));
+        }
     };
     number
         .checked_mul(factor)

@@ -28,9 +28,9 @@ pub fn validate(config: &mut Config) -> Result<(), Failure> {
 pub fn plausible_domain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        })
         && !name.starts_with('.')
 }
 
@@ -91,7 +91,10 @@ fn limits(config: &mut Config) -> Result<(), Failure> {
     if l.max_command_line < 512 {
         return fail(
             "limits.max_command_line",
-            format!("{} is below the RFC 5321 minimum of 512", l.max_command_line),
+            format!(
+                "{} is below the RFC 5321 minimum of 512",
+                l.max_command_line
+            ),
         );
     }
     if l.max_text_line < 1000 {

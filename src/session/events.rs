@@ -89,7 +89,9 @@ impl Session {
                 self.ctx.txn = None;
                 Decision::Default
             }
-            Event::Quit => verdict_decision(self.hook(Hook::Quit).await).unwrap_or(Decision::Default),
+            Event::Quit => {
+                verdict_decision(self.hook(Hook::Quit).await).unwrap_or(Decision::Default)
+            }
             Event::Noop { arg } => {
                 verdict_decision(self.hook(Hook::Noop(&arg)).await).unwrap_or(Decision::Default)
             }
@@ -154,10 +156,15 @@ impl Session {
             sender_params: params.clone(),
             ..Transaction::default()
         });
-        let verdict = self.plugins.run(Hook::Mail(&sender, &params), &mut self.ctx).await;
+        let verdict = self
+            .plugins
+            .run(Hook::Mail(&sender, &params), &mut self.ctx)
+            .await;
         let decision = verdict_decision(verdict).unwrap_or(Decision::Default);
         if accepted(&decision) {
-            self.smtputf8 = params.iter().any(|p| p.key.eq_ignore_ascii_case("SMTPUTF8"));
+            self.smtputf8 = params
+                .iter()
+                .any(|p| p.key.eq_ignore_ascii_case("SMTPUTF8"));
         } else {
             self.ctx.txn = None;
         }
@@ -165,7 +172,10 @@ impl Session {
     }
 
     async fn on_rcpt(&mut self, recipient: String, params: Vec<crate::context::Param>) -> Decision {
-        let verdict = self.plugins.run(Hook::Rcpt(&recipient, &params), &mut self.ctx).await;
+        let verdict = self
+            .plugins
+            .run(Hook::Rcpt(&recipient, &params), &mut self.ctx)
+            .await;
         let decision = match verdict_decision(verdict) {
             Some(d) => d,
             None => match self
@@ -230,7 +240,12 @@ impl Session {
                 return d;
             }
         }
-        let id = self.ctx.txn.as_ref().map(|t| t.id.clone()).unwrap_or_default();
+        let id = self
+            .ctx
+            .txn
+            .as_ref()
+            .map(|t| t.id.clone())
+            .unwrap_or_default();
         match self.hook(Hook::Queue).await {
             Verdict::Declined => {}
             Verdict::Ok => {

@@ -160,8 +160,10 @@ impl Session {
         }
         if self.shared.dns.enabled() {
             let lookup = self.shared.dns.lookup(self.ctx.conn.remote.ip());
-            self.ctx.conn.remote_host =
-                tokio::time::timeout_at(self.session_deadline, lookup).await.ok().flatten();
+            self.ctx.conn.remote_host = tokio::time::timeout_at(self.session_deadline, lookup)
+                .await
+                .ok()
+                .flatten();
         }
         self.drive().await;
         self.finish().await;

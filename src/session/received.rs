@@ -106,7 +106,11 @@ pub fn received_header(
         smtputf8,
     );
     h.push_str(&format!("\tby {hostname} (wasmtp) with {with} id {id}"));
-    let recipients = ctx.txn.as_ref().map(|t| t.recipients.as_slice()).unwrap_or(&[]);
+    let recipients = ctx
+        .txn
+        .as_ref()
+        .map(|t| t.recipients.as_slice())
+        .unwrap_or(&[]);
     if let [only] = recipients {
         let clean = only.address.replace(['\r', '\n', '\0', '<', '>'], "_");
         h.push_str(&format!("\r\n\tfor <{clean}>"));
@@ -168,7 +172,8 @@ mod tests {
             address: "b@example.test".into(),
             params: vec![],
         });
-        let h = String::from_utf8(received_header(&c, "mx", "q2", true, SystemTime::now())).unwrap();
+        let h =
+            String::from_utf8(received_header(&c, "mx", "q2", true, SystemTime::now())).unwrap();
         assert!(h.starts_with("Received: from evil__x__by_y (rdns.example [192.0.2.1])\r\n"));
         assert!(h.contains("\t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n"));
         assert!(h.contains("with UTF8SMTPSA id q2;"));
@@ -178,8 +183,14 @@ mod tests {
 
     #[test]
     fn literals() {
-        assert_eq!(address_literal("2001:db8::1".parse().unwrap()), "[IPv6:2001:db8::1]");
-        assert_eq!(address_literal("::ffff:10.0.0.1".parse().unwrap()), "[10.0.0.1]");
+        assert_eq!(
+            address_literal("2001:db8::1".parse().unwrap()),
+            "[IPv6:2001:db8::1]"
+        );
+        assert_eq!(
+            address_literal("::ffff:10.0.0.1".parse().unwrap()),
+            "[10.0.0.1]"
+        );
         assert_eq!(protocol_name(HelloKind::Helo, true, true, false), "SMTP");
     }
 }

@@ -44,8 +44,10 @@ pub fn test_config(dir: &Path, modes: &[&str], extra: &str) -> String {
 
 /// The `[delivery]` section pointing at `dir/maildir`.
 pub fn delivery_section(dir: &Path) -> String {
-    let _ = dir;
-    String::new()
+    format!(
+        "[delivery]\nmode = \"maildir\"\nmaildir = \"{}\"\n\n",
+        maildir(dir).display()
+    )
 }
 
 /// The Maildir the test config delivers into.
