@@ -55,10 +55,19 @@ fn tricky_body() -> Vec<u8> {
 #[tokio::test]
 async fn forwards_byte_exact_with_dot_stuffing() {
     let sink = Sink::start(SinkConfig::default()).await;
-    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None)).await.unwrap();
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+        .await
+        .unwrap();
     let body = tricky_body();
     let reply = d
-        .deliver(&env("Q1", "alice@example.org", &["bob@example.net", "carol@example.net"]), &[RECEIVED, &body])
+        .deliver(
+            &env(
+                "Q1",
+                "alice@example.org",
+                &["bob@example.net", "carol@example.net"],
+            ),
+            &[RECEIVED, &body],
+        )
         .await;
     assert_eq!(reply.code, 250, "{reply}");
     let text = reply.to_string();
@@ -71,8 +80,15 @@ async fn forwards_byte_exact_with_dot_stuffing() {
     assert_eq!(m.rcpts, vec!["bob@example.net", "carol@example.net"]);
     let mut whole = RECEIVED.to_vec();
     whole.extend_from_slice(&body);
-    assert_eq!(m.data, whole, "unstuffed data is the message, byte for byte");
-    assert_eq!(m.wire, dotstuff::stuff(&[RECEIVED, &body]), "wire form is dot-stuffed");
+    assert_eq!(
+        m.data, whole,
+        "unstuffed data is the message, byte for byte"
+    );
+    assert_eq!(
+        m.wire,
+        dotstuff::stuff(&[RECEIVED, &body]),
+        "wire form is dot-stuffed"
+    );
     assert!(m.wire.starts_with(RECEIVED));
     assert!(
         m.wire.windows(18).any(|w| w == b"\r\n..leading dot\r\n"),
@@ -83,17 +99,26 @@ async fn forwards_byte_exact_with_dot_stuffing() {
 #[tokio::test]
 async fn reuses_connections_across_messages() {
     let sink = Sink::start(SinkConfig::default()).await;
-    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None)).await.unwrap();
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+        .await
+        .unwrap();
     for i in 0..5 {
         let r = d
-            .deliver(&env(&format!("R{i}"), "a@example.org", &["b@example.net"]), &[b"Subject: x\r\n\r\nhi\r\n"])
+            .deliver(
+                &env(&format!("R{i}"), "a@example.org", &["b@example.net"]),
+                &[b"Subject: x\r\n\r\nhi\r\n"],
+            )
             .await;
         assert_eq!(r.code, 250, "{r}");
     }
     assert_eq!(sink.messages().len(), 5);
     assert_eq!(sink.sessions(), 1, "one upstream session for five messages");
     assert_eq!(d.upstream_connections_opened(), Some(1));
-    let rsets = sink.commands().iter().filter(|(_, _, c)| c == "RSET").count();
+    let rsets = sink
+        .commands()
+        .iter()
+        .filter(|(_, _, c)| c == "RSET")
+        .count();
     assert_eq!(rsets, 4, "RSET between messages");
 }
 
@@ -119,7 +144,10 @@ async fn dead_pooled_connection_is_replaced_transparently() {
                 }
                 if in_data {
                     if line == ".\r\n" {
-                        s.get_mut().write_all(format!("250 2.0.0 Ok: queued as C{n}\r\n").as_bytes()).await.unwrap();
+                        s.get_mut()
+                            .write_all(format!("250 2.0.0 Ok: queued as C{n}\r\n").as_bytes())
+                            .await
+                            .unwrap();
                         break; // close right after the message
                     }
                     continue;
@@ -136,10 +164,15 @@ async fn dead_pooled_connection_is_replaced_transparently() {
             }
         }
     });
-    let d = Deliverer::new(&fwd(vec![addr], TlsPolicy::None)).await.unwrap();
+    let d = Deliverer::new(&fwd(vec![addr], TlsPolicy::None))
+        .await
+        .unwrap();
     for i in 0..3 {
         let r = d
-            .deliver(&env(&format!("D{i}"), "a@example.org", &["b@example.net"]), &[b"Subject: x\r\n\r\nhi\r\n"])
+            .deliver(
+                &env(&format!("D{i}"), "a@example.org", &["b@example.net"]),
+                &[b"Subject: x\r\n\r\nhi\r\n"],
+            )
             .await;
         assert_eq!(r.code, 250, "message {i}: {r}");
     }
@@ -151,18 +184,33 @@ async fn dead_pooled_connection_is_replaced_transparently() {
 async fn fails_over_to_the_next_upstream() {
     let sink = Sink::start(SinkConfig::default()).await;
     let down = dead_port().await;
-    let d = Deliverer::new(&fwd(vec![down, sink.addr], TlsPolicy::None)).await.unwrap();
-    let r = d.deliver(&env("F1", "a@example.org", &["b@example.net"]), &[b"\r\nx\r\n"]).await;
+    let d = Deliverer::new(&fwd(vec![down, sink.addr], TlsPolicy::None))
+        .await
+        .unwrap();
+    let r = d
+        .deliver(
+            &env("F1", "a@example.org", &["b@example.net"]),
+            &[b"\r\nx\r\n"],
+        )
+        .await;
     assert_eq!(r.code, 250, "{r}");
     assert_eq!(sink.messages().len(), 1);
 }
 
 #[tokio::test]
 async fn all_upstreams_down_is_451_441() {
-    let d = Deliverer::new(&fwd(vec![dead_port().await, dead_port().await], TlsPolicy::None))
-        .await
-        .unwrap();
-    let r = d.deliver(&env("X", "a@example.org", &["b@example.net"]), &[b"\r\nx\r\n"]).await;
+    let d = Deliverer::new(&fwd(
+        vec![dead_port().await, dead_port().await],
+        TlsPolicy::None,
+    ))
+    .await
+    .unwrap();
+    let r = d
+        .deliver(
+            &env("X", "a@example.org", &["b@example.net"]),
+            &[b"\r\nx\r\n"],
+        )
+        .await;
     assert_eq!(r.code, 451);
     assert_eq!(r.enhanced.unwrap().to_string(), "4.4.1");
 }
@@ -190,23 +238,49 @@ async fn partial_refusal_is_a_temporary_failure_and_nothing_is_sent() {
             ..refusing_sink()
         })
         .await;
-        let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None)).await.unwrap();
+        let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+            .await
+            .unwrap();
         let r = d
-            .deliver(&env("P1", "a@example.org", &["ok@example.net", "perm@example.net"]), &[b"\r\nx\r\n"])
+            .deliver(
+                &env(
+                    "P1",
+                    "a@example.org",
+                    &["ok@example.net", "perm@example.net"],
+                ),
+                &[b"\r\nx\r\n"],
+            )
             .await;
         assert_eq!(r.code, 451, "{r}");
         assert!(r.to_string().contains("perm@example.net"), "{r}");
         assert!(sink.messages().is_empty(), "no partial delivery");
         // All refused permanently: 5xx.
         let r = d
-            .deliver(&env("P2", "a@example.org", &["perm1@example.net", "perm2@example.net"]), &[b"\r\nx\r\n"])
+            .deliver(
+                &env(
+                    "P2",
+                    "a@example.org",
+                    &["perm1@example.net", "perm2@example.net"],
+                ),
+                &[b"\r\nx\r\n"],
+            )
             .await;
         assert_eq!(r.code, 550, "{r}");
         // Temporarily refused: 4xx.
-        let r = d.deliver(&env("P3", "a@example.org", &["temp@example.net"]), &[b"\r\nx\r\n"]).await;
+        let r = d
+            .deliver(
+                &env("P3", "a@example.org", &["temp@example.net"]),
+                &[b"\r\nx\r\n"],
+            )
+            .await;
         assert_eq!(r.class(), 4, "{r}");
         // The pool still works afterwards.
-        let r = d.deliver(&env("P4", "a@example.org", &["ok@example.net"]), &[b"\r\nfine\r\n"]).await;
+        let r = d
+            .deliver(
+                &env("P4", "a@example.org", &["ok@example.net"]),
+                &[b"\r\nfine\r\n"],
+            )
+            .await;
         assert_eq!(r.code, 250, "{r}");
         let msgs = sink.messages();
         assert_eq!(msgs.len(), 1);
@@ -221,8 +295,15 @@ async fn data_refusal_is_relayed() {
         ..Default::default()
     })
     .await;
-    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None)).await.unwrap();
-    let r = d.deliver(&env("S", "a@example.org", &["b@example.net"]), &[b"\r\nx\r\n"]).await;
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+        .await
+        .unwrap();
+    let r = d
+        .deliver(
+            &env("S", "a@example.org", &["b@example.net"]),
+            &[b"\r\nx\r\n"],
+        )
+        .await;
     assert_eq!(r.code, 554, "{r}");
     assert_eq!(r.enhanced.unwrap().to_string(), "5.7.1");
 }
@@ -230,14 +311,23 @@ async fn data_refusal_is_relayed() {
 #[tokio::test]
 async fn required_tls_never_sends_mail_in_plaintext() {
     let sink = Sink::start(SinkConfig::default()).await; // no STARTTLS
-    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::Required)).await.unwrap();
-    let r = d.deliver(&env("T", "a@example.org", &["b@example.net"]), &[b"\r\nx\r\n"]).await;
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::Required))
+        .await
+        .unwrap();
+    let r = d
+        .deliver(
+            &env("T", "a@example.org", &["b@example.net"]),
+            &[b"\r\nx\r\n"],
+        )
+        .await;
     assert_eq!(r.code, 451, "{r}");
     assert_eq!(r.enhanced.unwrap().to_string(), "4.7.5");
     let cmds = sink.commands();
     assert!(!cmds.is_empty(), "the sink was contacted");
     assert!(
-        !cmds.iter().any(|(_, _, c)| c.starts_with("MAIL") || c.starts_with("RCPT") || c == "DATA"),
+        !cmds
+            .iter()
+            .any(|(_, _, c)| c.starts_with("MAIL") || c.starts_with("RCPT") || c == "DATA"),
         "no envelope in plaintext: {cmds:?}"
     );
     assert!(sink.messages().is_empty());
@@ -257,7 +347,10 @@ async fn starttls_with_configured_ca() {
     let d = Deliverer::new(&c).await.unwrap();
     for i in 0..2 {
         let r = d
-            .deliver(&env(&format!("TLS{i}"), "a@example.org", &["b@example.net"]), &[RECEIVED, b"Subject: t\r\n\r\n.secret\r\n"])
+            .deliver(
+                &env(&format!("TLS{i}"), "a@example.org", &["b@example.net"]),
+                &[RECEIVED, b"Subject: t\r\n\r\n.secret\r\n"],
+            )
             .await;
         assert_eq!(r.code, 250, "{r}");
     }
@@ -267,10 +360,15 @@ async fn starttls_with_configured_ca() {
     assert_eq!(sink.sessions(), 1, "TLS connection reused");
     let cmds = sink.commands();
     assert!(
-        cmds.iter().filter(|(_, tls, _)| !tls).all(|(_, _, c)| c.starts_with("EHLO") || c == "STARTTLS"),
+        cmds.iter()
+            .filter(|(_, tls, _)| !tls)
+            .all(|(_, _, c)| c.starts_with("EHLO") || c == "STARTTLS"),
         "only EHLO and STARTTLS in plaintext: {cmds:?}"
     );
-    assert!(cmds.iter().any(|(_, tls, c)| *tls && c.starts_with("EHLO")), "EHLO again after TLS");
+    assert!(
+        cmds.iter().any(|(_, tls, c)| *tls && c.starts_with("EHLO")),
+        "EHLO again after TLS"
+    );
     let mut whole = RECEIVED.to_vec();
     whole.extend_from_slice(b"Subject: t\r\n\r\n.secret\r\n");
     assert_eq!(msgs[0].data, whole);
@@ -285,10 +383,22 @@ async fn required_tls_with_untrusted_certificate_fails_without_mail() {
     })
     .await;
     // No ca_file: webpki roots, which do not know the test CA.
-    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::Required)).await.unwrap();
-    let r = d.deliver(&env("U", "a@example.org", &["b@example.net"]), &[b"\r\nx\r\n"]).await;
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::Required))
+        .await
+        .unwrap();
+    let r = d
+        .deliver(
+            &env("U", "a@example.org", &["b@example.net"]),
+            &[b"\r\nx\r\n"],
+        )
+        .await;
     assert_eq!(r.code, 451, "{r}");
-    assert!(!sink.commands().iter().any(|(_, _, c)| c.starts_with("MAIL")));
+    assert!(
+        !sink
+            .commands()
+            .iter()
+            .any(|(_, _, c)| c.starts_with("MAIL"))
+    );
     assert!(sink.messages().is_empty());
 }
 
@@ -300,14 +410,28 @@ async fn opportunistic_tls_encrypts_without_verifying() {
         ..Default::default()
     })
     .await;
-    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::Opportunistic)).await.unwrap();
-    let r = d.deliver(&env("O", "a@example.org", &["b@example.net"]), &[b"\r\nx\r\n"]).await;
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::Opportunistic))
+        .await
+        .unwrap();
+    let r = d
+        .deliver(
+            &env("O", "a@example.org", &["b@example.net"]),
+            &[b"\r\nx\r\n"],
+        )
+        .await;
     assert_eq!(r.code, 250, "{r}");
     assert!(sink.messages()[0].tls);
     // And plaintext when not offered.
     let plain = Sink::start(SinkConfig::default()).await;
-    let d = Deliverer::new(&fwd(vec![plain.addr], TlsPolicy::Opportunistic)).await.unwrap();
-    let r = d.deliver(&env("O2", "a@example.org", &["b@example.net"]), &[b"\r\nx\r\n"]).await;
+    let d = Deliverer::new(&fwd(vec![plain.addr], TlsPolicy::Opportunistic))
+        .await
+        .unwrap();
+    let r = d
+        .deliver(
+            &env("O2", "a@example.org", &["b@example.net"]),
+            &[b"\r\nx\r\n"],
+        )
+        .await;
     assert_eq!(r.code, 250, "{r}");
     assert!(!plain.messages()[0].tls);
 }
@@ -322,13 +446,25 @@ async fn maildir_files_are_complete_in_new() {
     let mut ids = Vec::new();
     for i in 0..3 {
         let id = format!("M{i}");
-        let r = d.deliver(&env(&id, "a@example.org", &["b@example.net", "c@example.net"]), &[RECEIVED, &body]).await;
+        let r = d
+            .deliver(
+                &env(&id, "a@example.org", &["b@example.net", "c@example.net"]),
+                &[RECEIVED, &body],
+            )
+            .await;
         assert_eq!(r.code, 250, "{r}");
         assert!(r.to_string().contains(&format!("queued as {id}")));
         ids.push(id);
     }
-    let new: Vec<_> = std::fs::read_dir(c.maildir.join("new")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(new.len(), 3, "one file per message, whatever the recipients");
+    let new: Vec<_> = std::fs::read_dir(c.maildir.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        new.len(),
+        3,
+        "one file per message, whatever the recipients"
+    );
     let mut whole = RECEIVED.to_vec();
     whole.extend_from_slice(&body);
     for p in &new {
@@ -336,7 +472,11 @@ async fn maildir_files_are_complete_in_new() {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.contains('/') && !name.contains(':'), "{name}");
     }
-    assert_eq!(std::fs::read_dir(c.maildir.join("tmp")).unwrap().count(), 0, "tmp/ is empty");
+    assert_eq!(
+        std::fs::read_dir(c.maildir.join("tmp")).unwrap().count(),
+        0,
+        "tmp/ is empty"
+    );
     assert!(c.maildir.join("cur").is_dir());
 }
 
@@ -345,7 +485,9 @@ async fn maildir_files_are_complete_in_new() {
 async fn forwards_to_postfix_smtp_sink() {
     let bin = "/usr/sbin/smtp-sink";
     if !std::path::Path::new(bin).exists() {
-        eprintln!("\n!!!!!!!! SKIPPED forwards_to_postfix_smtp_sink: {bin} is not installed (cargo xtask test installs postfix) !!!!!!!!\n");
+        eprintln!(
+            "\n!!!!!!!! SKIPPED forwards_to_postfix_smtp_sink: {bin} is not installed (cargo xtask test installs postfix) !!!!!!!!\n"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -388,13 +530,25 @@ async fn forwards_to_postfix_smtp_sink() {
     }
     let _guard = Kill(child);
     assert!(up, "smtp-sink did not start");
-    let d = Deliverer::new(&fwd(vec![addr], TlsPolicy::None)).await.unwrap();
-    let body = b"From: a@example.org\r\nSubject: to postfix\r\n\r\n.dot line\r\nplain line\r\n".to_vec();
+    let d = Deliverer::new(&fwd(vec![addr], TlsPolicy::None))
+        .await
+        .unwrap();
+    let body =
+        b"From: a@example.org\r\nSubject: to postfix\r\n\r\n.dot line\r\nplain line\r\n".to_vec();
     for i in 0..3 {
-        let r = d.deliver(&env(&format!("PF{i}"), "a@example.org", &["b@example.net"]), &[RECEIVED, &body]).await;
+        let r = d
+            .deliver(
+                &env(&format!("PF{i}"), "a@example.org", &["b@example.net"]),
+                &[RECEIVED, &body],
+            )
+            .await;
         assert_eq!(r.code, 250, "{r}");
     }
-    assert_eq!(d.upstream_connections_opened(), Some(1), "connection reused with smtp-sink");
+    assert_eq!(
+        d.upstream_connections_opened(),
+        Some(1),
+        "connection reused with smtp-sink"
+    );
     d.close().await;
     // The dump files hold the unstuffed message lines.
     let mut found = 0;
@@ -402,7 +556,8 @@ async fn forwards_to_postfix_smtp_sink() {
         found = walk(&dump)
             .iter()
             .filter(|p| {
-                let t = String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).replace("\r\n", "\n");
+                let t = String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default())
+                    .replace("\r\n", "\n");
                 t.contains("Subject: to postfix\n\n.dot line\nplain line\n")
             })
             .count();
@@ -411,7 +566,10 @@ async fn forwards_to_postfix_smtp_sink() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(found, 3, "smtp-sink dumped the three messages, dot-unstuffed intact");
+    assert_eq!(
+        found, 3,
+        "smtp-sink dumped the three messages, dot-unstuffed intact"
+    );
 }
 
 fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -75,7 +75,9 @@ async fn wait_empty(d: &Deliverer) {
 }
 
 fn spool_files(spool: &Path) -> usize {
-    std::fs::read_dir(spool.join("msg")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(spool.join("msg"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -86,13 +88,25 @@ async fn upstream_down_then_up_delivers_everything_byte_exact() {
     let mut rx = d.subscribe_reports().unwrap();
     for i in 0..5 {
         let body = msg(i);
-        let r = d.deliver(&env(&format!("DU{i}"), "a@example.org", &["b@example.net"]), &[&body]).await;
+        let r = d
+            .deliver(
+                &env(&format!("DU{i}"), "a@example.org", &["b@example.net"]),
+                &[&body],
+            )
+            .await;
         assert_eq!(r.code, 250, "{r}");
         assert!(r.to_string().contains(&format!("queued as DU{i}")));
     }
     wait_report(&mut rx, |r| r.status == DeliveryStatus::Deferred).await;
-    assert_eq!(spool_files(dir.path()), 5, "all spooled while the upstream is down");
-    let sink = Sink::start_on(tokio::net::TcpListener::bind(addr).await.unwrap(), SinkConfig::default());
+    assert_eq!(
+        spool_files(dir.path()),
+        5,
+        "all spooled while the upstream is down"
+    );
+    let sink = Sink::start_on(
+        tokio::net::TcpListener::bind(addr).await.unwrap(),
+        SinkConfig::default(),
+    );
     let msgs = sink.wait_for(|m| m.len() >= 5).await;
     let mut got: Vec<Vec<u8>> = msgs.iter().map(|m| m.data.clone()).collect();
     got.sort();
@@ -118,10 +132,17 @@ async fn temporary_failure_then_success() {
         ..Default::default()
     })
     .await;
-    let d = Deliverer::new(&saf(dir.path(), vec![sink.addr])).await.unwrap();
+    let d = Deliverer::new(&saf(dir.path(), vec![sink.addr]))
+        .await
+        .unwrap();
     let mut rx = d.subscribe_reports().unwrap();
     let body = msg(1);
-    assert_eq!(d.deliver(&env("TF", "a@example.org", &["b@example.net"]), &[&body]).await.code, 250);
+    assert_eq!(
+        d.deliver(&env("TF", "a@example.org", &["b@example.net"]), &[&body])
+            .await
+            .code,
+        250
+    );
     let first = wait_report(&mut rx, |_| true).await;
     assert_eq!(first.status, DeliveryStatus::Deferred);
     assert_eq!(first.code, 451);
@@ -152,39 +173,77 @@ fn rejecting_sink() -> SinkConfig {
 async fn permanent_failure_bounces_once_to_the_sender_never_to_null() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(rejecting_sink()).await;
-    let d = Deliverer::new(&saf(dir.path(), vec![sink.addr])).await.unwrap();
+    let d = Deliverer::new(&saf(dir.path(), vec![sink.addr]))
+        .await
+        .unwrap();
     let mut rx = d.subscribe_reports().unwrap();
     let body = msg(7);
     assert_eq!(
-        d.deliver(&env("PB", "alice@example.org", &["perm@example.net", "ok@example.net"]), &[&body]).await.code,
+        d.deliver(
+            &env(
+                "PB",
+                "alice@example.org",
+                &["perm@example.net", "ok@example.net"]
+            ),
+            &[&body]
+        )
+        .await
+        .code,
         250
     );
-    let b = wait_report(&mut rx, |r| r.queue_id == "PB" && r.recipient == "perm@example.net").await;
+    let b = wait_report(&mut rx, |r| {
+        r.queue_id == "PB" && r.recipient == "perm@example.net"
+    })
+    .await;
     assert_eq!(b.status, DeliveryStatus::Bounced);
     assert_eq!(b.code, 550);
     // The bounce itself is delivered to alice.
-    wait_report(&mut rx, |r| r.recipient == "alice@example.org" && r.status == DeliveryStatus::Delivered).await;
+    wait_report(&mut rx, |r| {
+        r.recipient == "alice@example.org" && r.status == DeliveryStatus::Delivered
+    })
+    .await;
     wait_empty(&d).await;
     let msgs = sink.messages();
     let bounces: Vec<&Captured> = msgs.iter().filter(|m| m.mail_from.is_empty()).collect();
     assert_eq!(bounces.len(), 1, "exactly one bounce");
     let dsn = String::from_utf8_lossy(&bounces[0].data).into_owned();
     assert_eq!(bounces[0].rcpts, vec!["alice@example.org"]);
-    assert!(dsn.contains("multipart/report; report-type=delivery-status"), "{dsn}");
-    assert!(dsn.contains("Final-Recipient: rfc822; perm@example.net"), "{dsn}");
+    assert!(
+        dsn.contains("multipart/report; report-type=delivery-status"),
+        "{dsn}"
+    );
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; perm@example.net"),
+        "{dsn}"
+    );
     assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
     assert!(dsn.contains("Subject: m7"), "original header included");
-    assert!(!dsn.contains("ok@example.net\r\nAction"), "delivered recipient not bounced");
-    let normal: Vec<&Captured> = msgs.iter().filter(|m| m.mail_from == "alice@example.org").collect();
+    assert!(
+        !dsn.contains("ok@example.net\r\nAction"),
+        "delivered recipient not bounced"
+    );
+    let normal: Vec<&Captured> = msgs
+        .iter()
+        .filter(|m| m.mail_from == "alice@example.org")
+        .collect();
     assert_eq!(normal.len(), 1);
     assert_eq!(normal[0].rcpts, vec!["ok@example.net"]);
 
     // Null sender: failed, no bounce.
-    assert_eq!(d.deliver(&env("NB", "", &["perm@example.net"]), &[&body]).await.code, 250);
+    assert_eq!(
+        d.deliver(&env("NB", "", &["perm@example.net"]), &[&body])
+            .await
+            .code,
+        250
+    );
     let r = wait_report(&mut rx, |r| r.queue_id == "NB").await;
     assert_eq!(r.status, DeliveryStatus::Bounced);
     wait_empty(&d).await;
-    let bounces = sink.messages().iter().filter(|m| m.mail_from.is_empty()).count();
+    let bounces = sink
+        .messages()
+        .iter()
+        .filter(|m| m.mail_from.is_empty())
+        .count();
     assert_eq!(bounces, 1, "no bounce for the null sender");
 }
 
@@ -202,21 +261,37 @@ async fn partial_failure_retries_only_failed_recipients() {
         ..Default::default()
     })
     .await;
-    let d = Deliverer::new(&saf(dir.path(), vec![sink.addr])).await.unwrap();
+    let d = Deliverer::new(&saf(dir.path(), vec![sink.addr]))
+        .await
+        .unwrap();
     let mut rx = d.subscribe_reports().unwrap();
     let body = msg(3);
     assert_eq!(
-        d.deliver(&env("PR", "a@example.org", &["one@example.net", "flaky@example.net", "two@example.net"]), &[&body])
-            .await
-            .code,
+        d.deliver(
+            &env(
+                "PR",
+                "a@example.org",
+                &["one@example.net", "flaky@example.net", "two@example.net"]
+            ),
+            &[&body]
+        )
+        .await
+        .code,
         250
     );
-    wait_report(&mut rx, |r| r.recipient == "flaky@example.net" && r.status == DeliveryStatus::Delivered).await;
+    wait_report(&mut rx, |r| {
+        r.recipient == "flaky@example.net" && r.status == DeliveryStatus::Delivered
+    })
+    .await;
     wait_empty(&d).await;
     let msgs = sink.messages();
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0].rcpts, vec!["one@example.net", "two@example.net"]);
-    assert_eq!(msgs[1].rcpts, vec!["flaky@example.net"], "only the failed recipient retried");
+    assert_eq!(
+        msgs[1].rcpts,
+        vec!["flaky@example.net"],
+        "only the failed recipient retried"
+    );
     assert_eq!(msgs[1].data, body);
 }
 
@@ -228,16 +303,34 @@ async fn required_tls_without_starttls_stays_deferred() {
     c.forward.tls = TlsPolicy::Required;
     let d = Deliverer::new(&c).await.unwrap();
     let mut rx = d.subscribe_reports().unwrap();
-    assert_eq!(d.deliver(&env("RT", "a@example.org", &["b@example.net"]), &[&msg(1)]).await.code, 250);
+    assert_eq!(
+        d.deliver(&env("RT", "a@example.org", &["b@example.net"]), &[&msg(1)])
+            .await
+            .code,
+        250
+    );
     for _ in 0..3 {
         let r = wait_report(&mut rx, |_| true).await;
         assert_eq!(r.status, DeliveryStatus::Deferred);
     }
-    assert!(sink.commands().iter().all(|(_, _, c)| !c.starts_with("MAIL")), "never MAIL in plaintext");
+    assert!(
+        sink.commands()
+            .iter()
+            .all(|(_, _, c)| !c.starts_with("MAIL")),
+        "never MAIL in plaintext"
+    );
     assert!(sink.messages().is_empty());
     assert_eq!(d.queue().unwrap().len(), 1);
     let mut out = Vec::new();
-    queue_command(&c, &QueueArgs { json: true, command: QueueCommand::List }, &mut out).unwrap();
+    queue_command(
+        &c,
+        &QueueArgs {
+            json: true,
+            command: QueueCommand::List,
+        },
+        &mut out,
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v[0]["id"], "RT");
     assert_eq!(v[0]["state"]["recipients"][0]["status"], "pending");
@@ -261,9 +354,20 @@ async fn expiry_bounces_with_4_4_7() {
     let mut c = saf(dir.path(), vec![sink.addr]);
     c.spool.max_lifetime = Duration::from_millis(300);
     let d = Deliverer::new(&c).await.unwrap();
-    assert_eq!(d.deliver(&env("EX", "a@example.org", &["slow@example.net"]), &[&msg(2)]).await.code, 250);
-    let msgs = sink.wait_for(|m| m.iter().any(|m| m.mail_from.is_empty())).await;
-    let dsn = String::from_utf8_lossy(&msgs.iter().find(|m| m.mail_from.is_empty()).unwrap().data).into_owned();
+    assert_eq!(
+        d.deliver(
+            &env("EX", "a@example.org", &["slow@example.net"]),
+            &[&msg(2)]
+        )
+        .await
+        .code,
+        250
+    );
+    let msgs = sink
+        .wait_for(|m| m.iter().any(|m| m.mail_from.is_empty()))
+        .await;
+    let dsn = String::from_utf8_lossy(&msgs.iter().find(|m| m.mail_from.is_empty()).unwrap().data)
+        .into_owned();
     assert!(dsn.contains("Status: 4.4.7"), "{dsn}");
     assert!(dsn.contains("expired"), "{dsn}");
     wait_empty(&d).await;
@@ -278,7 +382,15 @@ async fn crash_recovery_resumes_spooled_messages() {
         let d = Deliverer::new(&c).await.unwrap();
         let mut rx = d.subscribe_reports().unwrap();
         for i in 0..3 {
-            assert_eq!(d.deliver(&env(&format!("CR{i}"), "a@example.org", &["b@example.net"]), &[&msg(i)]).await.code, 250);
+            assert_eq!(
+                d.deliver(
+                    &env(&format!("CR{i}"), "a@example.org", &["b@example.net"]),
+                    &[&msg(i)]
+                )
+                .await
+                .code,
+                250
+            );
         }
         for _ in 0..3 {
             wait_report(&mut rx, |r| r.status == DeliveryStatus::Deferred).await;
@@ -286,7 +398,11 @@ async fn crash_recovery_resumes_spooled_messages() {
         // Dropped without delivering (the tasks are aborted, as in a crash).
     }
     // A torn write from the crash: must be ignored and cleaned.
-    std::fs::write(dir.path().join("tmp").join("TORN"), b"WASMTP-SPOOL 1\n{\"id\"").unwrap();
+    std::fs::write(
+        dir.path().join("tmp").join("TORN"),
+        b"WASMTP-SPOOL 1\n{\"id\"",
+    )
+    .unwrap();
     assert_eq!(spool_files(dir.path()), 3);
     let sink = Sink::start(SinkConfig::default()).await;
     c.forward.upstreams = vec![sink.addr];
@@ -327,20 +443,58 @@ async fn admin_flush_and_delete_while_running() {
     c.spool.max_retry = Duration::from_secs(3600);
     let d = Deliverer::new(&c).await.unwrap();
     let mut rx = d.subscribe_reports().unwrap();
-    assert_eq!(d.deliver(&env("FL", "a@example.org", &["b@example.net"]), &[&msg(1)]).await.code, 250);
-    wait_report(&mut rx, |r| r.queue_id == "FL" && r.status == DeliveryStatus::Deferred).await;
-    assert_eq!(d.deliver(&env("DEL", "a@example.org", &["never@example.net"]), &[&msg(2)]).await.code, 250);
-    wait_report(&mut rx, |r| r.queue_id == "DEL" && r.status == DeliveryStatus::Deferred).await;
+    assert_eq!(
+        d.deliver(&env("FL", "a@example.org", &["b@example.net"]), &[&msg(1)])
+            .await
+            .code,
+        250
+    );
+    wait_report(&mut rx, |r| {
+        r.queue_id == "FL" && r.status == DeliveryStatus::Deferred
+    })
+    .await;
+    assert_eq!(
+        d.deliver(
+            &env("DEL", "a@example.org", &["never@example.net"]),
+            &[&msg(2)]
+        )
+        .await
+        .code,
+        250
+    );
+    wait_report(&mut rx, |r| {
+        r.queue_id == "DEL" && r.status == DeliveryStatus::Deferred
+    })
+    .await;
 
     // show (human) works on the live spool.
     let mut out = Vec::new();
-    queue_command(&c, &QueueArgs { json: false, command: QueueCommand::Show { id: "DEL".into() } }, &mut out).unwrap();
+    queue_command(
+        &c,
+        &QueueArgs {
+            json: false,
+            command: QueueCommand::Show { id: "DEL".into() },
+        },
+        &mut out,
+    )
+    .unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("never@example.net") && text.contains("Subject: m2"), "{text}");
+    assert!(
+        text.contains("never@example.net") && text.contains("Subject: m2"),
+        "{text}"
+    );
 
     // delete through the control socket.
     let mut out = Vec::new();
-    queue_command(&c, &QueueArgs { json: true, command: QueueCommand::Delete { id: "DEL".into() } }, &mut out).unwrap();
+    queue_command(
+        &c,
+        &QueueArgs {
+            json: true,
+            command: QueueCommand::Delete { id: "DEL".into() },
+        },
+        &mut out,
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["running"], true);
     assert_eq!(v["deleted"], true);
@@ -348,13 +502,32 @@ async fn admin_flush_and_delete_while_running() {
 
     // flush makes FL due now (its retry was an hour away).
     let mut out = Vec::new();
-    queue_command(&c, &QueueArgs { json: true, command: QueueCommand::Flush }, &mut out).unwrap();
+    queue_command(
+        &c,
+        &QueueArgs {
+            json: true,
+            command: QueueCommand::Flush,
+        },
+        &mut out,
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["running"], true);
-    wait_report(&mut rx, |r| r.queue_id == "FL" && r.status == DeliveryStatus::Delivered).await;
+    wait_report(&mut rx, |r| {
+        r.queue_id == "FL" && r.status == DeliveryStatus::Delivered
+    })
+    .await;
     wait_empty(&d).await;
     let mut out = Vec::new();
-    queue_command(&c, &QueueArgs { json: false, command: QueueCommand::List }, &mut out).unwrap();
+    queue_command(
+        &c,
+        &QueueArgs {
+            json: false,
+            command: QueueCommand::List,
+        },
+        &mut out,
+    )
+    .unwrap();
     assert!(String::from_utf8(out).unwrap().contains("-- 0 message(s)"));
 }
 
@@ -371,13 +544,21 @@ async fn second_gateway_on_the_same_spool_is_refused() {
 async fn group_commit_under_concurrency() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(SinkConfig::default()).await;
-    let d = Arc::new(Deliverer::new(&saf(dir.path(), vec![sink.addr])).await.unwrap());
+    let d = Arc::new(
+        Deliverer::new(&saf(dir.path(), vec![sink.addr]))
+            .await
+            .unwrap(),
+    );
     let mut tasks = Vec::new();
     for i in 0..60 {
         let d = d.clone();
         tasks.push(tokio::spawn(async move {
             let body = msg(i);
-            d.deliver(&env(&format!("G{i}"), "a@example.org", &["b@example.net"]), &[&body]).await
+            d.deliver(
+                &env(&format!("G{i}"), "a@example.org", &["b@example.net"]),
+                &[&body],
+            )
+            .await
         }));
     }
     for t in tasks {

@@ -270,7 +270,9 @@ mod tests {
     #[test]
     fn refuses_unknown_and_hostnames() {
         assert!(toml::from_str::<DeliveryConfig>("bogus = 1").is_err());
-        assert!(toml::from_str::<DeliveryConfig>("[forward]\nupstreams = [\"mx.example:25\"]").is_err());
+        assert!(
+            toml::from_str::<DeliveryConfig>("[forward]\nupstreams = [\"mx.example:25\"]").is_err()
+        );
         assert!(toml::from_str::<DeliveryConfig>("[forward]\nconnect_timeout = \"3\"").is_err());
     }
 }

@@ -178,7 +178,8 @@ impl UpstreamPool {
 
     /// Closes every idle connection with QUIT.
     pub async fn close(&self) {
-        let all: Vec<Idle> = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        let all: Vec<Idle> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
         for mut i in all {
             i.client.quit().await;
         }
@@ -240,7 +241,12 @@ pub fn verdict(outcome: &TxnOutcome, recipients: &[&str], queue_id: &str) -> Rep
             EnhancedCode::new(4, e.subject, e.detail),
             format!(
                 "Upstream refused recipient <{who}> ({}); message not accepted for any recipient, try again later",
-                first.one_line().chars().filter(|c| !c.is_control()).take(300).collect::<String>()
+                first
+                    .one_line()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(300)
+                    .collect::<String>()
             ),
         );
     }

@@ -67,13 +67,17 @@ impl Deliverer {
     /// workers (needs a tokio runtime). Upstream connections open lazily.
     pub async fn new(config: &DeliveryConfig) -> anyhow::Result<Self> {
         let backend = match config.mode {
-            DeliveryMode::Maildir => Backend::Maildir(Maildir::open(&config.maildir).map_err(|e| {
-                anyhow::anyhow!(
-                    "delivery.maildir: cannot create {}: {e}",
-                    config.maildir.display()
-                )
-            })?),
-            DeliveryMode::Forward => Backend::Forward(Arc::new(UpstreamPool::new(&config.forward)?)),
+            DeliveryMode::Maildir => {
+                Backend::Maildir(Maildir::open(&config.maildir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "delivery.maildir: cannot create {}: {e}",
+                        config.maildir.display()
+                    )
+                })?)
+            }
+            DeliveryMode::Forward => {
+                Backend::Forward(Arc::new(UpstreamPool::new(&config.forward)?))
+            }
             DeliveryMode::StoreAndForward => Backend::Spool(Queue::start(config).await?),
         };
         Ok(Self { backend })
@@ -161,5 +165,9 @@ impl Deliverer {
 
 /// `250 2.0.0 Ok: queued as <id>`.
 pub fn queued(id: &str) -> Reply {
-    Reply::new(250, EnhancedCode::new(2, 0, 0), format!("Ok: queued as {id}"))
+    Reply::new(
+        250,
+        EnhancedCode::new(2, 0, 0),
+        format!("Ok: queued as {id}"),
+    )
 }

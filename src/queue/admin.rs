@@ -244,7 +244,10 @@ pub fn queue_command(
                         "rcpt:      <{}> {:?}{}",
                         r.address,
                         r.status,
-                        r.last.as_deref().map(|t| format!(" ({t})")).unwrap_or_default()
+                        r.last
+                            .as_deref()
+                            .map(|t| format!(" ({t})"))
+                            .unwrap_or_default()
                     )?;
                 }
                 for (k, v) in &meta.notes {
@@ -261,7 +264,11 @@ pub fn queue_command(
                 None => (false, 0),
             };
             if args.json {
-                writeln!(out, "{}", serde_json::json!({"running": running, "flushed": count}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"running": running, "flushed": count})
+                )?;
             } else if running {
                 writeln!(out, "flushed: {count} message(s) scheduled now")?;
             } else {
@@ -286,7 +293,11 @@ pub fn queue_command(
                 }
             };
             if args.json {
-                writeln!(out, "{}", serde_json::json!({"running": running, "deleted": deleted, "id": id}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"running": running, "deleted": deleted, "id": id})
+                )?;
             } else if deleted {
                 writeln!(out, "deleted {id}")?;
             } else {

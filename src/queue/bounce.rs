@@ -28,7 +28,13 @@ pub struct Failed {
 
 fn clean(s: &str, max: usize) -> String {
     s.chars()
-        .map(|c| if c.is_control() || !c.is_ascii() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || !c.is_ascii() {
+                ' '
+            } else {
+                c
+            }
+        })
         .take(max)
         .collect()
 }
@@ -55,9 +61,8 @@ pub fn build(
     let host = hostname();
     let boundary = format!("{:016x}/{}", random_u64(), host);
     let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let arrival_date = httpdate::fmt_http_date(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(arrival),
-    );
+    let arrival_date =
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(arrival));
     let mut m = String::with_capacity(2048);
     let _ = write!(
         m,
@@ -87,7 +92,12 @@ pub fn build(
         r = random_u64() as u32,
     );
     for f in failed {
-        let _ = write!(m, "<{}>: {}\r\n", clean(&f.recipient, 256), clean(&f.reason, 400));
+        let _ = write!(
+            m,
+            "<{}>: {}\r\n",
+            clean(&f.recipient, 256),
+            clean(&f.reason, 400)
+        );
     }
     let _ = write!(
         m,
@@ -147,7 +157,9 @@ mod tests {
         );
         let s = String::from_utf8(b).unwrap();
         assert!(s.contains("Content-Type: multipart/report; report-type=delivery-status;"));
-        assert!(s.contains("Final-Recipient: rfc822; bob@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(s.contains(
+            "Final-Recipient: rfc822; bob@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ));
         assert!(s.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user  Injected: x\r\n"));
         assert!(!s.contains("\r\nInjected"));
         assert!(s.contains("Subject: hi\r\n"));

@@ -90,7 +90,9 @@ fn commit_batch(dirs: &SpoolDirs, jobs: Vec<(String, File)>) -> Vec<std::io::Res
         std::thread::scope(|s| {
             let handles: Vec<_> = jobs
                 .chunks(per)
-                .map(|chunk| s.spawn(move || chunk.iter().map(|(_, f)| f.sync_data()).collect::<Vec<_>>()))
+                .map(|chunk| {
+                    s.spawn(move || chunk.iter().map(|(_, f)| f.sync_data()).collect::<Vec<_>>())
+                })
                 .collect();
             handles
                 .into_iter()

@@ -25,9 +25,9 @@
 //! recipient is pending, the message and its state are removed.
 //!
 //! # Guarantees
-//! On start every committed message resumes (its state says which
-//! recipients are still pending); `tmp/` is cleared (those were never
-//! acknowledged). A message that got a 250 is never lost. Delivery is
+//! On start every committed message resumes and is tried at once (its
+//! state says which recipients are still pending; a restart acts as a
+//! flush); `tmp/` is cleared (those were never acknowledged). A message that got a 250 is never lost. Delivery is
 //! at-least-once: if the gateway dies after the upstream's 250 and before
 //! the spool entry (or its state) is updated, that recipient gets the
 //! message again; a bounce can likewise be sent twice.
@@ -157,7 +157,8 @@ impl Queue {
         let n = ok.len();
         for l in ok {
             let id = l.meta.id.clone();
-            let due = l.state.next_attempt_ms;
+            // A (re)start is a queue run: every message is tried at once.
+            let due = 0;
             shared.lock_entries().insert(
                 id.clone(),
                 Entry {
@@ -183,7 +184,10 @@ impl Queue {
         tasks.push(tokio::spawn(worker::scheduler(shared.clone())));
         let ready_rx = Arc::new(tokio::sync::Mutex::new(ready_rx));
         for _ in 0..config.spool.workers.max(1) {
-            tasks.push(tokio::spawn(worker::worker(shared.clone(), ready_rx.clone())));
+            tasks.push(tokio::spawn(worker::worker(
+                shared.clone(),
+                ready_rx.clone(),
+            )));
         }
         if let Some(listener) = listener {
             tasks.push(tokio::spawn(admin::serve(shared.clone(), listener)));
@@ -196,7 +200,8 @@ impl Queue {
 
     /// Spools a message durably; `250 2.0.0 Ok: queued as <id>` once it is.
     pub async fn enqueue(&self, envelope: &Envelope, parts: &[&[u8]]) -> Reply {
-        self.enqueue_with_notes(envelope, parts, &Notes::new()).await
+        self.enqueue_with_notes(envelope, parts, &Notes::new())
+            .await
     }
 
     /// Like [`Queue::enqueue`], keeping plugin-visible notes with the message.
@@ -218,7 +223,13 @@ impl Queue {
             .collect();
         match self
             .shared
-            .spool_message(&envelope.id, envelope.sender.clone(), recipients, body, notes.clone())
+            .spool_message(
+                &envelope.id,
+                envelope.sender.clone(),
+                recipients,
+                body,
+                notes.clone(),
+            )
             .await
         {
             Ok(id) => crate::delivery::queued(&id),
@@ -280,7 +291,14 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if !tasks.is_empty() {
+            // Unlink the socket now: the aborted listener task may only be
+            // dropped later, and a new queue on this spool must not take
+            // it for another running gateway.
+            let _ = std::fs::remove_file(self.shared.dirs.control_socket());
+        }
+        for t in tasks.iter() {
             t.abort();
         }
     }

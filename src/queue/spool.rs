@@ -220,7 +220,9 @@ pub fn read_meta(path: &Path) -> std::io::Result<(Meta, u64)> {
         return Err(bad(format!("{}: not a spool file", path.display())));
     }
     let mut line = Vec::new();
-    r.by_ref().take(16 * 1024 * 1024).read_until(b'\n', &mut line)?;
+    r.by_ref()
+        .take(16 * 1024 * 1024)
+        .read_until(b'\n', &mut line)?;
     let meta: Meta = serde_json::from_slice(&line)
         .map_err(|e| bad(format!("{}: bad envelope: {e}", path.display())))?;
     let offset = (magic.len() + line.len()) as u64;

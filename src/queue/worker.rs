@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::Shared;
 use super::bounce::{self, Failed};
 use super::report::{DeliveryReport, DeliveryStatus};
 use super::spool::{self, RcptStatus};
-use super::Shared;
 use crate::delivery::client::{ClientError, RcptMode, TxnOutcome, UpstreamReply};
 use crate::delivery::util::blocking;
 
@@ -81,8 +81,16 @@ pub(super) async fn worker(
 #[derive(Debug)]
 enum Outcome {
     Delivered(UpstreamReply),
-    Deferred { code: u16, text: String },
-    Failed { code: u16, status: String, text: String, diagnostic: Option<String> },
+    Deferred {
+        code: u16,
+        text: String,
+    },
+    Failed {
+        code: u16,
+        status: String,
+        text: String,
+        diagnostic: Option<String>,
+    },
 }
 
 fn classify(
@@ -213,7 +221,12 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
                 rcpt.last = Some(r.one_line());
                 (DeliveryStatus::Delivered, r.code, r.one_line())
             }
-            Outcome::Failed { code, status, text, diagnostic } => {
+            Outcome::Failed {
+                code,
+                status,
+                text,
+                diagnostic,
+            } => {
                 rcpt.status = RcptStatus::Failed;
                 rcpt.last = diagnostic.clone().or(Some(text.clone()));
                 failed.push(Failed {
@@ -279,7 +292,11 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
                     // Keep the recipients pending: retried, bounced later.
                     tracing::error!(%id, error = %e, "cannot spool the bounce; will retry");
                     for f in &failed {
-                        if let Some(r) = state.recipients.iter_mut().find(|r| r.address == f.recipient) {
+                        if let Some(r) = state
+                            .recipients
+                            .iter_mut()
+                            .find(|r| r.address == f.recipient)
+                        {
                             r.status = RcptStatus::Pending;
                         }
                     }

@@ -94,7 +94,9 @@ impl Sink {
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((s, _)) = l.accept().await else { continue };
+                let Ok((s, _)) = l.accept().await else {
+                    continue;
+                };
                 let n = st.sessions.fetch_add(1, Ordering::SeqCst) + 1;
                 let st = st.clone();
                 let cfg = config.clone();
@@ -130,7 +132,11 @@ impl Sink {
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let msgs = self.messages();
-                assert!(pred(&msgs), "sink condition not met in time; got {} messages", msgs.len());
+                assert!(
+                    pred(&msgs),
+                    "sink condition not met in time; got {} messages",
+                    msgs.len()
+                );
                 return msgs;
             }
         }
@@ -140,10 +146,17 @@ impl Sink {
 trait Io: tokio::io::AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-async fn session(s: TcpStream, n: usize, cfg: SinkConfig, st: Arc<SinkState>) -> std::io::Result<()> {
+async fn session(
+    s: TcpStream,
+    n: usize,
+    cfg: SinkConfig,
+    st: Arc<SinkState>,
+) -> std::io::Result<()> {
     let mut io: BufReader<Box<dyn Io>> = BufReader::new(Box::new(s));
     let mut tls = false;
-    io.get_mut().write_all(format!("{}\r\n", cfg.greeting).as_bytes()).await?;
+    io.get_mut()
+        .write_all(format!("{}\r\n", cfg.greeting).as_bytes())
+        .await?;
     let mut mail_from: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
     loop {
@@ -167,7 +180,9 @@ async fn session(s: TcpStream, n: usize, cfg: SinkConfig, st: Arc<SinkState>) ->
         } else if upper.starts_with("HELO") {
             "250 sink.test".into()
         } else if upper == "STARTTLS" && cfg.tls.is_some() && !tls {
-            io.get_mut().write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
+            io.get_mut()
+                .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await?;
             // Plaintext pipelined after STARTTLS would be in io's buffer: drop it.
             let inner = io.into_inner();
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg.tls.clone().unwrap());
@@ -179,7 +194,12 @@ async fn session(s: TcpStream, n: usize, cfg: SinkConfig, st: Arc<SinkState>) ->
             rcpts.clear();
             continue;
         } else if upper.starts_with("MAIL FROM:") {
-            let addr = cmd[10..].split('>').next().unwrap_or("").trim_start_matches('<').to_string();
+            let addr = cmd[10..]
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('<')
+                .to_string();
             mail_from = Some(addr);
             rcpts.clear();
             "250 2.1.0 Ok".into()
@@ -187,7 +207,12 @@ async fn session(s: TcpStream, n: usize, cfg: SinkConfig, st: Arc<SinkState>) ->
             if mail_from.is_none() {
                 "503 5.5.1 Error: need MAIL command".into()
             } else {
-                let addr = cmd[8..].split('>').next().unwrap_or("").trim_start_matches('<').to_string();
+                let addr = cmd[8..]
+                    .split('>')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches('<')
+                    .to_string();
                 let idx = st.messages.lock().unwrap().len();
                 let r = (cfg.rcpt)(&addr, idx);
                 if r.starts_with('2') {
@@ -199,7 +224,9 @@ async fn session(s: TcpStream, n: usize, cfg: SinkConfig, st: Arc<SinkState>) ->
             if mail_from.is_none() || rcpts.is_empty() {
                 "554 5.5.1 Error: no valid recipients".into()
             } else {
-                io.get_mut().write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                io.get_mut()
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let mut wire = Vec::new();
                 let mut data = Vec::new();
                 loop {
@@ -257,7 +284,9 @@ async fn session(s: TcpStream, n: usize, cfg: SinkConfig, st: Arc<SinkState>) ->
         } else {
             "502 5.5.2 Error: command not recognized".into()
         };
-        io.get_mut().write_all(format!("{reply}\r\n").as_bytes()).await?;
+        io.get_mut()
+            .write_all(format!("{reply}\r\n").as_bytes())
+            .await?;
         io.get_mut().flush().await?;
     }
 }

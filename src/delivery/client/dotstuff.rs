@@ -88,7 +88,10 @@ mod tests {
 
     #[test]
     fn stuffs_leading_dots_across_parts() {
-        assert_eq!(stuff(&[b".a\r\n.b\r\nc.\r\n"]), b"..a\r\n..b\r\nc.\r\n.\r\n");
+        assert_eq!(
+            stuff(&[b".a\r\n.b\r\nc.\r\n"]),
+            b"..a\r\n..b\r\nc.\r\n.\r\n"
+        );
         assert_eq!(stuff(&[b"x\r\n", b".\r\n"]), b"x\r\n..\r\n.\r\n");
         assert_eq!(stuff(&[b"x\r", b"\n.y"]), b"x\r\n..y\r\n.\r\n");
         assert_eq!(stuff(&[b"x\r\n", b"", b"."]), b"x\r\n..\r\n.\r\n");

@@ -39,8 +39,8 @@ use tokio_rustls::TlsConnector;
 
 use super::config::{ForwardConfig, TlsPolicy};
 pub use dotstuff::DotStuffer;
-pub use reply::UpstreamReply;
 use reply::Parsed;
+pub use reply::UpstreamReply;
 pub use stream::Stream;
 pub use tls::TlsClientConfigs;
 
@@ -238,22 +238,22 @@ impl SmtpClient {
         settings: Arc<ClientSettings>,
         allow_tls: bool,
     ) -> Result<Self, ClientError> {
-        let tcp = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(peer)).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(ClientError::Connect {
-                    addr: peer,
-                    reason: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(ClientError::Connect {
-                    addr: peer,
-                    reason: "timed out".into(),
-                });
-            }
-        };
+        let tcp =
+            match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(peer)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return Err(ClientError::Connect {
+                        addr: peer,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(_) => {
+                    return Err(ClientError::Connect {
+                        addr: peer,
+                        reason: "timed out".into(),
+                    });
+                }
+            };
         let _ = tcp.set_nodelay(true);
         let mut c = SmtpClient {
             stream: Stream::Plain(tcp),

@@ -77,7 +77,11 @@ impl UpstreamReply {
             .filter(|c| !c.is_control())
             .take(400)
             .collect();
-        Reply::new(code, enhanced, format!("{what}: upstream said {code} {text}"))
+        Reply::new(
+            code,
+            enhanced,
+            format!("{what}: upstream said {code} {text}"),
+        )
     }
 
     /// Parses one reply at the start of `buf`.
@@ -168,9 +172,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(UpstreamReply::parse(b"250-a\r\n250 b"), Parsed::Incomplete);
-        assert!(matches!(UpstreamReply::parse(b"hello\r\n"), Parsed::Invalid(_)));
-        assert!(matches!(UpstreamReply::parse(b"250-a\r\n251 b\r\n"), Parsed::Invalid(_)));
-        assert!(matches!(UpstreamReply::parse(b"220\r\n"), Parsed::Reply(_, 5)));
+        assert!(matches!(
+            UpstreamReply::parse(b"hello\r\n"),
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            UpstreamReply::parse(b"250-a\r\n251 b\r\n"),
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            UpstreamReply::parse(b"220\r\n"),
+            Parsed::Reply(_, 5)
+        ));
     }
 
     #[test]

@@ -37,14 +37,18 @@ impl TlsClientConfigs {
         let mut roots = RootCertStore::empty();
         match ca_file {
             Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .with_context(|| format!("delivery.forward.ca_file: cannot read {}", path.display()))?;
+                let certs = CertificateDer::pem_file_iter(path).with_context(|| {
+                    format!("delivery.forward.ca_file: cannot read {}", path.display())
+                })?;
                 for cert in certs {
                     let cert = cert.with_context(|| {
                         format!("delivery.forward.ca_file: bad PEM in {}", path.display())
                     })?;
                     roots.add(cert).with_context(|| {
-                        format!("delivery.forward.ca_file: bad certificate in {}", path.display())
+                        format!(
+                            "delivery.forward.ca_file: bad certificate in {}",
+                            path.display()
+                        )
                     })?;
                 }
                 if roots.is_empty() {
