@@ -17,17 +17,26 @@ mod plugin_support;
 use plugin_support::*;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let chains = [
-        ("rcpt-allowlist", plugin("allow", "rcpt-allowlist", "domains = ['example.org']")),
+        (
+            "rcpt-allowlist",
+            plugin("allow", "rcpt-allowlist", "domains = ['example.org']"),
+        ),
         ("probe", plugin("probe", "probe", "hooks = ['rcpt']")),
     ];
     let mut group = c.benchmark_group("plugin");
     group.measurement_time(Duration::from_secs(4));
     for (label, p) in chains {
         let host = rt
-            .block_on(PluginHost::load(&host_config(dir.path()), std::slice::from_ref(&p)))
+            .block_on(PluginHost::load(
+                &host_config(dir.path()),
+                std::slice::from_ref(&p),
+            ))
             .unwrap();
         group.bench_function(format!("instantiate/{label}"), |b| {
             b.iter_custom(|iters| {

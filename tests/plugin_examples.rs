@@ -9,7 +9,9 @@ use wasmtp::plugin::{Hook, PluginConfig, PluginHost, Verdict};
 
 async fn host(chain: &[PluginConfig]) -> (tempfile::TempDir, std::sync::Arc<PluginHost>) {
     let dir = tempfile::tempdir().unwrap();
-    let host = PluginHost::load(&host_config(dir.path()), chain).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), chain)
+        .await
+        .unwrap();
     (dir, host)
 }
 
@@ -37,27 +39,65 @@ async fn rcpt_allowlist() {
     let mut s = h.session();
     let mut c = ctx("s");
     open_txn(&mut c, "a@example.net");
-    assert_eq!(s.run(Hook::Rcpt("x@EXAMPLE.org", &[]), &mut c).await, Verdict::Ok);
-    assert_eq!(s.run(Hook::Rcpt("boss@partner.example", &[]), &mut c).await, Verdict::Ok);
+    assert_eq!(
+        s.run(Hook::Rcpt("x@EXAMPLE.org", &[]), &mut c).await,
+        Verdict::Ok
+    );
+    assert_eq!(
+        s.run(Hook::Rcpt("boss@partner.example", &[]), &mut c).await,
+        Verdict::Ok
+    );
     let v = s.run(Hook::Rcpt("x@elsewhere.example", &[]), &mut c).await;
-    assert_eq!(reply(&v), "550 5.7.1 <x@elsewhere.example>: recipient not accepted here");
+    assert_eq!(
+        reply(&v),
+        "550 5.7.1 <x@elsewhere.example>: recipient not accepted here"
+    );
     c.conn.relay_client = true;
-    assert_eq!(s.run(Hook::Rcpt("x@elsewhere.example", &[]), &mut c).await, Verdict::Declined);
-    assert_eq!(c.txn.unwrap().notes.get("rcpt_allowlist.accepted").map(String::as_str), Some("2"));
+    assert_eq!(
+        s.run(Hook::Rcpt("x@elsewhere.example", &[]), &mut c).await,
+        Verdict::Declined
+    );
+    assert_eq!(
+        c.txn
+            .unwrap()
+            .notes
+            .get("rcpt_allowlist.accepted")
+            .map(String::as_str),
+        Some("2")
+    );
 }
 
 #[tokio::test]
 async fn helo_check() {
-    let (_d, h) = host(&[plugin("helo", "helo-check", "our_names = ['mx.wasmtp.example']")]).await;
+    let (_d, h) = host(&[plugin(
+        "helo",
+        "helo-check",
+        "our_names = ['mx.wasmtp.example']",
+    )])
+    .await;
     let mut s = h.session();
     let mut c = ctx("s");
-    for bad in ["192.0.2.7", "localhost", "mx.wasmtp.example", "[198.51.100.1]", "bad_label.example"] {
+    for bad in [
+        "192.0.2.7",
+        "localhost",
+        "mx.wasmtp.example",
+        "[198.51.100.1]",
+        "bad_label.example",
+    ] {
         let v = s.run(Hook::Ehlo(bad), &mut c).await;
         assert!(matches!(v, Verdict::Deny(_)), "{bad}: {v:?}");
-        assert!(reply(&v).starts_with("550 5.7.1 HELO refused: "), "{bad}: {}", reply(&v));
+        assert!(
+            reply(&v).starts_with("550 5.7.1 HELO refused: "),
+            "{bad}: {}",
+            reply(&v)
+        );
     }
     for good in ["client.example.net", "[192.0.2.7]", "mail.example.org."] {
-        assert_eq!(s.run(Hook::Helo(good), &mut c).await, Verdict::Declined, "{good}");
+        assert_eq!(
+            s.run(Hook::Helo(good), &mut c).await,
+            Verdict::Declined,
+            "{good}"
+        );
     }
 }
 
@@ -65,7 +105,11 @@ async fn helo_check() {
 async fn header_stamp_uses_connection_facts_and_notes_of_earlier_plugins() {
     let chain = [
         plugin("helo", "helo-check", "action = 'note'"),
-        plugin("cf", "content-filter", "subject = ['viagra']\naction = 'tag'"),
+        plugin(
+            "cf",
+            "content-filter",
+            "subject = ['viagra']\naction = 'tag'",
+        ),
         plugin(
             "stamp",
             "header-stamp",
@@ -75,17 +119,34 @@ async fn header_stamp_uses_connection_facts_and_notes_of_earlier_plugins() {
     let (_d, h) = host(&chain).await;
     let mut s = h.session();
     let mut c = ctx("sess-st");
-    assert_eq!(s.run(Hook::Helo("localhost"), &mut c).await, Verdict::Declined);
+    assert_eq!(
+        s.run(Hook::Helo("localhost"), &mut c).await,
+        Verdict::Declined
+    );
     c.conn.hello = wasmtp::context::HelloKind::Helo;
     c.conn.hello_host = "localhost".into();
     open_txn(&mut c, "a@example.net");
     set_message(&mut c, "Subject: hi\r\n\r\nhello\r\n");
     assert_eq!(s.run(Hook::DataPost, &mut c).await, Verdict::Declined);
     let out = delivered(&c);
-    assert!(out.contains("X-Wasmtp-Session: sess-st txn=txn-1\r\n"), "{out}");
-    assert!(out.contains("X-Wasmtp-Client: 192.0.2.7 port=4567 helo=localhost\r\n"), "{out}");
-    assert!(out.contains("X-Wasmtp-Note: helo_check.fail=localhost is not a fully qualified domain name\r\n"), "{out}");
-    assert!(out.contains("X-Wasmtp-Note: content_filter.result=clean\r\n"), "{out}");
+    assert!(
+        out.contains("X-Wasmtp-Session: sess-st txn=txn-1\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("X-Wasmtp-Client: 192.0.2.7 port=4567 helo=localhost\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "X-Wasmtp-Note: helo_check.fail=localhost is not a fully qualified domain name\r\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("X-Wasmtp-Note: content_filter.result=clean\r\n"),
+        "{out}"
+    );
     assert!(out.contains("X-Gateway: wasmtp\r\n"), "{out}");
     assert!(out.ends_with("\r\n\r\nhello\r\n"), "{out}");
 }
@@ -111,7 +172,14 @@ async fn content_filter_decodes_mime() {
     let (_d, h) = host(&[plugin("cf", "content-filter", "body = ['cheap\\s+rolex']")]).await;
     let (v, c) = data_post(&h, B64_SPAM).await;
     assert_eq!(reply(&v), "554 5.7.1 message content rejected by policy");
-    assert_eq!(c.txn.unwrap().notes.get("content_filter.result").map(String::as_str), Some("body:cheap\\s+rolex"));
+    assert_eq!(
+        c.txn
+            .unwrap()
+            .notes
+            .get("content_filter.result")
+            .map(String::as_str),
+        Some("body:cheap\\s+rolex")
+    );
 
     // The subject pattern only matches the decoded encoded-word; tag mode.
     let (_d, h) = host(&[plugin(
@@ -123,8 +191,14 @@ async fn content_filter_decodes_mime() {
     let (v, c) = data_post(&h, B64_SPAM).await;
     assert_eq!(v, Verdict::Declined);
     let out = delivered(&c);
-    assert!(out.starts_with("Subject: [SPAM] =?UTF-8?B?Q2hlYXAgd2F0Y2hlcw==?=\r\n"), "{out}");
-    assert!(out.contains("X-Content-Filter: matched subject:^cheap watches$\r\n"), "{out}");
+    assert!(
+        out.starts_with("Subject: [SPAM] =?UTF-8?B?Q2hlYXAgd2F0Y2hlcw==?=\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("X-Content-Filter: matched subject:^cheap watches$\r\n"),
+        "{out}"
+    );
 
     let (v, _) = data_post(&h, "Subject: lunch\r\n\r\nsee you\r\n").await;
     assert_eq!(v, Verdict::Declined);
@@ -142,10 +216,24 @@ Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAA
 #[tokio::test]
 async fn attachment_block() {
     let (_d, h) = host(&[plugin("att", "attachment-block", "")]).await;
-    let (v, _) = data_post(&h, &with_attachment("Invoice.PDF.exe", "application/octet-stream")).await;
-    assert_eq!(reply(&v), "554 5.7.1 attachment \"invoice.pdf.exe\" has a banned extension");
-    let (v, _) = data_post(&h, &with_attachment("setup.bin", "application/x-msdownload")).await;
-    assert_eq!(reply(&v), "554 5.7.1 attachment type application/x-msdownload is not accepted");
+    let (v, _) = data_post(
+        &h,
+        &with_attachment("Invoice.PDF.exe", "application/octet-stream"),
+    )
+    .await;
+    assert_eq!(
+        reply(&v),
+        "554 5.7.1 attachment \"invoice.pdf.exe\" has a banned extension"
+    );
+    let (v, _) = data_post(
+        &h,
+        &with_attachment("setup.bin", "application/x-msdownload"),
+    )
+    .await;
+    assert_eq!(
+        reply(&v),
+        "554 5.7.1 attachment type application/x-msdownload is not accepted"
+    );
     let (v, _) = data_post(&h, &with_attachment("report.pdf", "application/pdf")).await;
     assert_eq!(v, Verdict::Declined);
     // Inside a forwarded message.
@@ -155,15 +243,26 @@ async fn attachment_block() {
 --o\r\nContent-Type: text/plain\r\n\r\nfyi\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n{inner}\r\n--o--\r\n"
     );
     let (v, _) = data_post(&h, &outer).await;
-    assert_eq!(reply(&v), "554 5.7.1 attachment \"run.js\" has a banned extension");
+    assert_eq!(
+        reply(&v),
+        "554 5.7.1 attachment \"run.js\" has a banned extension"
+    );
 }
 
 #[tokio::test]
 async fn disclaimer_appends_to_text_parts_only() {
-    let (_d, h) = host(&[plugin("disc", "disclaimer", "text = 'Sent through wasmtp.\\nCheck = twice.'")]).await;
+    let (_d, h) = host(&[plugin(
+        "disc",
+        "disclaimer",
+        "text = \"Sent through wasmtp.\\nCheck = twice.\"",
+    )])
+    .await;
 
     let (_, c) = data_post(&h, "Subject: plain\r\n\r\nHello\r\n").await;
-    assert_eq!(delivered(&c), "Subject: plain\r\n\r\nHello\r\n-- \r\nSent through wasmtp.\r\nCheck = twice.\r\n");
+    assert_eq!(
+        delivered(&c),
+        "Subject: plain\r\n\r\nHello\r\n-- \r\nSent through wasmtp.\r\nCheck = twice.\r\n"
+    );
 
     let multi = "Subject: multi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n\
 --zz\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nHi=20there\r\n\
@@ -173,12 +272,26 @@ async fn disclaimer_appends_to_text_parts_only() {
     let (_, c) = data_post(&h, multi).await;
     let out = delivered(&c);
     assert!(
-        out.contains("Hi=20there\r\n\r\n-- \r\nSent through wasmtp.\r\nCheck =3D twice.\r\n--zz\r\n"),
+        out.contains("Hi=20there\r\n-- \r\nSent through wasmtp.\r\nCheck =3D twice.\r\n--zz\r\n"),
         "{out}"
     );
-    assert!(out.contains("<p>Hi</p>\r\n--zz\r\n"), "html untouched: {out}");
-    assert!(out.contains("attached text\r\n--zz--"), "attachment untouched: {out}");
-    assert_eq!(c.txn.as_ref().unwrap().notes.get("disclaimer.parts").map(String::as_str), Some("1"));
+    assert!(
+        out.contains("<p>Hi</p>\r\n--zz\r\n"),
+        "html untouched: {out}"
+    );
+    assert!(
+        out.contains("attached text\r\n--zz--"),
+        "attachment untouched: {out}"
+    );
+    assert_eq!(
+        c.txn
+            .as_ref()
+            .unwrap()
+            .notes
+            .get("disclaimer.parts")
+            .map(String::as_str),
+        Some("1")
+    );
 
     // Idempotent: a message that already carries the footer is left alone.
     let once = delivered(&c);

@@ -15,31 +15,58 @@ const MSG: &str = "From: a@example.net\r\nSubject: hello\r\nX-Remove-Me: yes\r\n
 #[tokio::test]
 async fn probe_sees_every_hook_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let host = PluginHost::load(&host_config(dir.path()), &[plugin("p", "probe", "name = 'p'")])
-        .await
-        .unwrap();
+    let host = PluginHost::load(
+        &host_config(dir.path()),
+        &[plugin("p", "probe", "name = 'p'")],
+    )
+    .await
+    .unwrap();
     let mut s = host.session();
     let mut c = ctx("sess-1");
     c.conn.remote_host = Some("client.example.net".into());
     assert_eq!(s.run(Hook::Connect, &mut c).await, Verdict::Declined);
-    assert_eq!(s.run(Hook::Helo("mx.example.net"), &mut c).await, Verdict::Declined);
+    assert_eq!(
+        s.run(Hook::Helo("mx.example.net"), &mut c).await,
+        Verdict::Declined
+    );
     c.conn.tls = Some(TlsInfo {
         protocol: "TLSv1.3".into(),
         cipher: "TLS13_AES_256_GCM_SHA384".into(),
         sni: None,
     });
-    assert_eq!(s.run(Hook::Ehlo("mx.example.net"), &mut c).await, Verdict::Declined);
+    assert_eq!(
+        s.run(Hook::Ehlo("mx.example.net"), &mut c).await,
+        Verdict::Declined
+    );
     c.conn.hello = HelloKind::Ehlo;
     c.conn.hello_host = "mx.example.net".into();
     open_txn(&mut c, "a@example.net");
     let params = [
-        Param { key: "SIZE".into(), value: Some("120".into()) },
-        Param { key: "BODY".into(), value: Some("8BITMIME".into()) },
+        Param {
+            key: "SIZE".into(),
+            value: Some("120".into()),
+        },
+        Param {
+            key: "BODY".into(),
+            value: Some("8BITMIME".into()),
+        },
     ];
     s.run(Hook::Mail("a@example.net", &params), &mut c).await;
-    s.run(Hook::Rcpt("b@example.org", &[Param { key: "NOTIFY".into(), value: Some("NEVER".into()) }]), &mut c)
-        .await;
-    c.txn.as_mut().unwrap().recipients.push(Recipient { address: "b@example.org".into(), params: vec![] });
+    s.run(
+        Hook::Rcpt(
+            "b@example.org",
+            &[Param {
+                key: "NOTIFY".into(),
+                value: Some("NEVER".into()),
+            }],
+        ),
+        &mut c,
+    )
+    .await;
+    c.txn.as_mut().unwrap().recipients.push(Recipient {
+        address: "b@example.org".into(),
+        params: vec![],
+    });
     s.run(Hook::Data, &mut c).await;
     set_message(&mut c, "From: a@example.net\r\nSubject: hello\r\n\r\n");
     s.run(Hook::DataHeaders, &mut c).await;
@@ -52,7 +79,8 @@ async fn probe_sees_every_hook_with_its_data() {
     s.run(Hook::Help("MAIL"), &mut c).await;
     s.run(Hook::Vrfy("postmaster"), &mut c).await;
     s.run(Hook::Unrecognized("XYZZY", "a b"), &mut c).await;
-    s.run(Hook::Auth("PLAIN", "", "alice", "s3cret"), &mut c).await;
+    s.run(Hook::Auth("PLAIN", "", "alice", "s3cret"), &mut c)
+        .await;
     s.run(Hook::Quit, &mut c).await;
     s.disconnect(&mut c).await;
 
@@ -98,7 +126,9 @@ async fn each_verdict_maps_to_its_reply() {
         auth = "deny"
         help = "deny::5.7.1"
     "#;
-    let host = PluginHost::load(&host_config(dir.path()), &[plugin("v", "probe", cfg)]).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &[plugin("v", "probe", cfg)])
+        .await
+        .unwrap();
     let mut s = host.session();
     let mut c = ctx("sess-v");
     open_txn(&mut c, "");
@@ -118,12 +148,21 @@ async fn each_verdict_maps_to_its_reply() {
     let v = s.run(Hook::Data, &mut c).await;
     assert!(matches!(v, Verdict::Done(_)));
     assert_eq!(reply(&v), "354 go ahead");
-    assert_eq!(reply(&s.run(Hook::Vrfy("x"), &mut c).await), "252 2.1.5 maybe");
+    assert_eq!(
+        reply(&s.run(Hook::Vrfy("x"), &mut c).await),
+        "252 2.1.5 maybe"
+    );
     let v = s.run(Hook::Noop(""), &mut c).await;
     assert!(matches!(v, Verdict::DenySoftDisconnect(_)));
     assert_eq!(reply(&v), "421 4.7.0 Try again later, closing connection");
-    assert_eq!(reply(&s.run(Hook::Auth("LOGIN", "", "u", "p"), &mut c).await), "535 5.7.8 Authentication credentials invalid");
-    assert_eq!(reply(&s.run(Hook::Help(""), &mut c).await), "550 5.7.1 Denied by policy");
+    assert_eq!(
+        reply(&s.run(Hook::Auth("LOGIN", "", "u", "p"), &mut c).await),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    assert_eq!(
+        reply(&s.run(Hook::Help(""), &mut c).await),
+        "550 5.7.1 Denied by policy"
+    );
 }
 
 fn actions_a() -> &'static str {
@@ -134,7 +173,7 @@ fn actions_a() -> &'static str {
     mail = ["set-sender:rewritten@example.net", "note:stage:a-mail", "conn-note:seen-by:a", "set-sender:not an address"]
     rcpt = ["add-rcpt:extra@example.org", "relay:true", "add-rcpt:<bad>"]
     data-headers = ["prepend-header:X-First:1", "add-header:X-Last:2", "replace-header:Subject:new subject", "remove-header:X-Remove-Me", "add-header:Bad Name:x", "add-header:X-Inject:a\r\nBcc: victim@example.org"]
-    data-post = ["replace-body:new body\n", "replace-body:bare\nlf", "note:stage:a-post"]
+    data-post = ["replace-body:new body\n", "replace-body:bare\rcr", "note:stage:a-post"]
     "#
 }
 
@@ -152,18 +191,41 @@ fn actions_b() -> &'static str {
 #[tokio::test]
 async fn mutations_reach_the_session_and_notes_pass_between_plugins() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = [plugin("a", "probe", actions_a()), plugin("b", "probe", actions_b())];
-    let host = PluginHost::load(&host_config(dir.path()), &chain).await.unwrap();
+    let chain = [
+        plugin("a", "probe", actions_a()),
+        plugin("b", "probe", actions_b()),
+    ];
+    let host = PluginHost::load(&host_config(dir.path()), &chain)
+        .await
+        .unwrap();
     let mut s = host.session();
     let mut c = ctx("sess-m");
     open_txn(&mut c, "orig@example.net");
-    assert_eq!(s.run(Hook::Mail("orig@example.net", &[]), &mut c).await, Verdict::Declined);
-    c.txn.as_mut().unwrap().recipients.push(Recipient { address: "drop@example.org".into(), params: vec![] });
-    assert_eq!(s.run(Hook::Rcpt("drop@example.org", &[]), &mut c).await, Verdict::Declined);
-    set_message(&mut c, "From: a@example.net\r\nSubject: hello\r\nX-Remove-Me: yes\r\n\r\n");
+    assert_eq!(
+        s.run(Hook::Mail("orig@example.net", &[]), &mut c).await,
+        Verdict::Declined
+    );
+    c.txn.as_mut().unwrap().recipients.push(Recipient {
+        address: "drop@example.org".into(),
+        params: vec![],
+    });
+    assert_eq!(
+        s.run(Hook::Rcpt("drop@example.org", &[]), &mut c).await,
+        Verdict::Declined
+    );
+    set_message(
+        &mut c,
+        "From: a@example.net\r\nSubject: hello\r\nX-Remove-Me: yes\r\n\r\n",
+    );
     s.run(Hook::DataHeaders, &mut c).await;
     // The driver completes the message; the header edits are kept by Message.
-    c.txn.as_mut().unwrap().message.as_mut().unwrap().append_body(b"body line\r\n");
+    c.txn
+        .as_mut()
+        .unwrap()
+        .message
+        .as_mut()
+        .unwrap()
+        .append_body(b"body line\r\n");
     s.run(Hook::DataPost, &mut c).await;
 
     let txn = c.txn.as_ref().unwrap();
@@ -179,18 +241,36 @@ async fn mutations_reach_the_session_and_notes_pass_between_plugins() {
     );
 
     let a = probe_log(&c, "a");
-    assert!(a.contains("set-sender error: \"not an address\" is not local@domain"), "{a}");
+    assert!(
+        a.contains("set-sender error: \"not an address\" is not local@domain"),
+        "{a}"
+    );
     assert!(a.contains("add-rcpt error"), "{a}");
-    assert!(a.contains("add-header error: invalid header name \"Bad Name\""), "{a}");
-    assert!(a.contains("add-header error: header value contains CR, LF or NUL"), "{a}");
-    assert!(a.contains("replace-body error: body contains a bare CR or LF"), "{a}");
+    assert!(
+        a.contains("add-header error: invalid header name \"Bad Name\""),
+        "{a}"
+    );
+    assert!(
+        a.contains("add-header error: header value contains CR, LF or NUL"),
+        "{a}"
+    );
+    assert!(
+        a.contains("replace-body error: body contains a bare CR or LF"),
+        "{a}"
+    );
     let b = probe_log(&c, "b");
     // Notes and edits of `a` are visible to `b` at once.
     assert!(b.contains("read-note -> stage=a-mail"), "{b}");
     assert!(b.contains("read-note -> seen-by=a"), "{b}");
     assert!(b.contains("remove-rcpt -> 1"), "{b}");
-    assert!(b.contains("read-body -> size=10 body=\"new body\\r\\n\""), "{b}");
-    assert!(b.contains("headers -> X-First=1;From=a@example.net;Subject=new subject;X-Last=2"), "{b}");
+    assert!(
+        b.contains("read-body -> size=10 body=\"new body\\r\\n\""),
+        "{b}"
+    );
+    assert!(
+        b.contains("headers -> X-First=1;From=a@example.net;Subject=new subject;X-Last=2"),
+        "{b}"
+    );
     assert!(b.contains("read-note -> stage=a-post"), "{b}");
 }
 
@@ -199,9 +279,15 @@ async fn deny_is_told_to_plugins_that_want_it() {
     let dir = tempfile::tempdir().unwrap();
     let chain = [
         plugin("watcher", "probe", "name = 'watcher'\nhooks = ['deny']"),
-        plugin("denier", "probe", "name = 'denier'\nhooks = ['rcpt']\n[verdicts]\nrcpt = 'deny-soft'"),
+        plugin(
+            "denier",
+            "probe",
+            "name = 'denier'\nhooks = ['rcpt']\n[verdicts]\nrcpt = 'deny-soft'",
+        ),
     ];
-    let host = PluginHost::load(&host_config(dir.path()), &chain).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &chain)
+        .await
+        .unwrap();
     let mut s = host.session();
     let mut c = ctx("sess-d");
     open_txn(&mut c, "a@example.net");
@@ -220,19 +306,38 @@ async fn broken_plugins_are_refused_with_their_name() {
     let cfg = host_config(dir.path());
     let err = |r: anyhow::Result<_>| format!("{:#}", r.err().expect("must fail"));
 
-    let e = err(PluginHost::load(&cfg, &[PluginConfig::new("nohooks", wasm("not-a-plugin"))]).await);
-    assert!(e.contains("plugin \"nohooks\"") && e.contains("wasmtp:plugin/hooks"), "{e}");
+    let e =
+        err(PluginHost::load(&cfg, &[PluginConfig::new("nohooks", wasm("not-a-plugin"))]).await);
+    assert!(
+        e.contains("plugin \"nohooks\"") && e.contains("wasmtp:plugin/hooks"),
+        "{e}"
+    );
 
-    let e = err(PluginHost::load(&cfg, &[PluginConfig::new("ghost", dir.path().join("missing.wasm"))]).await);
-    assert!(e.contains("plugin \"ghost\"") && e.contains("cannot read"), "{e}");
+    let e = err(PluginHost::load(
+        &cfg,
+        &[PluginConfig::new("ghost", dir.path().join("missing.wasm"))],
+    )
+    .await);
+    assert!(
+        e.contains("plugin \"ghost\"") && e.contains("cannot read"),
+        "{e}"
+    );
 
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm junk").unwrap();
     let e = err(PluginHost::load(&cfg, &[PluginConfig::new("junk", &junk)]).await);
-    assert!(e.contains("plugin \"junk\"") && e.contains("not a valid component"), "{e}");
+    assert!(
+        e.contains("plugin \"junk\"") && e.contains("not a valid component"),
+        "{e}"
+    );
 
     let e = err(PluginHost::load(&cfg, &[plugin("allow", "rcpt-allowlist", "")]).await);
-    assert!(e.contains("plugin \"allow\"") && e.contains("init refused its config") && e.contains("domains"), "{e}");
+    assert!(
+        e.contains("plugin \"allow\"")
+            && e.contains("init refused its config")
+            && e.contains("domains"),
+        "{e}"
+    );
 
     let twice = [plugin("p", "probe", ""), plugin("p", "probe", "")];
     let e = err(PluginHost::load(&cfg, &twice).await);
@@ -241,7 +346,10 @@ async fn broken_plugins_are_refused_with_their_name() {
     let mut big = plugin("big", "probe", "");
     big.memory_mb = 100_000;
     let e = err(PluginHost::load(&cfg, &[big]).await);
-    assert!(e.contains("plugin \"big\"") && e.contains("max_memory_mb"), "{e}");
+    assert!(
+        e.contains("plugin \"big\"") && e.contains("max_memory_mb"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -249,12 +357,27 @@ async fn the_same_component_twice_with_different_config() {
     let dir = tempfile::tempdir().unwrap();
     let chain = [
         plugin("first", "probe", "name = 'first'\nhooks = ['helo']"),
-        plugin("second", "probe", "name = 'second'\nhooks = ['helo']\n[verdicts]\nhelo = 'ok'"),
+        plugin(
+            "second",
+            "probe",
+            "name = 'second'\nhooks = ['helo']\n[verdicts]\nhelo = 'ok'",
+        ),
     ];
-    let host = PluginHost::load(&host_config(dir.path()), &chain).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &chain)
+        .await
+        .unwrap();
     assert_eq!(host.plugin_names(), ["first", "second"]);
     let mut c = ctx("sess-2");
-    assert_eq!(host.session().run(Hook::Helo("h.example"), &mut c).await, Verdict::Ok);
-    assert_eq!(probe_log(&c, "first"), "helo(h.example hello=HelloKind::None)\n");
-    assert_eq!(probe_log(&c, "second"), "helo(h.example hello=HelloKind::None)\n");
+    assert_eq!(
+        host.session().run(Hook::Helo("h.example"), &mut c).await,
+        Verdict::Ok
+    );
+    assert_eq!(
+        probe_log(&c, "first"),
+        "helo(h.example hello=HelloKind::None)\n"
+    );
+    assert_eq!(
+        probe_log(&c, "second"),
+        "helo(h.example hello=HelloKind::None)\n"
+    );
 }

@@ -10,7 +10,11 @@ use plugin_support::*;
 use wasmtp::plugin::{FailurePolicy, Hook, PluginConfig, PluginHost, Verdict};
 
 fn hostile(mode: &str, hook: &str) -> PluginConfig {
-    let mut p = plugin("hostile", "hostile", &format!("mode = '{mode}'\nhook = '{hook}'"));
+    let mut p = plugin(
+        "hostile",
+        "hostile",
+        &format!("mode = '{mode}'\nhook = '{hook}'"),
+    );
     p.cpu_ms = 40;
     p.timeout_ms = 5_000;
     p.memory_mb = 32;
@@ -26,29 +30,55 @@ fn reply(v: &Verdict) -> String {
 }
 
 async fn assert_contained(p: PluginConfig) {
-    let mode = p.config.get("mode").and_then(|m| m.as_str()).unwrap_or("").to_string();
+    let mode = p
+        .config
+        .get("mode")
+        .and_then(|m| m.as_str())
+        .unwrap_or("")
+        .to_string();
     let dir = tempfile::tempdir().unwrap();
-    let host = PluginHost::load(&host_config(dir.path()), &[p, after()]).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &[p, after()])
+        .await
+        .unwrap();
     let mut s = host.session();
     let mut c = ctx("sess-h");
     open_txn(&mut c, "a@example.net");
     for round in 0..2 {
         let v = s.run(Hook::Rcpt("b@example.org", &[]), &mut c).await;
-        assert!(matches!(v, Verdict::DenySoft(_)), "{mode} round {round}: {v:?}");
-        assert_eq!(reply(&v), "451 4.3.0 Temporary local problem, try again later", "{mode}");
+        assert!(
+            matches!(v, Verdict::DenySoft(_)),
+            "{mode} round {round}: {v:?}"
+        );
+        assert_eq!(
+            reply(&v),
+            "451 4.3.0 Temporary local problem, try again later",
+            "{mode}"
+        );
     }
     // The chain stopped at the failing plugin: `after` never saw the RCPT.
     assert!(!probe_log(&c, "after").contains("rcpt("), "{mode}");
     // The same session goes on (a fresh instance serves the next hook) ...
-    assert_eq!(s.run(Hook::Mail("a@example.net", &[]), &mut c).await, Verdict::Declined, "{mode}");
-    assert!(probe_log(&c, "after").contains("mail(a@example.net"), "{mode}");
+    assert_eq!(
+        s.run(Hook::Mail("a@example.net", &[]), &mut c).await,
+        Verdict::Declined,
+        "{mode}"
+    );
+    assert!(
+        probe_log(&c, "after").contains("mail(a@example.net"),
+        "{mode}"
+    );
     // ... the session state survived the failures ...
     assert_eq!(c.conn.id, "sess-h");
     assert_eq!(c.txn.as_ref().unwrap().sender, "a@example.net");
     // ... and new sessions work.
     let mut c2 = ctx("sess-2");
     open_txn(&mut c2, "x@example.net");
-    assert_eq!(host.session().run(Hook::Mail("x@example.net", &[]), &mut c2).await, Verdict::Declined);
+    assert_eq!(
+        host.session()
+            .run(Hook::Mail("x@example.net", &[]), &mut c2)
+            .await,
+        Verdict::Declined
+    );
 }
 
 #[tokio::test]
@@ -106,16 +136,28 @@ async fn failure_policies_skip_and_reject() {
     let dir = tempfile::tempdir().unwrap();
     let mut skip = hostile("trap", "rcpt");
     skip.failure_policy = FailurePolicy::Skip;
-    let host = PluginHost::load(&host_config(dir.path()), &[skip, after()]).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &[skip, after()])
+        .await
+        .unwrap();
     let mut c = ctx("sess-skip");
     open_txn(&mut c, "a@example.net");
-    assert_eq!(host.session().run(Hook::Rcpt("b@example.org", &[]), &mut c).await, Verdict::Declined);
+    assert_eq!(
+        host.session()
+            .run(Hook::Rcpt("b@example.org", &[]), &mut c)
+            .await,
+        Verdict::Declined
+    );
     assert!(probe_log(&c, "after").contains("rcpt(b@example.org"));
 
     let mut reject = hostile("panic", "rcpt");
     reject.failure_policy = FailurePolicy::Reject;
-    let host = PluginHost::load(&host_config(dir.path()), &[reject]).await.unwrap();
-    let v = host.session().run(Hook::Rcpt("b@example.org", &[]), &mut c).await;
+    let host = PluginHost::load(&host_config(dir.path()), &[reject])
+        .await
+        .unwrap();
+    let v = host
+        .session()
+        .run(Hook::Rcpt("b@example.org", &[]), &mut c)
+        .await;
     assert!(matches!(v, Verdict::Deny(_)));
     assert_eq!(reply(&v), "554 5.3.0 Permanent local problem");
 }
@@ -127,14 +169,30 @@ async fn header_injection_and_oversized_headers_are_refused() {
         ("crlf-header", "header value contains CR, LF or NUL"),
         ("huge-header", "message would exceed the size limit"),
     ] {
-        let mut p = plugin("hostile", "hostile", &format!("mode = '{mode}'\nhook = 'data-post'\nsize = 20000000"));
+        let mut p = plugin(
+            "hostile",
+            "hostile",
+            &format!("mode = '{mode}'\nhook = 'data-post'\nsize = 20000000"),
+        );
         p.memory_mb = 128;
-        let host = PluginHost::load(&host_config(dir.path()), &[p]).await.unwrap();
+        let host = PluginHost::load(&host_config(dir.path()), &[p])
+            .await
+            .unwrap();
         let mut c = ctx("sess-hdr");
         open_txn(&mut c, "a@example.net");
         set_message(&mut c, "Subject: x\r\n\r\nbody\r\n");
-        assert_eq!(host.session().run(Hook::DataPost, &mut c).await, Verdict::Declined);
-        let note = c.txn.as_ref().unwrap().notes.get("hostile.header_error").cloned().unwrap_or_default();
+        assert_eq!(
+            host.session().run(Hook::DataPost, &mut c).await,
+            Verdict::Declined
+        );
+        let note = c
+            .txn
+            .as_ref()
+            .unwrap()
+            .notes
+            .get("hostile.header_error")
+            .cloned()
+            .unwrap_or_default();
         assert!(note.contains(error), "{mode}: {note}");
         assert_eq!(delivered(&c), "Subject: x\r\n\r\nbody\r\n", "{mode}");
     }
@@ -145,7 +203,9 @@ async fn a_spinning_plugin_does_not_stall_other_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let mut spin = hostile("loop", "helo");
     spin.cpu_ms = 2_000;
-    let host = PluginHost::load(&host_config(dir.path()), &[spin, after()]).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &[spin, after()])
+        .await
+        .unwrap();
     let spinner = {
         let host = host.clone();
         tokio::spawn(async move {
@@ -161,7 +221,10 @@ async fn a_spinning_plugin_does_not_stall_other_sessions() {
             let mut c = ctx(&format!("good-{n}"));
             open_txn(&mut c, "a@example.net");
             for _ in 0..20 {
-                assert_eq!(s.run(Hook::Rcpt("b@example.org", &[]), &mut c).await, Verdict::Declined);
+                assert_eq!(
+                    s.run(Hook::Rcpt("b@example.org", &[]), &mut c).await,
+                    Verdict::Declined
+                );
             }
             probe_log(&c, "after").lines().count()
         }));
@@ -170,5 +233,21 @@ async fn a_spinning_plugin_does_not_stall_other_sessions() {
         assert_eq!(h.await.unwrap(), 20);
     }
     let v = spinner.await.unwrap();
-    assert_eq!(reply(&v), "451 4.3.0 Temporary local problem, try again later");
+    assert_eq!(
+        reply(&v),
+        "451 4.3.0 Temporary local problem, try again later"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_spinning_in_init_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = PluginHost::load(&host_config(dir.path()), &[hostile("init-loop", "rcpt")])
+        .await
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("plugin \"hostile\"") && e.contains("init failed"),
+        "{e}"
+    );
 }

@@ -11,7 +11,11 @@ use plugin_support::*;
 use wasmtp::plugin::{Hook, PluginConfig, PluginHost, Verdict};
 
 fn allow(domain: &str) -> PluginConfig {
-    plugin("allow", "rcpt-allowlist", &format!("domains = ['{domain}']"))
+    plugin(
+        "allow",
+        "rcpt-allowlist",
+        &format!("domains = ['{domain}']"),
+    )
 }
 
 /// Which of the two domains the session's chain accepts.
@@ -32,7 +36,9 @@ async fn accepted(host: &Arc<PluginHost>, id: &str) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_concurrent_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let host = PluginHost::load(&host_config(dir.path()), &[allow("a.example")]).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &[allow("a.example")])
+        .await
+        .unwrap();
 
     // A session that starts before the swap finishes on the old chain.
     let mut early = host.session();
@@ -52,7 +58,11 @@ async fn reload_under_concurrent_sessions() {
         }));
     }
     for round in 0..6 {
-        let domain = if round % 2 == 0 { "b.example" } else { "a.example" };
+        let domain = if round % 2 == 0 {
+            "b.example"
+        } else {
+            "a.example"
+        };
         host.reload(&[allow(domain)]).await.unwrap();
         tokio::task::yield_now().await;
     }
@@ -62,7 +72,9 @@ async fn reload_under_concurrent_sessions() {
         assert_eq!(w.await.unwrap().len(), 25);
     }
     assert_eq!(
-        early.run(Hook::Rcpt("x@a.example", &[]), &mut early_ctx).await,
+        early
+            .run(Hook::Rcpt("x@a.example", &[]), &mut early_ctx)
+            .await,
         Verdict::Ok,
         "a session keeps the chain it started with"
     );
@@ -72,17 +84,29 @@ async fn reload_under_concurrent_sessions() {
 #[tokio::test]
 async fn a_broken_reload_keeps_the_old_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let host = PluginHost::load(&host_config(dir.path()), &[allow("a.example")]).await.unwrap();
+    let host = PluginHost::load(&host_config(dir.path()), &[allow("a.example")])
+        .await
+        .unwrap();
 
-    let broken = [allow("b.example"), PluginConfig::new("broken", wasm("not-a-plugin"))];
+    let broken = [
+        allow("b.example"),
+        PluginConfig::new("broken", wasm("not-a-plugin")),
+    ];
     let e = format!("{:#}", host.reload(&broken).await.unwrap_err());
     assert!(e.contains("plugin \"broken\""), "{e}");
     assert_eq!(host.plugin_names(), ["allow"]);
     assert_eq!(accepted(&host, "after-broken").await, "a");
 
-    let bad_config = [plugin("allow", "rcpt-allowlist", "on_match = 'maybe'\ndomains = ['b.example']")];
+    let bad_config = [plugin(
+        "allow",
+        "rcpt-allowlist",
+        "on_match = 'maybe'\ndomains = ['b.example']",
+    )];
     let e = format!("{:#}", host.reload(&bad_config).await.unwrap_err());
-    assert!(e.contains("plugin \"allow\"") && e.contains("on_match"), "{e}");
+    assert!(
+        e.contains("plugin \"allow\"") && e.contains("on_match"),
+        "{e}"
+    );
     assert_eq!(accepted(&host, "after-bad-config").await, "a");
 }
 
@@ -111,7 +135,12 @@ async fn replacing_the_file_and_reloading_changes_behaviour() {
     for _ in 0..200 {
         let mut c = ctx("watch");
         open_txn(&mut c, "a@example.net");
-        if host.session().run(Hook::Rcpt("x@b.example", &[]), &mut c).await == Verdict::Declined {
+        if host
+            .session()
+            .run(Hook::Rcpt("x@b.example", &[]), &mut c)
+            .await
+            == Verdict::Declined
+        {
             changed = true;
             break;
         }

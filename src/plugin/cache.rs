@@ -75,8 +75,18 @@ impl Cache {
     }
 
     /// The compiled component for `wasm` (blocking: run it off the async threads).
-    pub fn component(&self, engine: &Engine, wasm: &[u8], digest: Digest32) -> anyhow::Result<Component> {
-        if let Some(c) = self.loaded.lock().ok().and_then(|m| m.get(&digest).cloned()) {
+    pub fn component(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: Digest32,
+    ) -> anyhow::Result<Component> {
+        if let Some(c) = self
+            .loaded
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&digest).cloned())
+        {
             return Ok(c);
         }
         let Some(dir) = &self.dir else {
@@ -84,7 +94,11 @@ impl Cache {
             self.remember(digest, &c);
             return Ok(c);
         };
-        let file = dir.join(format!("{}-{}.cwasm", hex::encode(digest), self.engine_digest));
+        let file = dir.join(format!(
+            "{}-{}.cwasm",
+            hex::encode(digest),
+            self.engine_digest
+        ));
         if file.exists() {
             // SAFETY: the file was written by `precompile_component` of an
             // engine with the same compatibility hash (it is in the name),
@@ -95,18 +109,25 @@ impl Cache {
                     self.remember(digest, &c);
                     return Ok(c);
                 }
-                Err(e) => tracing::warn!(file = %file.display(), "recompiling, cached artefact unusable: {e}"),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), "recompiling, cached artefact unusable: {e}")
+                }
             }
         }
         let compiled = engine
             .precompile_component(wasm)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", hex::encode(digest), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            hex::encode(digest),
+            std::process::id()
+        ));
         std::fs::write(&tmp, &compiled)
             .and_then(|()| std::fs::rename(&tmp, &file))
             .with_context(|| format!("cannot write {}", file.display()))?;
         // SAFETY: as above; we just wrote it.
-        let c = unsafe { Component::deserialize_file(engine, &file) }.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let c = unsafe { Component::deserialize_file(engine, &file) }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.remember(digest, &c);
         Ok(c)
     }
@@ -114,6 +135,8 @@ impl Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Cache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }

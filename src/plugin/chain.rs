@@ -12,7 +12,9 @@ use std::sync::Arc;
 use wasmtime::component::Resource;
 use wasmtime::{Engine, Store};
 
-use super::bindings::{self, ConnectionHandle, HooksWanted, TransactionHandle, WitParam, WitVerdict};
+use super::bindings::{
+    self, ConnectionHandle, HooksWanted, TransactionHandle, WitParam, WitVerdict,
+};
 use super::loader::{Chain, LoadedPlugin};
 use super::sandbox::{StoreData, arm, new_store};
 use super::verdict::{check, failure_verdict};
@@ -213,7 +215,13 @@ impl PluginSession {
 
     /// Tells the plugins that want `deny` (other than the denier) that
     /// `decider` denied in `hook`. Their answers are ignored.
-    async fn notify_deny(&mut self, decider: usize, hook: &Hook<'_>, code: u16, ctx: &mut SessionContext) {
+    async fn notify_deny(
+        &mut self,
+        decider: usize,
+        hook: &Hook<'_>,
+        code: u16,
+        ctx: &mut SessionContext,
+    ) {
         if !self.chain.wanted.contains(HooksWanted::DENY) {
             return;
         }
@@ -233,7 +241,12 @@ impl PluginSession {
         }
     }
 
-    async fn call(&mut self, i: usize, hook: &Hook<'_>, ctx: &mut SessionContext) -> Result<Option<WitVerdict>, String> {
+    async fn call(
+        &mut self,
+        i: usize,
+        hook: &Hook<'_>,
+        ctx: &mut SessionContext,
+    ) -> Result<Option<WitVerdict>, String> {
         self.with_instance(i, ctx, Call::Hook(hook)).await
     }
 
@@ -270,7 +283,11 @@ impl PluginSession {
 }
 
 /// A fresh instance of `p`, with `init` called.
-async fn instantiate(engine: &Engine, p: &LoadedPlugin, session: Arc<str>) -> Result<Instance, String> {
+async fn instantiate(
+    engine: &Engine,
+    p: &LoadedPlugin,
+    session: Arc<str>,
+) -> Result<Instance, String> {
     let mut store = new_store(engine, &p.info, session);
     arm(&mut store);
     let run = async {

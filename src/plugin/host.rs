@@ -25,7 +25,12 @@ fn cut(s: &str, max: usize) -> &str {
 impl types::Host for StoreData {}
 
 impl host::Host for StoreData {
-    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    fn log(
+        &mut self,
+        level: LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         let plugin = &*self.plugin.name;
         let session = &*self.session;
         let message = cut(&message, MAX_LOG_MESSAGE);

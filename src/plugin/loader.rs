@@ -93,25 +93,27 @@ impl Loader {
             .map_err(|e| anyhow::anyhow!("cannot read the component: {e}"))?;
         let digest = sha256(&wasm);
         let (engine, cache) = (self.engine.clone(), self.cache.clone());
-        let component = tokio::task::spawn_blocking(move || cache.component(&engine, &wasm, digest))
-            .await?
-            .map_err(|e| anyhow::anyhow!("not a valid component: {e}"))?;
+        let component =
+            tokio::task::spawn_blocking(move || cache.component(&engine, &wasm, digest))
+                .await?
+                .map_err(|e| anyhow::anyhow!("not a valid component: {e}"))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("imports something the host does not provide: {e}"))?;
-        let pre = PluginPre::new(pre)
-            .map_err(|e| anyhow::anyhow!("does not export the wasmtp:plugin/hooks interface it needs: {e}"))?;
+        let pre = PluginPre::new(pre).map_err(|e| {
+            anyhow::anyhow!("does not export the wasmtp:plugin/hooks interface it needs: {e}")
+        })?;
         let wanted = self.probe(&pre, &info).await?;
-        Ok(LoadedPlugin {
-            info,
-            pre,
-            wanted,
-        })
+        Ok(LoadedPlugin { info, pre, wanted })
     }
 
     /// Instantiates once and calls `init`: checks the config and learns the hooks.
-    async fn probe(&self, pre: &PluginPre<StoreData>, info: &Arc<PluginInfo>) -> anyhow::Result<HooksWanted> {
+    async fn probe(
+        &self,
+        pre: &PluginPre<StoreData>,
+        info: &Arc<PluginInfo>,
+    ) -> anyhow::Result<HooksWanted> {
         let mut store = new_store(&self.engine, info, Arc::from("load"));
         arm(&mut store);
         let run = async {

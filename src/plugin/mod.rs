@@ -33,11 +33,11 @@ pub use session_host::{MAX_NOTES_BYTES, MAX_RECIPIENTS, check_mailbox};
 pub use swap::PluginHost;
 pub use verdict::{MAX_LINE, MAX_LINES};
 
-use bindings::HooksWanted;
 use crate::context::Param;
 #[cfg(doc)]
 use crate::context::SessionContext;
 use crate::protocol::Reply;
+use bindings::HooksWanted;
 
 /// The outcome of a hook chain (qpsmtpd semantics). Replies are complete:
 /// the host has filled in defaults and checked code classes and text.
@@ -99,7 +99,6 @@ pub enum Hook<'a> {
     /// AUTH (mechanism, authzid, username, password).
     Auth(&'a str, &'a str, &'a str, &'a str),
 }
-
 
 impl Hook<'_> {
     /// The hook's name as in the WIT (`data-post`, `unrecognized-command`, ...).

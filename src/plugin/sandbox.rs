@@ -127,7 +127,11 @@ impl std::fmt::Debug for Ticker {
 }
 
 /// A fresh store for one instance of `plugin` in session `session`.
-pub(crate) fn new_store(engine: &Engine, plugin: &Arc<PluginInfo>, session: Arc<str>) -> Store<StoreData> {
+pub(crate) fn new_store(
+    engine: &Engine,
+    plugin: &Arc<PluginInfo>,
+    session: Arc<str>,
+) -> Store<StoreData> {
     let mut wasi = WasiCtx::builder();
     let out = LogStream {
         plugin: plugin.name.clone(),
@@ -195,7 +199,11 @@ impl StdoutStream for LogStream {
 const MAX_PRINT: usize = 1024;
 
 impl AsyncWrite for LogStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let text = String::from_utf8_lossy(&buf[..buf.len().min(MAX_PRINT)]);
         let text = text.trim_end();
         if !text.is_empty() {

@@ -10,7 +10,8 @@ use wasmtime::component::Resource;
 
 use super::bindings::wasmtp::plugin::session::{self, HostConnection, HostTransaction};
 use super::bindings::{
-    ConnectionHandle, TransactionHandle, WitHeader, WitHelloKind, WitParam, WitRecipient, WitTlsInfo,
+    ConnectionHandle, TransactionHandle, WitHeader, WitHelloKind, WitParam, WitRecipient,
+    WitTlsInfo,
 };
 use super::sandbox::StoreData;
 use crate::context::{HelloKind, Notes, Param, Recipient, SessionContext, Transaction};
@@ -80,7 +81,9 @@ fn check_params(params: &[WitParam]) -> Result<Vec<Param>, String> {
         .map(|p| {
             let key_ok = !p.key.is_empty()
                 && p.key.len() <= 64
-                && p.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                && p.key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
             let value_ok = p.value.as_deref().is_none_or(|v| {
                 v.len() <= 500 && !v.chars().any(|c| c.is_control() || c == ' ' || c == '=')
             });
@@ -149,14 +152,27 @@ impl HostConnection for StoreData {
     fn relay_client(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<bool> {
         Ok(self.session()?.conn.relay_client)
     }
-    fn set_relay_client(&mut self, _: Resource<ConnectionHandle>, allowed: bool) -> wasmtime::Result<()> {
+    fn set_relay_client(
+        &mut self,
+        _: Resource<ConnectionHandle>,
+        allowed: bool,
+    ) -> wasmtime::Result<()> {
         self.session()?.conn.relay_client = allowed;
         Ok(())
     }
-    fn note(&mut self, _: Resource<ConnectionHandle>, key: String) -> wasmtime::Result<Option<String>> {
+    fn note(
+        &mut self,
+        _: Resource<ConnectionHandle>,
+        key: String,
+    ) -> wasmtime::Result<Option<String>> {
         Ok(self.session()?.conn.notes.get(&key).cloned())
     }
-    fn set_note(&mut self, _: Resource<ConnectionHandle>, key: String, value: String) -> wasmtime::Result<()> {
+    fn set_note(
+        &mut self,
+        _: Resource<ConnectionHandle>,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
         set_note(&mut self.session()?.conn.notes, key, value)
     }
     fn remove_note(&mut self, _: Resource<ConnectionHandle>, key: String) -> wasmtime::Result<()> {
@@ -179,7 +195,11 @@ impl HostTransaction for StoreData {
     fn sender(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<String> {
         Ok(self.txn()?.map(|t| t.sender.clone()).unwrap_or_default())
     }
-    fn set_sender(&mut self, _: Resource<TransactionHandle>, address: String) -> wasmtime::Result<Result<(), String>> {
+    fn set_sender(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        address: String,
+    ) -> wasmtime::Result<Result<(), String>> {
         let Some(txn) = self.txn()? else {
             return Ok(Err(NO_TXN.into()));
         };
@@ -191,7 +211,10 @@ impl HostTransaction for StoreData {
         txn.sender = address;
         Ok(Ok(()))
     }
-    fn recipients(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<Vec<WitRecipient>> {
+    fn recipients(
+        &mut self,
+        _: Resource<TransactionHandle>,
+    ) -> wasmtime::Result<Vec<WitRecipient>> {
         Ok(self
             .txn()?
             .map(|t| {
@@ -220,14 +243,22 @@ impl HostTransaction for StoreData {
         let checked = check_mailbox(&address).and_then(|()| check_params(&params));
         Ok(checked.map(|params| txn.recipients.push(Recipient { address, params })))
     }
-    fn remove_recipient(&mut self, _: Resource<TransactionHandle>, address: String) -> wasmtime::Result<u32> {
+    fn remove_recipient(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        address: String,
+    ) -> wasmtime::Result<u32> {
         let Some(txn) = self.txn()? else { return Ok(0) };
         let before = txn.recipients.len();
         txn.recipients
             .retain(|r| !r.address.eq_ignore_ascii_case(&address));
         Ok(u32::try_from(before - txn.recipients.len()).unwrap_or(u32::MAX))
     }
-    fn header(&mut self, _: Resource<TransactionHandle>, name: String) -> wasmtime::Result<Vec<String>> {
+    fn header(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
         Ok(self
             .txn()?
             .and_then(|t| t.message.as_ref())
@@ -266,7 +297,11 @@ impl HostTransaction for StoreData {
     ) -> wasmtime::Result<Result<(), String>> {
         self.edit_header(&name, &value, |m| m.prepend_header(&name, &value))
     }
-    fn remove_header(&mut self, _: Resource<TransactionHandle>, name: String) -> wasmtime::Result<u32> {
+    fn remove_header(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        name: String,
+    ) -> wasmtime::Result<u32> {
         Ok(self
             .txn()?
             .and_then(|t| t.message.as_mut())
@@ -288,16 +323,27 @@ impl HostTransaction for StoreData {
             .map(|m| m.body().len() as u64)
             .unwrap_or(0))
     }
-    fn read_body(&mut self, _: Resource<TransactionHandle>, offset: u64, len: u32) -> wasmtime::Result<Vec<u8>> {
+    fn read_body(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        offset: u64,
+        len: u32,
+    ) -> wasmtime::Result<Vec<u8>> {
         let Some(m) = self.txn()?.and_then(|t| t.message.as_ref()) else {
             return Ok(Vec::new());
         };
         let body = m.body();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(body.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(body.len());
         let len = len.min(MAX_READ) as usize;
         Ok(body[start..(start.saturating_add(len)).min(body.len())].to_vec())
     }
-    fn replace_body(&mut self, _: Resource<TransactionHandle>, body: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+    fn replace_body(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        body: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
         let ctx = self.session()?;
         let limit = ctx.max_message_size;
         let Some(txn) = ctx.txn.as_mut() else {
@@ -308,10 +354,19 @@ impl HostTransaction for StoreData {
         };
         Ok(m.replace_body(body, limit).map_err(|e| e.to_string()))
     }
-    fn note(&mut self, _: Resource<TransactionHandle>, key: String) -> wasmtime::Result<Option<String>> {
+    fn note(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        key: String,
+    ) -> wasmtime::Result<Option<String>> {
         Ok(self.txn()?.and_then(|t| t.notes.get(&key).cloned()))
     }
-    fn set_note(&mut self, _: Resource<TransactionHandle>, key: String, value: String) -> wasmtime::Result<()> {
+    fn set_note(
+        &mut self,
+        _: Resource<TransactionHandle>,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
         match self.txn()? {
             Some(t) => set_note(&mut t.notes, key, value),
             None => Ok(()),

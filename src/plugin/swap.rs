@@ -42,7 +42,10 @@ impl PluginHost {
     /// Loads every plugin of the config (compiling through the cache,
     /// checking each against the world and probing its `init`). The error
     /// names the first plugin that failed and why.
-    pub async fn load(host: &PluginHostConfig, plugins: &[PluginConfig]) -> anyhow::Result<Arc<Self>> {
+    pub async fn load(
+        host: &PluginHostConfig,
+        plugins: &[PluginConfig],
+    ) -> anyhow::Result<Arc<Self>> {
         let per_conn = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
         let instances = host
             .max_connections
@@ -50,10 +53,15 @@ impl PluginHost {
             .saturating_mul(per_conn)
             .saturating_add(32);
         let engine: Engine = engine(host, instances)?;
+        // Before loading: a plugin spinning in `init` must hit its budget.
+        let ticker = Ticker::start(
+            engine.clone(),
+            Duration::from_millis(host.epoch_tick_ms.max(1)),
+        )?;
         let loader = Loader {
             linker: linker(&engine)?,
             cache: Arc::new(Cache::new(&engine, &host.cache_dir)),
-            engine: engine.clone(),
+            engine,
             cfg: host.clone(),
         };
         let chain = loader.chain(plugins).await?;
@@ -62,7 +70,7 @@ impl PluginHost {
             loader,
             current: Mutex::new(plugins.to_vec()),
             reloading: tokio::sync::Mutex::new(()),
-            _ticker: Ticker::start(engine, Duration::from_millis(host.epoch_tick_ms.max(1)))?,
+            _ticker: ticker,
         });
         if host.watch && !plugins.is_empty() {
             spawn_watcher(

@@ -31,7 +31,12 @@ enum Kind {
 fn default_reply(kind: Kind, hook: &Hook<'_>) -> (u16, &'static str, &'static str) {
     let late = matches!(
         hook,
-        Hook::Connect | Hook::Data | Hook::DataHeaders | Hook::BodyChunk(..) | Hook::DataPost | Hook::Queue
+        Hook::Connect
+            | Hook::Data
+            | Hook::DataHeaders
+            | Hook::BodyChunk(..)
+            | Hook::DataPost
+            | Hook::Queue
     );
     match (kind, hook) {
         (Kind::Deny | Kind::DenyDisconnect, Hook::Auth(..)) => {
@@ -44,7 +49,11 @@ fn default_reply(kind: Kind, hook: &Hook<'_>) -> (u16, &'static str, &'static st
         (Kind::Deny, _) => (550, "5.7.1", "Denied by policy"),
         (Kind::DenyDisconnect, _) => (554, "5.7.1", "Denied by policy, closing connection"),
         (Kind::DenySoft, Hook::Connect) => (421, "4.7.0", "Try again later, closing connection"),
-        (Kind::DenySoft, _) => (451, "4.7.1", "Temporarily denied by policy, try again later"),
+        (Kind::DenySoft, _) => (
+            451,
+            "4.7.1",
+            "Temporarily denied by policy, try again later",
+        ),
         (Kind::DenySoftDisconnect, _) => (421, "4.7.0", "Try again later, closing connection"),
         (Kind::Done, _) => (250, "2.0.0", "Ok"),
     }
@@ -87,7 +96,9 @@ fn complete(kind: Kind, r: WitReply, hook: &Hook<'_>) -> Result<Reply, String> {
             let parsed =
                 EnhancedCode::parse(e).ok_or_else(|| format!("malformed enhanced code {e:?}"))?;
             if u16::from(parsed.class) != code / 100 {
-                return Err(format!("enhanced code {e} does not match reply code {code}"));
+                return Err(format!(
+                    "enhanced code {e} does not match reply code {code}"
+                ));
             }
             Some(parsed)
         }
@@ -98,7 +109,10 @@ fn complete(kind: Kind, r: WitReply, hook: &Hook<'_>) -> Result<Reply, String> {
         (None, Some(_)) => Some(EnhancedCode::new((code / 100) as u8, 0, 0)),
     };
     if r.lines.len() > MAX_LINES {
-        return Err(format!("reply has {} lines (at most {MAX_LINES})", r.lines.len()));
+        return Err(format!(
+            "reply has {} lines (at most {MAX_LINES})",
+            r.lines.len()
+        ));
     }
     let mut lines: Vec<Cow<'static, str>> = Vec::with_capacity(r.lines.len().max(1));
     for line in r.lines {
@@ -160,7 +174,10 @@ impl Verdict {
 
     /// True for the verdicts that close the connection after the reply.
     pub fn disconnects(&self) -> bool {
-        matches!(self, Verdict::DenyDisconnect(_) | Verdict::DenySoftDisconnect(_))
+        matches!(
+            self,
+            Verdict::DenyDisconnect(_) | Verdict::DenySoftDisconnect(_)
+        )
     }
 }
 
@@ -178,11 +195,23 @@ mod tests {
 
     #[test]
     fn defaults_per_hook() {
-        let v = check(WitVerdict::Deny(r(None, None, &[])), &Hook::Rcpt("a@b", &[])).unwrap();
+        let v = check(
+            WitVerdict::Deny(r(None, None, &[])),
+            &Hook::Rcpt("a@b", &[]),
+        )
+        .unwrap();
         assert_eq!(v.reply().unwrap().to_string(), "550 5.7.1 Denied by policy");
-        let v = check(WitVerdict::Deny(r(None, Some("5.7.0"), &["no"])), &Hook::DataPost).unwrap();
+        let v = check(
+            WitVerdict::Deny(r(None, Some("5.7.0"), &["no"])),
+            &Hook::DataPost,
+        )
+        .unwrap();
         assert_eq!(v.reply().unwrap().to_string(), "554 5.7.0 no");
-        let v = check(WitVerdict::DenySoft(r(Some(450), None, &["later"])), &Hook::Mail("", &[])).unwrap();
+        let v = check(
+            WitVerdict::DenySoft(r(Some(450), None, &["later"])),
+            &Hook::Mail("", &[]),
+        )
+        .unwrap();
         assert_eq!(v.reply().unwrap().to_string(), "450 4.0.0 later");
         let v = check(WitVerdict::Done(r(Some(354), None, &["go"])), &Hook::Data).unwrap();
         assert_eq!(v.reply().unwrap().to_string(), "354 go");

@@ -14,7 +14,9 @@ impl Config {
     /// Parses the JSON text the host passes to `init`.
     pub fn parse(json: &str) -> Result<Self, String> {
         if json.trim().is_empty() {
-            return Ok(Self { value: Value::Object(Default::default()) });
+            return Ok(Self {
+                value: Value::Object(Default::default()),
+            });
         }
         serde_json::from_str(json)
             .map(|value| Self { value })
@@ -51,7 +53,10 @@ impl Config {
     pub fn strings(&self, key: &str) -> Vec<String> {
         match self.get(key) {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         }
     }

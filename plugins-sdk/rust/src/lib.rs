@@ -120,11 +120,23 @@ pub trait Plugin: Sized + 'static {
         Verdict::Declined
     }
     /// MAIL FROM; `sender` is "" for the null sender.
-    fn mail(&mut self, conn: &Connection, txn: &Transaction, sender: &str, params: &[Param]) -> Verdict {
+    fn mail(
+        &mut self,
+        conn: &Connection,
+        txn: &Transaction,
+        sender: &str,
+        params: &[Param],
+    ) -> Verdict {
         Verdict::Declined
     }
     /// RCPT TO. When every plugin declines, the gateway's relay policy decides.
-    fn rcpt(&mut self, conn: &Connection, txn: &Transaction, rcpt: &str, params: &[Param]) -> Verdict {
+    fn rcpt(
+        &mut self,
+        conn: &Connection,
+        txn: &Transaction,
+        rcpt: &str,
+        params: &[Param],
+    ) -> Verdict {
         Verdict::Declined
     }
     /// DATA (or the first BDAT), before the message is read.
@@ -136,7 +148,13 @@ pub trait Plugin: Sized + 'static {
         Verdict::Declined
     }
     /// A piece of the body, in order, between data-headers and data-post.
-    fn body_chunk(&mut self, conn: &Connection, txn: &Transaction, offset: u64, chunk: &[u8]) -> Verdict {
+    fn body_chunk(
+        &mut self,
+        conn: &Connection,
+        txn: &Transaction,
+        offset: u64,
+        chunk: &[u8],
+    ) -> Verdict {
         Verdict::Declined
     }
     /// The whole message was read; headers and body are readable and editable.
@@ -175,7 +193,14 @@ pub trait Plugin: Sized + 'static {
     }
     /// AUTH with decoded credentials: `Ok` authenticates, a deny fails,
     /// `Declined` leaves it to the next plugin or the gateway's user list.
-    fn auth(&mut self, conn: &Connection, mechanism: &str, authzid: &str, user: &str, password: &str) -> Verdict {
+    fn auth(
+        &mut self,
+        conn: &Connection,
+        mechanism: &str,
+        authzid: &str,
+        user: &str,
+        password: &str,
+    ) -> Verdict {
         Verdict::Declined
     }
     /// Another plugin (`plugin`) denied in `hook` with `code`.
@@ -224,11 +249,20 @@ pub mod __private {
         fn ehlo(conn: &Connection, host: String) -> Verdict {
             with(Verdict::Declined, |p: &mut P| p.ehlo(conn, &host))
         }
-        fn mail(conn: &Connection, txn: &Transaction, sender: String, params: Vec<Param>) -> Verdict {
-            with(Verdict::Declined, |p: &mut P| p.mail(conn, txn, &sender, &params))
+        fn mail(
+            conn: &Connection,
+            txn: &Transaction,
+            sender: String,
+            params: Vec<Param>,
+        ) -> Verdict {
+            with(Verdict::Declined, |p: &mut P| {
+                p.mail(conn, txn, &sender, &params)
+            })
         }
         fn rcpt(conn: &Connection, txn: &Transaction, rcpt: String, params: Vec<Param>) -> Verdict {
-            with(Verdict::Declined, |p: &mut P| p.rcpt(conn, txn, &rcpt, &params))
+            with(Verdict::Declined, |p: &mut P| {
+                p.rcpt(conn, txn, &rcpt, &params)
+            })
         }
         fn data(conn: &Connection, txn: &Transaction) -> Verdict {
             with(Verdict::Declined, |p: &mut P| p.data(conn, txn))
@@ -236,8 +270,15 @@ pub mod __private {
         fn data_headers(conn: &Connection, txn: &Transaction) -> Verdict {
             with(Verdict::Declined, |p: &mut P| p.data_headers(conn, txn))
         }
-        fn body_chunk(conn: &Connection, txn: &Transaction, offset: u64, chunk: Vec<u8>) -> Verdict {
-            with(Verdict::Declined, |p: &mut P| p.body_chunk(conn, txn, offset, &chunk))
+        fn body_chunk(
+            conn: &Connection,
+            txn: &Transaction,
+            offset: u64,
+            chunk: Vec<u8>,
+        ) -> Verdict {
+            with(Verdict::Declined, |p: &mut P| {
+                p.body_chunk(conn, txn, offset, &chunk)
+            })
         }
         fn data_post(conn: &Connection, txn: &Transaction) -> Verdict {
             with(Verdict::Declined, |p: &mut P| p.data_post(conn, txn))
@@ -255,7 +296,9 @@ pub mod __private {
             with((), |p: &mut P| p.disconnect(conn))
         }
         fn unrecognized_command(conn: &Connection, verb: String, args: String) -> Verdict {
-            with(Verdict::Declined, |p: &mut P| p.unrecognized_command(conn, &verb, &args))
+            with(Verdict::Declined, |p: &mut P| {
+                p.unrecognized_command(conn, &verb, &args)
+            })
         }
         fn vrfy(conn: &Connection, arg: String) -> Verdict {
             with(Verdict::Declined, |p: &mut P| p.vrfy(conn, &arg))
@@ -266,8 +309,16 @@ pub mod __private {
         fn help(conn: &Connection, arg: String) -> Verdict {
             with(Verdict::Declined, |p: &mut P| p.help(conn, &arg))
         }
-        fn auth(conn: &Connection, mechanism: String, authzid: String, user: String, password: String) -> Verdict {
-            with(Verdict::Declined, |p: &mut P| p.auth(conn, &mechanism, &authzid, &user, &password))
+        fn auth(
+            conn: &Connection,
+            mechanism: String,
+            authzid: String,
+            user: String,
+            password: String,
+        ) -> Verdict {
+            with(Verdict::Declined, |p: &mut P| {
+                p.auth(conn, &mechanism, &authzid, &user, &password)
+            })
         }
         fn deny(conn: &Connection, hook: String, plugin: String, code: u16) {
             with((), |p: &mut P| p.deny(conn, &hook, &plugin, code))

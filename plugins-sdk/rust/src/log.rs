@@ -1,7 +1,7 @@
 //! Structured logging into the gateway's log (with the plugin name and session id).
 
-use crate::bindings::wasmtp::plugin::host;
 use crate::LogLevel;
+use crate::bindings::wasmtp::plugin::host;
 
 /// Logs a record with key/value fields.
 pub fn log(level: LogLevel, message: &str, fields: &[(&str, &str)]) {

@@ -5,17 +5,29 @@ use crate::{Reply, Verdict};
 impl Reply {
     /// A reply with only text: the host fills in the code for the verdict.
     pub fn text(text: impl Into<String>) -> Self {
-        Self { code: None, enhanced: None, lines: vec![text.into()] }
+        Self {
+            code: None,
+            enhanced: None,
+            lines: vec![text.into()],
+        }
     }
 
     /// A reply with an enhanced status code (`"5.7.1"`) and one text line.
     pub fn with_status(enhanced: &str, text: impl Into<String>) -> Self {
-        Self { code: None, enhanced: Some(enhanced.to_string()), lines: vec![text.into()] }
+        Self {
+            code: None,
+            enhanced: Some(enhanced.to_string()),
+            lines: vec![text.into()],
+        }
     }
 
     /// A complete reply: code, enhanced code and one text line.
     pub fn full(code: u16, enhanced: &str, text: impl Into<String>) -> Self {
-        Self { code: Some(code), enhanced: Some(enhanced.to_string()), lines: vec![text.into()] }
+        Self {
+            code: Some(code),
+            enhanced: Some(enhanced.to_string()),
+            lines: vec![text.into()],
+        }
     }
 }
 

@@ -10,10 +10,14 @@ use mail_parser::{Message, MessageParser, MimeHeaders};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
 const DEFAULT_EXTENSIONS: &[&str] = &[
-    "exe", "com", "bat", "cmd", "scr", "pif", "vbs", "vbe", "js", "jse", "wsf", "wsh", "msi", "msp", "ps1", "jar", "hta",
-    "cpl", "lnk", "reg", "iso",
+    "exe", "com", "bat", "cmd", "scr", "pif", "vbs", "vbe", "js", "jse", "wsf", "wsh", "msi",
+    "msp", "ps1", "jar", "hta", "cpl", "lnk", "reg", "iso",
 ];
-const DEFAULT_TYPES: &[&str] = &["application/x-msdownload", "application/x-msdos-program", "application/x-dosexec"];
+const DEFAULT_TYPES: &[&str] = &[
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/x-dosexec",
+];
 
 struct AttachmentBlock {
     extensions: Vec<String>,
@@ -33,10 +37,10 @@ impl AttachmentBlock {
     fn find(&self, msg: &Message<'_>, depth: u64) -> Option<String> {
         for part in msg.attachments() {
             let name = part.attachment_name().unwrap_or("").to_ascii_lowercase();
-            if let Some((_, ext)) = name.rsplit_once('.') {
-                if self.extensions.iter().any(|e| e == ext) {
-                    return Some(format!("attachment {name:?} has a banned extension"));
-                }
+            if let Some((_, ext)) = name.rsplit_once('.')
+                && self.extensions.iter().any(|e| e == ext)
+            {
+                return Some(format!("attachment {name:?} has a banned extension"));
             }
             if let Some(ct) = part.content_type() {
                 let ctype = match ct.subtype() {
@@ -48,12 +52,11 @@ impl AttachmentBlock {
                     return Some(format!("attachment type {ctype} is not accepted"));
                 }
             }
-            if let Some(inner) = part.message() {
-                if depth < self.max_depth {
-                    if let Some(reason) = self.find(inner, depth + 1) {
-                        return Some(reason);
-                    }
-                }
+            if let Some(inner) = part.message()
+                && depth < self.max_depth
+                && let Some(reason) = self.find(inner, depth + 1)
+            {
+                return Some(reason);
             }
         }
         None
@@ -64,7 +67,11 @@ impl Plugin for AttachmentBlock {
     fn init(config: &Config) -> Result<Self, String> {
         let list = |key: &str, default: &[&str]| -> Vec<String> {
             match config.get(key) {
-                Some(_) => config.strings(key).into_iter().map(|s| s.trim_start_matches('.').to_ascii_lowercase()).collect(),
+                Some(_) => config
+                    .strings(key)
+                    .into_iter()
+                    .map(|s| s.trim_start_matches('.').to_ascii_lowercase())
+                    .collect(),
                 None => default.iter().map(|s| s.to_string()).collect(),
             }
         };

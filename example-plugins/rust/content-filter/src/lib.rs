@@ -59,13 +59,20 @@ impl Plugin for ContentFilter {
         let reject = match config.str("action").unwrap_or("reject") {
             "reject" => true,
             "tag" => false,
-            other => return Err(format!("action must be \"reject\" or \"tag\", not {other:?}")),
+            other => {
+                return Err(format!(
+                    "action must be \"reject\" or \"tag\", not {other:?}"
+                ));
+            }
         };
         Ok(Self {
             subject: compile(config, "subject")?,
             body: compile(config, "body")?,
             reject,
-            header: config.str("header").unwrap_or("X-Content-Filter").to_string(),
+            header: config
+                .str("header")
+                .unwrap_or("X-Content-Filter")
+                .to_string(),
             subject_tag: config.str("subject_tag").map(str::to_string),
         })
     }

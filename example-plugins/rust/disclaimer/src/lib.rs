@@ -51,16 +51,25 @@ impl Disclaimer {
         let msg = MessageParser::default().parse(&raw)?;
         let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, part) in msg.parts.iter().enumerate() {
-            let PartType::Text(text) = &part.body else { continue };
+            let PartType::Text(text) = &part.body else {
+                continue;
+            };
             let plain = part
                 .content_type()
-                .map(|ct| ct.ctype().eq_ignore_ascii_case("text") && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain")))
+                .map(|ct| {
+                    ct.ctype().eq_ignore_ascii_case("text")
+                        && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"))
+                })
                 .unwrap_or(true);
             let is_attachment = msg.attachments.iter().any(|&a| a as usize == i);
             if !plain || is_attachment {
                 continue;
             }
-            if self.lines.first().is_some_and(|l| text.contains(l.as_str())) {
+            if self
+                .lines
+                .first()
+                .is_some_and(|l| text.contains(l.as_str()))
+            {
                 continue; // already there (a message passing twice)
             }
             if part.encoding == Encoding::Base64 {
@@ -85,7 +94,7 @@ impl Disclaimer {
             return None;
         }
         let count = inserts.len();
-        inserts.sort_by(|a, b| b.0.cmp(&a.0));
+        inserts.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         for (at, bytes) in inserts {
             raw.splice(at..at, bytes);
         }
@@ -96,11 +105,17 @@ impl Disclaimer {
 impl Plugin for Disclaimer {
     fn init(config: &Config) -> Result<Self, String> {
         let text = config.str("text").ok_or("disclaimer needs `text`")?;
-        let lines: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect();
         if lines.iter().any(|l| l.contains('\0')) {
             return Err("`text` contains NUL".into());
         }
-        Ok(Self { lines, separator: config.str("separator").unwrap_or("-- ").to_string() })
+        Ok(Self {
+            lines,
+            separator: config.str("separator").unwrap_or("-- ").to_string(),
+        })
     }
 
     fn hooks(&self) -> Hooks {

@@ -5,7 +5,9 @@
 //! becomes `<prefix>-Note: key=value`), `static` (table of header name →
 //! value added as is).
 
-use wasmtp_plugin_sdk::{Config, Connection, HelloKind, Hooks, Plugin, Transaction, Verdict, export_plugin};
+use wasmtp_plugin_sdk::{
+    Config, Connection, HelloKind, Hooks, Plugin, Transaction, Verdict, export_plugin,
+};
 
 struct HeaderStamp {
     prefix: String,
@@ -14,7 +16,9 @@ struct HeaderStamp {
 }
 
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 impl Plugin for HeaderStamp {
@@ -28,11 +32,22 @@ impl Plugin for HeaderStamp {
                 .as_object()
                 .ok_or("`static` must be a table")?
                 .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect(),
             None => Vec::new(),
         };
-        Ok(Self { prefix, notes: config.strings("notes"), fixed })
+        Ok(Self {
+            prefix,
+            notes: config.strings("notes"),
+            fixed,
+        })
     }
 
     fn hooks(&self) -> Hooks {
@@ -46,13 +61,28 @@ impl Plugin for HeaderStamp {
             HelloKind::Helo => "helo",
             HelloKind::None => "none",
         };
-        let mut client = format!("{} port={} {}={}", conn.remote_ip(), conn.remote_port(), hello, clean(&conn.hello_host()));
+        let mut client = format!(
+            "{} port={} {}={}",
+            conn.remote_ip(),
+            conn.remote_port(),
+            hello,
+            clean(&conn.hello_host())
+        );
         if let Some(host) = conn.remote_host() {
             client.push_str(&format!(" rdns={}", clean(&host)));
         }
-        let mut edits = vec![(format!("{p}-Session"), format!("{} txn={}", conn.id(), txn.id())), (format!("{p}-Client"), client)];
+        let mut edits = vec![
+            (
+                format!("{p}-Session"),
+                format!("{} txn={}", conn.id(), txn.id()),
+            ),
+            (format!("{p}-Client"), client),
+        ];
         if let Some(tls) = conn.tls() {
-            edits.push((format!("{p}-TLS"), format!("{} {}", clean(&tls.protocol), clean(&tls.cipher))));
+            edits.push((
+                format!("{p}-TLS"),
+                format!("{} {}", clean(&tls.protocol), clean(&tls.cipher)),
+            ));
         }
         if let Some(user) = conn.auth_user() {
             edits.push((format!("{p}-Auth"), clean(&user)));

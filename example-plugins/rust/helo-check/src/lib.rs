@@ -38,13 +38,14 @@ impl HeloCheck {
         if self.reject_bare_ip && name.parse::<IpAddr>().is_ok() {
             return Some(format!("bare IP address {host} (use an address literal)"));
         }
-        if self.our_names.iter().any(|n| *n == name) && !conn.relay_client() {
+        if self.our_names.contains(&name) && !conn.relay_client() {
             return Some(format!("{host} is my name, not yours"));
         }
-        let labels_ok = name
-            .trim_end_matches('.')
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        let labels_ok = name.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
         if self.require_fqdn && (!name.contains('.') || !labels_ok) {
             return Some(format!("{host} is not a fully qualified domain name"));
         }
@@ -68,10 +69,18 @@ impl Plugin for HeloCheck {
         let deny = match config.str("action").unwrap_or("deny") {
             "deny" => true,
             "note" => false,
-            other => return Err(format!("action must be \"deny\" or \"note\", not {other:?}")),
+            other => {
+                return Err(format!(
+                    "action must be \"deny\" or \"note\", not {other:?}"
+                ));
+            }
         };
         Ok(Self {
-            our_names: config.strings("our_names").into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+            our_names: config
+                .strings("our_names")
+                .into_iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
             reject_bare_ip: config.bool("reject_bare_ip").unwrap_or(true),
             require_fqdn: config.bool("require_fqdn").unwrap_or(true),
             check_literal: config.bool("check_literal").unwrap_or(true),
