@@ -358,7 +358,12 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn build_one(root: &Path, out_dir: &Path, p: &PluginSrc, tool: &Toolchain) -> Result<()> {
