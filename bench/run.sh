@@ -23,7 +23,7 @@
 #   MSGS=5000 MSGS_sink=20000 MSGS_qpsmtpd=1000 MSGS_haraka=2000 MSGS_haraka_nodelay=2000
 #   QUIET_PCT=25 QUIET_WAIT=5   wait up to QUIET_WAIT s for the machine to calm down
 #   IDLE_CONNS=10000   (0 skips the idle test)
-#   NO_INSTALL=1       skip the install step
+#   NO_INSTALL=1       skip the install step; INSTALL_ONLY=1: only install
 #   PEERS_DIR=...      the shared peers folder (default: ../shared/bench/peers)
 #   RESULTS_MD=bench/RESULTS.md
 set -euo pipefail
@@ -73,10 +73,11 @@ install_all() {
     export DEBIAN_FRONTEND=noninteractive
     # "No configuration": no main.cf, so no system mail server is set up or started
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    apt-get update -q
+    # wait for the dpkg lock rather than fail when another install is running
+    apt-get -o DPkg::Lock::Timeout=600 update -q
     local pkgs=(postfix swaks qpsmtpd libnet-ip-perl python3)
     command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
-    apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${pkgs[@]}"
     if [ "$postfix_was_there" = 0 ] && [ -f /var/spool/postfix/pid/master.pid ]; then
       local p; p=$(tr -d ' \n' < /var/spool/postfix/pid/master.pid)
       if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
@@ -96,6 +97,7 @@ if [ "${NO_INSTALL:-0}" != 1 ]; then
   log "install: load tools and peers"
   install_all
 fi
+[ "${INSTALL_ONLY:-0}" = 1 ] && { log "install done (INSTALL_ONLY=1)"; exit 0; }
 export HARAKA_DIR="$WORK/haraka-install"
 
 # ------------------------------------------------------------------ variants

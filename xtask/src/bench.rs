@@ -13,7 +13,10 @@ pub fn bench(opts: &Options) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    plugins::plugins()?;
+    // Variants whose plugins did not build are skipped by bench/run.sh.
+    if let Err(err) = plugins::plugins() {
+        sh::error(&format!("warning: {err:#}"));
+    }
     sh::step("gateway (release)");
     sh::run(sh::cargo().args([
         "build",

@@ -159,7 +159,10 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
                 c
             }
         };
-        cmd.args(args).stdin(Stdio::null());
+        // Wait for the dpkg lock instead of failing while another install runs.
+        cmd.args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
+            .stdin(Stdio::null());
         cmd
     };
     if packages.contains(&"postfix") {

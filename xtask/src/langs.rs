@@ -191,8 +191,10 @@ fn ensure_js(root: &Path) -> Result<Toolchain> {
     let script = pkg.join("src/cli.js");
     if !script.exists() {
         eprintln!("langs: installing componentize-js (npm ci in plugins-sdk/js)");
+        // `npm ci` refuses the lock here: the registry lacks optional platform
+        // packages it lists. `npm install` follows the lock and skips them.
         run(Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&sdk))
         .context("npm ci in plugins-sdk/js (is Node.js >= 18 with npm installed?)")?;
     }

@@ -8,17 +8,15 @@
 //! - [`sh`]: running commands with their output streamed, and the repository root.
 //! - [`install`]: Debian packages (apt) and the `wasm32-wasip2` Rust target.
 //! - [`plugins`]: builds every plugin workspace into `target/plugins/`.
-//! - [`langs`] (owned by the langs work, compiled in once it exists): toolchains
-//!   and builds of the JavaScript, Python and C plugins.
+//! - [`langs`] (owned by the langs work): toolchains and builds of the
+//!   JavaScript, Python and C plugins.
 //! - [`test`]: `cargo xtask test`, what `.ci/run` runs.
 //! - [`run`]: `cargo xtask run`, the gateway with the shipped config.
 //! - [`bench`]: `cargo xtask bench`, the side-by-side benchmark (`bench/run.sh`).
 
 mod bench;
-#[cfg(has_langs)]
-#[rustfmt::skip]
-mod langs;
 mod install;
+mod langs;
 mod plugins;
 mod run;
 mod sh;

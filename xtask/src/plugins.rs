@@ -2,8 +2,10 @@
 //!
 //! Plugins live in cargo workspaces of their own (outside the root workspace,
 //! because they build for `wasm32-wasip2`). Each Rust workspace is built in
-//! release and every `.wasm` it produces is copied to its output folder; the
-//! other languages are built by [`crate::langs`].
+//! release into `target/plugins-build/` (shared, so the SDK compiles once) and
+//! every `.wasm` it produces is copied to its output folder under the crate's
+//! name (`rcpt_allowlist.wasm` becomes `rcpt-allowlist.wasm`); the other
+//! languages are built by `langs.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ pub const RUST_WORKSPACES: &[RustWorkspace] = &[
     },
 ];
 
+/// Cargo's target folder of every plugin build (relative to the root).
+pub const BUILD_DIR: &str = "target/plugins-build";
+
 /// Other manifests with a `[workspace]` of their own that fmt and clippy
 /// should cover (built as dependencies of the workspaces above otherwise).
 const LINT_ONLY_MANIFESTS: &[&str] = &["plugins-sdk/rust/Cargo.toml"];
@@ -65,16 +70,20 @@ pub fn plugins() -> Result<()> {
     build_all()
 }
 
-/// Installs the Rust wasm target and the other languages' toolchains.
+/// Installs the Rust wasm target.
+///
+/// The JavaScript, Python and C toolchains are installed by `langs::build_all`
+/// when it finds a plugin that needs them.
 pub fn install_toolchains() -> Result<()> {
     sh::step("plugin toolchains");
-    install::ensure_wasm_target()?;
-    install_other_languages()
+    install::ensure_wasm_target()
 }
 
-/// Builds every plugin workspace present; missing ones are reported, not fatal.
+/// Builds every plugin workspace present; missing ones are reported, not
+/// fatal. A failing build does not stop the others: the error lists them all.
 pub fn build_all() -> Result<()> {
     let root = sh::root();
+    let mut failed = Vec::new();
     for ws in RUST_WORKSPACES {
         let manifest = root.join(ws.manifest);
         if !manifest.is_file() {
@@ -85,10 +94,16 @@ pub fn build_all() -> Result<()> {
             continue;
         }
         sh::step(&format!("plugins: {}", ws.manifest));
-        build_rust_workspace(&root, ws)?;
+        if let Err(err) = build_rust_workspace(&root, ws) {
+            sh::error(&format!("{err:#}"));
+            failed.push(ws.manifest.to_string());
+        }
     }
     sh::step("plugins: JavaScript, Python, C");
-    build_other_languages(&root)?;
+    if let Err(err) = build_other_languages(&root) {
+        sh::error(&format!("{err:#}"));
+        failed.push("JavaScript/Python/C plugins".to_string());
+    }
     sh::step("plugins built");
     let mut built = Vec::new();
     for ws in RUST_WORKSPACES {
@@ -103,6 +118,9 @@ pub fn build_all() -> Result<()> {
     }
     if built.is_empty() {
         eprintln!("  (none: no plugin in this checkout yet)");
+    }
+    if !failed.is_empty() {
+        bail!("plugin builds failed: {}", failed.join(", "));
     }
     Ok(())
 }
@@ -130,6 +148,8 @@ fn build_rust_workspace(root: &Path, ws: &RustWorkspace) -> Result<()> {
         WASM_TARGET,
         "--manifest-path",
         ws.manifest,
+        "--target-dir",
+        BUILD_DIR,
     ])
     .arg("--message-format=json-render-diagnostics")
     .stdout(Stdio::piped());
@@ -157,14 +177,20 @@ fn build_rust_workspace(root: &Path, ws: &RustWorkspace) -> Result<()> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     for artifact in artifacts {
-        let Some(name) = artifact.file_name() else {
+        let Some(name) = artifact.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let dest = out_dir.join(name);
+        let dest = out_dir.join(component_name(name));
         std::fs::copy(&artifact, &dest)
             .with_context(|| format!("cannot copy {} to {}", artifact.display(), dest.display()))?;
     }
     Ok(())
+}
+
+/// The published name of a cargo artifact: cargo writes the crate name with
+/// `_` (`rcpt_allowlist.wasm`), configs use the package name (`rcpt-allowlist.wasm`).
+fn component_name(artifact: &str) -> String {
+    artifact.replace('_', "-")
 }
 
 /// The `.wasm` files of one `compiler-artifact` message, or `None` for any
@@ -185,29 +211,8 @@ fn wasm_artifacts(line: &str) -> Option<Vec<PathBuf>> {
     )
 }
 
-/// `langs::build_all` installs its toolchains itself, when a plugin needs them.
-#[cfg(has_langs)]
-fn install_other_languages() -> Result<()> {
-    Ok(())
-}
-
-#[cfg(has_langs)]
 fn build_other_languages(root: &Path) -> Result<()> {
     crate::langs::build_all(&root.join("target/plugins"))
-}
-
-/// Seam for the JavaScript, Python and C plugins: `xtask/src/langs.rs`
-/// (owned by the langs work) is compiled in as soon as it exists.
-#[cfg(not(has_langs))]
-fn install_other_languages() -> Result<()> {
-    eprintln!("other plugin languages: xtask/src/langs.rs not present yet, skipped");
-    Ok(())
-}
-
-#[cfg(not(has_langs))]
-fn build_other_languages(_root: &Path) -> Result<()> {
-    eprintln!("xtask/src/langs.rs not present yet: only Rust plugins are built");
-    Ok(())
 }
 
 #[cfg(test)]
@@ -223,6 +228,12 @@ mod tests {
                 "/t/wasm32-wasip2/release/spf_check.wasm"
             )])
         );
+    }
+
+    #[test]
+    fn components_are_named_after_the_package() {
+        assert_eq!(component_name("rcpt_allowlist.wasm"), "rcpt-allowlist.wasm");
+        assert_eq!(component_name("probe.wasm"), "probe.wasm");
     }
 
     #[test]

@@ -16,7 +16,11 @@ pub const CONFIG: &str = "config/gateway.toml";
 pub fn run(opts: &Options) -> Result<()> {
     let root = sh::root();
     let release = opts.has("--release");
-    plugins::plugins()?;
+    // A plugin that failed to build is reported; the gateway still starts
+    // (and says which configured plugin it cannot load).
+    if let Err(err) = plugins::plugins() {
+        sh::error(&format!("warning: {err:#}"));
+    }
 
     sh::step("gateway");
     let mut build = sh::cargo();

@@ -73,6 +73,8 @@ pub fn test(opts: &Options) -> Result<()> {
                     &manifest,
                     "--target",
                     WASM_TARGET,
+                    "--target-dir",
+                    plugins::BUILD_DIR,
                     "--all-targets",
                     "--",
                     "-D",
