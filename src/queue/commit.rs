@@ -121,8 +121,10 @@ fn commit_batch(dirs: &SpoolDirs, jobs: Vec<(String, File)>) -> Vec<std::io::Res
         }
         results.push(r);
     }
-    if !renamed.is_empty() {
-        if let Err(e) = sync_dir(&dirs.msg) {
+    if !renamed.is_empty()
+        && let Err(e) = sync_dir(&dirs.msg)
+    {
+        {
             // The renames may not be durable: withdraw and fail them all
             // (the clients retry).
             for id in &renamed {

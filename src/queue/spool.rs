@@ -299,7 +299,11 @@ pub struct Listed {
 
 /// Reads every committed message (sorted by creation time, then id).
 /// Incomplete or unreadable files are reported in the second list.
-pub fn scan(dirs: &SpoolDirs) -> std::io::Result<(Vec<Listed>, Vec<(PathBuf, String)>)> {
+/// Files that could not be read, with the reason.
+pub type Unreadable = Vec<(PathBuf, String)>;
+
+/// Reads every committed message; see [`scan`].
+pub fn scan(dirs: &SpoolDirs) -> std::io::Result<(Vec<Listed>, Unreadable)> {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     let rd = match std::fs::read_dir(&dirs.msg) {

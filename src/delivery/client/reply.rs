@@ -128,13 +128,13 @@ impl UpstreamReply {
             };
             let mut text = String::from_utf8_lossy(text).into_owned();
             let first_word = text.split(' ').next().unwrap_or("");
-            if let Some(e) = EnhancedCode::parse(first_word) {
-                if e.class as u16 == c / 100 {
-                    if lines.is_empty() {
-                        enhanced = Some(e);
-                    }
-                    text = text[first_word.len()..].trim_start().to_string();
+            if let Some(e) = EnhancedCode::parse(first_word)
+                && u16::from(e.class) == c / 100
+            {
+                if lines.is_empty() {
+                    enhanced = Some(e);
                 }
+                text = text[first_word.len()..].trim_start().to_string();
             }
             lines.push(text);
             if last {
