@@ -74,7 +74,9 @@ pub fn header_block_end(data: &[u8]) -> Option<usize> {
     if data.starts_with(b"\r\n") {
         return Some(2);
     }
-    data.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    data.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
 }
 
 fn parse_headers(block: &[u8]) -> Vec<HeaderField> {
@@ -342,9 +344,18 @@ mod tests {
     fn injection_refused() {
         let mut m = Message::parse(MSG.to_vec());
         assert_eq!(m.add_header("X", "a\r\nBcc: x"), Err(EditError::BadValue));
-        assert!(matches!(m.add_header("Bad Name", "v"), Err(EditError::BadName(_))));
-        assert_eq!(m.replace_body(b"a\nb".to_vec(), 100), Err(EditError::BadBody));
-        assert_eq!(m.replace_body(vec![b'a'; 200], 100), Err(EditError::TooLarge(100)));
+        assert!(matches!(
+            m.add_header("Bad Name", "v"),
+            Err(EditError::BadName(_))
+        ));
+        assert_eq!(
+            m.replace_body(b"a\nb".to_vec(), 100),
+            Err(EditError::BadBody)
+        );
+        assert_eq!(
+            m.replace_body(vec![b'a'; 200], 100),
+            Err(EditError::TooLarge(100))
+        );
     }
 
     #[test]

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -116,10 +115,30 @@ impl Reloader {
             .as_ref()
             .context("the config was not loaded from a file: nothing to reload")?;
         let config = Config::load(path)?;
-        let host = PluginHost::load(&config.plugin_host, &config.plugins).await?;
-        self.shared.plugins.store(host);
+        // Same engine, instance pool and compiled-component cache: only the
+        // chain is swapped (in-flight sessions finish on the old one).
+        self.shared.plugins.reload(&config.plugins).await?;
         tracing::info!(plugins = config.plugins.len(), "plugin chain reloaded");
         Ok(())
+    }
+}
+
+/// Hands every store-and-forward outcome to the plugins that want the
+/// `delivery` hook, on the chain current when the report arrives. Ends when
+/// the spool shuts down.
+async fn forward_delivery_reports(
+    mut reports: tokio::sync::broadcast::Receiver<crate::queue::DeliveryReport>,
+    plugins: Arc<PluginHost>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match reports.recv().await {
+            Ok(report) => plugins.session().delivery_report(&report).await,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "delivery reports dropped: plugins too slow")
+            }
+            Err(RecvError::Closed) => break,
+        }
     }
 }
 
@@ -130,9 +149,17 @@ impl Server {
         let deliverer = Deliverer::new(&config.delivery)
             .await
             .context("setting up delivery")?;
-        let plugins = PluginHost::load(&config.plugin_host, &config.plugins)
+        let mut plugin_host = config.plugin_host.clone();
+        if plugin_host.max_connections == 0 {
+            plugin_host.max_connections =
+                u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
+        }
+        let plugins = PluginHost::load(&plugin_host, &config.plugins)
             .await
             .context("loading plugins")?;
+        if let Some(reports) = deliverer.subscribe_reports() {
+            tokio::spawn(forward_delivery_reports(reports, plugins.clone()));
+        }
         let shared = Arc::new(Shared {
             hostname: config.server.hostname.clone(),
             timeouts: config.timeouts.clone(),
@@ -140,7 +167,7 @@ impl Server {
             users: Users::new(&config.auth),
             dns: ReverseDns::new(&config.dns),
             deliverer,
-            plugins: ArcSwap::new(plugins),
+            plugins,
             tls: tokio_rustls::TlsAcceptor::from(tls),
         });
         let mut listeners = Vec::new();

@@ -27,7 +27,7 @@ fn transport(port: u16, tls: bool, auth: bool) -> AsyncSmtpTransport<Tokio1Execu
     if tls {
         let params = TlsParameters::builder("localhost".into())
             .dangerous_accept_invalid_certs(true)
-                .dangerous_accept_invalid_hostnames(true)
+            .dangerous_accept_invalid_hostnames(true)
             .build_rustls()
             .unwrap();
         b = b.tls(Tls::Required(params));

@@ -29,6 +29,7 @@ pub struct ConnectionHandle;
 pub struct TransactionHandle;
 
 pub use wasmtp::plugin::types::{
-    Header as WitHeader, HelloKind as WitHelloKind, HooksWanted, LogLevel, Param as WitParam,
-    Recipient as WitRecipient, Reply as WitReply, TlsInfo as WitTlsInfo, Verdict as WitVerdict,
+    DeliveryReport as WitDeliveryReport, DeliveryStatus as WitDeliveryStatus, Header as WitHeader,
+    HelloKind as WitHelloKind, HooksWanted, LogLevel, Param as WitParam, Recipient as WitRecipient,
+    Reply as WitReply, TlsInfo as WitTlsInfo, Verdict as WitVerdict,
 };

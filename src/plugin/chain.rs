@@ -13,13 +13,15 @@ use wasmtime::component::Resource;
 use wasmtime::{Engine, Store};
 
 use super::bindings::{
-    self, ConnectionHandle, HooksWanted, TransactionHandle, WitParam, WitVerdict,
+    self, ConnectionHandle, HooksWanted, TransactionHandle, WitDeliveryReport, WitDeliveryStatus,
+    WitParam, WitVerdict,
 };
 use super::loader::{Chain, LoadedPlugin};
 use super::sandbox::{StoreData, arm, new_store};
 use super::verdict::{check, failure_verdict};
 use super::{Hook, Verdict};
 use crate::context::{Connection, Param, SessionContext};
+use crate::queue::{DeliveryReport, DeliveryStatus};
 
 /// A live plugin instance of one connection.
 struct Instance {
@@ -82,6 +84,8 @@ enum Call<'a, 'h> {
     Hook(&'a Hook<'h>),
     /// A `deny` notification: hook name, denying plugin, reply code.
     Deny(&'static str, &'a str, u16),
+    /// A store-and-forward outcome for one recipient.
+    Delivery(&'a WitDeliveryReport),
 }
 
 /// Calls the export; `None` for calls without a verdict.
@@ -93,6 +97,12 @@ async fn dispatch(inst: &mut Instance, call: Call<'_, '_>) -> wasmtime::Result<O
         Call::Hook(hook) => hook,
         Call::Deny(hook, plugin, code) => {
             g.call_deny(s, c, hook, plugin, code).await?;
+            return Ok(None);
+        }
+        Call::Delivery(report) => {
+            // No connection exists: the handles lent are unused.
+            drop((c, t));
+            g.call_delivery(s, report).await?;
             return Ok(None);
         }
     };
@@ -206,6 +216,40 @@ impl PluginSession {
             self.notify_deny(i, &hook, code, ctx).await;
         }
         verdict
+    }
+
+    /// Tells every plugin that wants `delivery` what happened to one
+    /// recipient of a spooled message. Called outside any connection (on a
+    /// session of its own); answers are ignored and failures only logged.
+    pub async fn delivery_report(&mut self, report: &DeliveryReport) {
+        if !self.chain.wanted.contains(HooksWanted::DELIVERY) {
+            return;
+        }
+        let wit = WitDeliveryReport {
+            queue_id: report.queue_id.clone(),
+            sender: report.sender.clone(),
+            recipient: report.recipient.clone(),
+            status: match report.status {
+                DeliveryStatus::Delivered => WitDeliveryStatus::Delivered,
+                DeliveryStatus::Deferred => WitDeliveryStatus::Deferred,
+                DeliveryStatus::Bounced => WitDeliveryStatus::Bounced,
+            },
+            code: report.code,
+            text: report.text.clone(),
+            attempts: report.attempts,
+        };
+        let mut ctx = placeholder();
+        ctx.conn.id = format!("delivery-{}", report.queue_id);
+        for i in 0..self.chain.plugins.len() {
+            let p = self.chain.plugins[i].clone();
+            if !p.wanted.contains(HooksWanted::DELIVERY) {
+                continue;
+            }
+            if let Err(reason) = self.with_instance(i, &mut ctx, Call::Delivery(&wit)).await {
+                self.instances[i] = None;
+                tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", "plugin failed: {reason}");
+            }
+        }
     }
 
     /// Runs the `disconnect` hooks and drops every instance.

@@ -18,9 +18,10 @@ pub struct PluginHostConfig {
     pub watch_interval_ms: u64,
     /// Epoch tick: the granularity of CPU budgets, in milliseconds.
     pub epoch_tick_ms: u64,
-    /// Connections the instance pool is sized for (set it to the server's
-    /// connection limit): the pool holds `max_connections` × chain length
-    /// instances (at least 4 per connection) plus headroom.
+    /// Connections the instance pool is sized for: the pool holds
+    /// `max_connections` × chain length instances (at least 4 per
+    /// connection) plus headroom. 0 (the default) means the server's
+    /// `[server] max_connections`; a library user that leaves it 0 gets 256.
     pub max_connections: u32,
     /// Largest memory any plugin may use (`memory_mb` of a plugin may not
     /// exceed it): what each pool slot reserves.
@@ -36,7 +37,7 @@ impl Default for PluginHostConfig {
             watch: false,
             watch_interval_ms: 1000,
             epoch_tick_ms: 5,
-            max_connections: 256,
+            max_connections: 0,
             max_memory_mb: 256,
             pooling: true,
         }

@@ -47,11 +47,11 @@ impl PluginHost {
         plugins: &[PluginConfig],
     ) -> anyhow::Result<Arc<Self>> {
         let per_conn = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
-        let instances = host
-            .max_connections
-            .max(1)
-            .saturating_mul(per_conn)
-            .saturating_add(32);
+        let connections = match host.max_connections {
+            0 => 256,
+            n => n,
+        };
+        let instances = connections.saturating_mul(per_conn).saturating_add(32);
         let engine: Engine = engine(host, instances)?;
         // Before loading: a plugin spinning in `init` must hit its budget.
         let ticker = Ticker::start(

@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -57,9 +56,9 @@ pub struct Shared {
     pub dns: ReverseDns,
     /// Where accepted messages go.
     pub deliverer: Deliverer,
-    /// The current plugin chain; swapped whole on reload, sessions keep the
-    /// chain they started with.
-    pub plugins: ArcSwap<PluginHost>,
+    /// The plugin host; reload swaps its chain, and each session keeps the
+    /// chain it took at accept.
+    pub plugins: Arc<PluginHost>,
     /// TLS for STARTTLS and smtps.
     pub tls: TlsAcceptor,
 }
@@ -128,7 +127,7 @@ impl Session {
             txn: None,
             max_message_size: listener.engine.max_message_size,
         };
-        let plugins = shared.plugins.load_full().session();
+        let plugins = shared.plugins.session();
         Self {
             session_deadline: now + shared.timeouts.session,
             command_deadline: now + shared.timeouts.command,
