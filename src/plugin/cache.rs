@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -117,10 +118,15 @@ impl Cache {
         let compiled = engine
             .precompile_component(wasm)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Unique per call, not only per process: two threads compiling the
+        // same component must never write (truncate) one file that the other
+        // has already renamed into place and mapped.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let tmp = dir.join(format!(
-            ".{}.{}.tmp",
+            ".{}.{}.{}.tmp",
             hex::encode(digest),
-            std::process::id()
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::write(&tmp, &compiled)
             .and_then(|()| std::fs::rename(&tmp, &file))
