@@ -28,7 +28,8 @@ pub struct ConnectionHandle;
 /// Host type behind a `transaction` handle (a token, like [`ConnectionHandle`]).
 pub struct TransactionHandle;
 
-pub use wasmtp::plugin::types::{
+// `self::`: under rustdoc the crate `wasmtp` is in scope too.
+pub use self::wasmtp::plugin::types::{
     DeliveryReport as WitDeliveryReport, DeliveryStatus as WitDeliveryStatus, Header as WitHeader,
     HelloKind as WitHelloKind, HooksWanted, LogLevel, Param as WitParam, Recipient as WitRecipient,
     Reply as WitReply, TlsInfo as WitTlsInfo, Verdict as WitVerdict,

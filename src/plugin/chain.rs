@@ -100,8 +100,8 @@ async fn dispatch(inst: &mut Instance, call: Call<'_, '_>) -> wasmtime::Result<O
             return Ok(None);
         }
         Call::Delivery(report) => {
-            // No connection exists: the handles lent are unused.
-            drop((c, t));
+            // No connection exists: the handles are not lent.
+            let _unused = (c, t);
             g.call_delivery(s, report).await?;
             return Ok(None);
         }
