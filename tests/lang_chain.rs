@@ -40,7 +40,7 @@ fn chain(spam_reject: bool) -> Vec<PluginConfig> {
         ),
         entry(
             "header-stamp",
-            "header_stamp",
+            "header-stamp",
             r#"notes = ["helo-check", "rule-score", "spam-score"]"#,
         ),
     ]

@@ -147,7 +147,7 @@ fn mixed_chain_of_four_languages_over_smtp() {
         ),
         (
             "header-stamp",
-            "header_stamp",
+            "header-stamp",
             "notes = [\"helo-check\", \"rule-score\", \"spam-score\"]",
         ),
     ]));

@@ -91,5 +91,5 @@ async fn per_language_instantiation_and_call_cost() {
         ),
     )
     .await;
-    measure("rust", entry("header-stamp", "header_stamp", "")).await;
+    measure("rust", entry("header-stamp", "header-stamp", "")).await;
 }

@@ -65,8 +65,8 @@ async fn plugins_hear_delivered_and_bounced() {
         assert_eq!(r.code, 250, "{}", r.text);
         assert!(r.text.contains("queued as"), "{}", r.text);
         s.expect("QUIT", 221);
-        gw.wait_log("delivery bob@example.test Delivered");
-        gw.wait_log("delivery nobody@example.test Bounced");
+        gw.wait_log("delivery bob@example.test DeliveryStatus::Delivered");
+        gw.wait_log("delivery nobody@example.test DeliveryStatus::Bounced");
         gw
     })
     .await
@@ -89,7 +89,8 @@ async fn plugins_hear_delivered_and_bounced() {
     );
     let log = gw.log_text();
     assert_eq!(
-        log.matches("delivery nobody@example.test Bounced").count(),
+        log.matches("delivery nobody@example.test DeliveryStatus::Bounced")
+            .count(),
         1,
         "{log}"
     );
