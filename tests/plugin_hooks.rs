@@ -304,7 +304,7 @@ async fn deny_is_told_to_plugins_that_want_it() {
 async fn broken_plugins_are_refused_with_their_name() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = host_config(dir.path());
-    let err = |r: anyhow::Result<_>| format!("{:#}", r.err().expect("must fail"));
+    let err = |r: anyhow::Result<_>| format!("{:#}", r.expect_err("must fail"));
 
     let e =
         err(PluginHost::load(&cfg, &[PluginConfig::new("nohooks", wasm("not-a-plugin"))]).await);
