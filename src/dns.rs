@@ -1,33 +1,44 @@
 //! Reverse DNS of clients, only when `[dns] resolver` is set.
 //!
-//! The resolver is pointed at that one address and nothing else: no
-//! `/etc/resolv.conf`, no hosts file, no system resolver. The name is
-//! forward-confirmed (its A/AAAA records must contain the client address),
-//! as Postfix does before it trusts a client name; otherwise the client is
-//! "unknown".
+//! Every query goes to that one address and nothing else: no
+//! `/etc/resolv.conf`, no hosts file, no system resolver. Without a resolver
+//! no lookup is made at all. The name is forward-confirmed (its A/AAAA
+//! records must contain the client address), as Postfix does before it
+//! trusts a client name; otherwise the client is "unknown".
+//!
+//! The queries are sent through hickory's name-server pool rather than its
+//! `Resolver`: the `Resolver` answers some names itself without asking the
+//! server (RFC 6761: `localhost.` and the whole `127.in-addr.arpa.` zone
+//! become `localhost.`/`127.0.0.1`, `*.invalid.` is NXDOMAIN). For a gateway
+//! the configured server is the single source of truth, so a client on
+//! loopback gets whatever name that server gives it (and it can be tested).
 
 use std::net::IpAddr;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig,
-    ResolverOpts,
-};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::config::{NameServerConfig, NameServerConfigGroup, ResolverOpts};
+use hickory_resolver::name_server::{NameServerPool, TokioConnectionProvider};
+use hickory_resolver::proto::op::Query;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::proto::xfer::{DnsHandle, DnsRequestOptions, FirstAnswer};
 
 use crate::config::DnsConfig;
+
+/// At most this many PTR names are forward-checked (a hostile server may
+/// return many).
+const MAX_PTR_NAMES: usize = 4;
 
 /// Reverse lookups of client addresses (a no-op without a resolver).
 #[derive(Clone)]
 pub struct ReverseDns {
-    resolver: Option<TokioResolver>,
+    pool: Option<NameServerPool<TokioConnectionProvider>>,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ReverseDns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReverseDns")
-            .field("enabled", &self.resolver.is_some())
+            .field("enabled", &self.pool.is_some())
             .finish()
     }
 }
@@ -36,7 +47,7 @@ impl ReverseDns {
     /// A resolver for `[dns]`; disabled when no resolver address is configured.
     pub fn new(config: &DnsConfig) -> Self {
         let Some(addr) = config.resolver else {
-            return Self { resolver: None };
+            return Self::disabled();
         };
         let servers: NameServerConfigGroup = vec![
             NameServerConfig::new(addr.0, Protocol::Udp),
@@ -46,52 +57,89 @@ impl ReverseDns {
         let mut opts = ResolverOpts::default();
         opts.timeout = config.timeout;
         opts.attempts = 1;
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        opts.ndots = 0;
-        let resolver = TokioResolver::builder_with_config(
-            ResolverConfig::from_parts(None, Vec::new(), servers),
-            TokioConnectionProvider::default(),
-        )
-        .with_options(opts)
-        .build();
+        opts.cache_size = 0;
+        let pool = NameServerPool::from_config(servers, opts, TokioConnectionProvider::default());
         Self {
-            resolver: Some(resolver),
+            pool: Some(pool),
+            timeout: config.timeout,
         }
     }
 
     /// A disabled resolver (no lookups).
     pub fn disabled() -> Self {
-        Self { resolver: None }
+        Self {
+            pool: None,
+            timeout: std::time::Duration::ZERO,
+        }
     }
 
     /// Whether lookups happen at all.
     pub fn enabled(&self) -> bool {
-        self.resolver.is_some()
+        self.pool.is_some()
     }
 
-    /// The forward-confirmed name of `ip`, without the trailing dot.
+    /// The forward-confirmed name of `ip`, lowercase, without the trailing dot.
     pub async fn lookup(&self, ip: IpAddr) -> Option<String> {
-        let resolver = self.resolver.as_ref()?;
-        let ptr = match resolver.reverse_lookup(ip).await {
-            Ok(ptr) => ptr,
-            Err(e) => {
-                tracing::debug!(%ip, error = %e, "reverse lookup failed");
-                return None;
-            }
-        };
-        for name in ptr.iter() {
-            let mut fqdn = name.0.clone();
-            fqdn.set_fqdn(true);
-            match resolver.lookup_ip(fqdn).await {
-                Ok(ips) if ips.iter().any(|a| a == ip) => {
-                    let text = name.0.to_utf8();
-                    return Some(text.trim_end_matches('.').to_ascii_lowercase());
-                }
-                Ok(_) => tracing::debug!(%ip, name = %name.0, "reverse name not forward-confirmed"),
-                Err(e) => tracing::debug!(%ip, name = %name.0, error = %e, "forward lookup failed"),
+        let pool = self.pool.as_ref()?;
+        // One query may wait for a UDP then a TCP answer; bound the whole.
+        let limit = self.timeout.saturating_mul(4);
+        match tokio::time::timeout(limit, Self::confirmed(pool, ip)).await {
+            Ok(name) => name,
+            Err(_) => {
+                tracing::debug!(%ip, "reverse lookup timed out");
+                None
             }
         }
+    }
+
+    async fn confirmed(
+        pool: &NameServerPool<TokioConnectionProvider>,
+        ip: IpAddr,
+    ) -> Option<String> {
+        let names = Self::query(pool, Name::from(ip), RecordType::PTR).await;
+        let names = names.into_iter().filter_map(|r| match r {
+            RData::PTR(p) => Some(p.0),
+            _ => None,
+        });
+        for mut name in names.take(MAX_PTR_NAMES) {
+            name.set_fqdn(true);
+            let want = match ip {
+                IpAddr::V4(_) => RecordType::A,
+                IpAddr::V6(_) => RecordType::AAAA,
+            };
+            let addrs = Self::query(pool, name.clone(), want).await;
+            let confirmed = addrs.iter().any(|r| match (r, ip) {
+                (RData::A(a), IpAddr::V4(v4)) => a.0 == v4,
+                (RData::AAAA(a), IpAddr::V6(v6)) => a.0 == v6,
+                _ => false,
+            });
+            if confirmed {
+                let text = name.to_utf8();
+                return Some(text.trim_end_matches('.').to_ascii_lowercase());
+            }
+            tracing::debug!(%ip, %name, "reverse name not forward-confirmed");
+        }
         None
+    }
+
+    /// The answer records of one query (empty on any error or NXDOMAIN).
+    async fn query(
+        pool: &NameServerPool<TokioConnectionProvider>,
+        name: Name,
+        kind: RecordType,
+    ) -> Vec<RData> {
+        let options = DnsRequestOptions::default();
+        let query = Query::query(name.clone(), kind);
+        match pool.lookup(query, options).first_answer().await {
+            Ok(response) => response
+                .answers()
+                .iter()
+                .map(|r| r.data().clone())
+                .collect(),
+            Err(e) => {
+                tracing::debug!(%name, ?kind, error = %e, "DNS query failed");
+                Vec::new()
+            }
+        }
     }
 }

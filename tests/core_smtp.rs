@@ -542,11 +542,18 @@ fn logs_carry_the_session_id() {
     assert!(closing.contains(&id));
 }
 
-/// A tiny DNS server on 127.0.0.1 answering PTR for 127.0.0.1 and A for
-/// the name it returns (raw UDP; the gateway must query nothing else).
-fn start_dns(name: &'static str) -> std::net::SocketAddr {
+/// The questions a test DNS server was asked, as `"<qtype> <name>"`.
+type DnsLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A tiny DNS server on 127.0.0.1 (raw UDP) answering PTR for 127.0.0.1
+/// with `name` and A for `name` with 127.0.0.1 (`name` None: it knows
+/// nothing and answers every question with no record). It logs every
+/// question, so a test can see that the gateway asked it.
+fn start_dns(name: Option<&'static str>) -> (std::net::SocketAddr, DnsLog) {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = sock.local_addr().unwrap();
+    let log = DnsLog::default();
+    let seen = log.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 1500];
         loop {
@@ -560,7 +567,7 @@ fn start_dns(name: &'static str) -> std::net::SocketAddr {
             // Question: labels, then qtype and qclass.
             let mut i = 12;
             let mut labels = Vec::new();
-            while i < n && q[i] != 0 {
+            while i < n && q[i] != 0 && i + 1 + q[i] as usize <= n {
                 let len = q[i] as usize;
                 labels.push(String::from_utf8_lossy(&q[i + 1..i + 1 + len]).to_lowercase());
                 i += 1 + len;
@@ -571,17 +578,18 @@ fn start_dns(name: &'static str) -> std::net::SocketAddr {
             }
             let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
             let qname = labels.join(".");
+            seen.lock().unwrap().push(format!("{qtype} {qname}"));
             let mut answer = Vec::new();
-            if qtype == 12 && qname == "1.0.0.127.in-addr.arpa" {
-                let mut rdata = Vec::new();
-                for l in name.split('.') {
-                    rdata.push(l.len() as u8);
-                    rdata.extend_from_slice(l.as_bytes());
+            if let Some(name) = name {
+                if qtype == 12 && qname == "1.0.0.127.in-addr.arpa" {
+                    for l in name.split('.') {
+                        answer.push(l.len() as u8);
+                        answer.extend_from_slice(l.as_bytes());
+                    }
+                    answer.push(0);
+                } else if qtype == 1 && qname == name {
+                    answer = vec![127, 0, 0, 1];
                 }
-                rdata.push(0);
-                answer = rdata;
-            } else if qtype == 1 && qname == name {
-                answer = vec![127, 0, 0, 1];
             }
             let mut r = Vec::new();
             r.extend_from_slice(&q[..2]);
@@ -608,14 +616,12 @@ fn start_dns(name: &'static str) -> std::net::SocketAddr {
             let _ = sock.send_to(&r, peer);
         }
     });
-    addr
+    (addr, log)
 }
 
-#[test]
-#[ignore = "hickory answers PTR for 127.0.0.1 itself (\"localhost\", RFC 6761) without asking the resolver; needs a client bound to 127.0.0.2"]
-fn reverse_dns_only_from_the_configured_resolver() {
-    let dns = start_dns("client.rdns.test");
-    let gw = Gateway::start(&format!("{LOCAL}[dns]\nresolver = \"{dns}\"\n"));
+/// The Received header of the one message a gateway delivered, after one
+/// transaction from 127.0.0.1.
+fn received_of_one_message(gw: &Gateway) -> String {
     let mut c = gw.connect();
     let r = c.send_mail(
         "a@client.test",
@@ -623,9 +629,55 @@ fn reverse_dns_only_from_the_configured_resolver() {
         b"Subject: r\r\n\r\nx\r\n",
     );
     assert_eq!(r.code, 250, "{}", r.text);
+    c.expect("QUIT", 221);
     let (received, _) = common::split_received(&gw.delivered()[0]);
+    received
+}
+
+#[test]
+fn reverse_dns_only_from_the_configured_resolver() {
+    // The name comes from our server alone: /etc/hosts and hickory's own
+    // RFC 6761 answer would both say "localhost" for 127.0.0.1, and no
+    // other resolver knows client.rdns.test.
+    let (dns, log) = start_dns(Some("client.rdns.test"));
+    let gw = Gateway::start(&format!("{LOCAL}[dns]\nresolver = \"{dns}\"\n"));
+    let received = received_of_one_message(&gw);
     assert!(
         received.starts_with("Received: from client.test (client.rdns.test [127.0.0.1])"),
+        "{received}"
+    );
+    let asked = log.lock().unwrap().clone();
+    assert!(
+        asked.contains(&"12 1.0.0.127.in-addr.arpa".to_string()),
+        "PTR asked of the configured server: {asked:?}"
+    );
+    assert!(
+        asked.contains(&"1 client.rdns.test".to_string()),
+        "forward confirmation asked of the configured server: {asked:?}"
+    );
+}
+
+#[test]
+fn reverse_dns_unknown_when_the_resolver_knows_nothing() {
+    // No fallback to the hosts file, resolv.conf or the built-in localhost
+    // answers: the configured server has no PTR, so the client is unknown.
+    let (dns, log) = start_dns(None);
+    let gw = Gateway::start(&format!("{LOCAL}[dns]\nresolver = \"{dns}\"\n"));
+    let received = received_of_one_message(&gw);
+    assert!(
+        received.starts_with("Received: from client.test (unknown [127.0.0.1])"),
+        "{received}"
+    );
+    let asked = log.lock().unwrap().clone();
+    assert_eq!(asked, vec!["12 1.0.0.127.in-addr.arpa".to_string()]);
+}
+
+#[test]
+fn no_reverse_dns_without_a_resolver() {
+    let gw = Gateway::start(LOCAL);
+    let received = received_of_one_message(&gw);
+    assert!(
+        received.starts_with("Received: from client.test (unknown [127.0.0.1])"),
         "{received}"
     );
 }

@@ -14,6 +14,7 @@ use wasmtp::delivery::client::dotstuff;
 use wasmtp::delivery::{
     Deliverer, DeliveryConfig, DeliveryMode, Envelope, ForwardConfig, TlsPolicy,
 };
+use wasmtp::protocol::params::BodyType;
 
 fn fwd(upstreams: Vec<SocketAddr>, tls: TlsPolicy) -> DeliveryConfig {
     DeliveryConfig {
@@ -42,6 +43,7 @@ fn env(id: &str, sender: &str, rcpts: &[&str]) -> Envelope {
                 params: vec![],
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -56,6 +58,274 @@ fn tricky_body() -> Vec<u8> {
     }
     b.extend_from_slice(b"last line\r\n");
     b
+}
+
+/// A BODY=BINARYMIME message: everything DATA cannot carry (bare LF, NUL,
+/// a lone CR, a line over 1000 octets, a would-be end of DATA, every octet
+/// value, no final CRLF), larger than the client's 256 KiB write chunk.
+fn binary_body() -> Vec<u8> {
+    let mut b = b"From: alice@example.org\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n".to_vec();
+    b.extend_from_slice(b"bare LF\nNUL \0 here\r\nlone CR\rthere\r\n.\r\n..\r\n");
+    b.extend(std::iter::repeat_n(b'x', 1500));
+    b.extend_from_slice(b"\r\n");
+    b.extend((0..=255u8).cycle().take(300_000));
+    b.extend_from_slice(b"no final CRLF");
+    b
+}
+
+fn binary_env(id: &str) -> Envelope {
+    Envelope {
+        body: BodyType::BinaryMime,
+        ..env(id, "alice@example.org", &["bob@example.net"])
+    }
+}
+
+fn command_lines(sink: &Sink) -> Vec<String> {
+    sink.commands().into_iter().map(|(_, _, c)| c).collect()
+}
+
+#[tokio::test]
+async fn binarymime_is_sent_byte_exact_with_bdat() {
+    for pipelining in [true, false] {
+        let sink = Sink::start(SinkConfig {
+            pipelining,
+            chunking: true,
+            binarymime: true,
+            ..Default::default()
+        })
+        .await;
+        let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+            .await
+            .unwrap();
+        let body = binary_body();
+        let r = d.deliver(&binary_env("B1"), &[RECEIVED, &body]).await;
+        assert_eq!(r.code, 250, "{r}");
+        let mut whole = RECEIVED.to_vec();
+        whole.extend_from_slice(&body);
+        let msgs = sink.messages();
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].bdat, "sent with BDAT");
+        assert_eq!(msgs[0].data.len(), whole.len());
+        assert!(
+            msgs[0].data == whole,
+            "byte-exact (pipelining {pipelining})"
+        );
+        assert_eq!(
+            msgs[0].mail_line,
+            format!(
+                "MAIL FROM:<alice@example.org> SIZE={} BODY=BINARYMIME",
+                whole.len()
+            )
+        );
+        let cmds = command_lines(&sink);
+        assert!(
+            cmds.contains(&format!("BDAT {} LAST", whole.len())),
+            "{cmds:?}"
+        );
+        assert!(!cmds.iter().any(|c| c == "DATA"), "{cmds:?}");
+
+        // A plain message on the same connection still goes with DATA.
+        let r = d
+            .deliver(
+                &env("T1", "alice@example.org", &["bob@example.net"]),
+                &[b"Subject: x\r\n\r\nhi\r\n"],
+            )
+            .await;
+        assert_eq!(r.code, 250, "{r}");
+        let msgs = sink.messages();
+        assert!(!msgs[1].bdat);
+        assert!(
+            !msgs[1].mail_line.contains("BODY="),
+            "{}",
+            msgs[1].mail_line
+        );
+        assert_eq!(d.upstream_connections_opened(), Some(1));
+    }
+}
+
+#[tokio::test]
+async fn binarymime_refused_with_5_6_3_when_the_upstream_lacks_it() {
+    let lacking = [
+        SinkConfig::default(),
+        SinkConfig {
+            chunking: true,
+            ..Default::default()
+        },
+        SinkConfig {
+            binarymime: true,
+            ..Default::default()
+        },
+    ];
+    for cfg in lacking {
+        let (chunking, binarymime) = (cfg.chunking, cfg.binarymime);
+        let sink = Sink::start(cfg).await;
+        let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+            .await
+            .unwrap();
+        let r = d
+            .deliver(&binary_env("B2"), &[RECEIVED, &binary_body()])
+            .await;
+        assert_eq!(r.code, 554, "{r}");
+        assert_eq!(
+            r.enhanced.map(|e| e.to_string()).as_deref(),
+            Some("5.6.3"),
+            "{r}"
+        );
+        assert!(sink.messages().is_empty());
+        let cmds = command_lines(&sink);
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| c.starts_with("MAIL") || c.starts_with("BDAT") || c == "DATA"),
+            "nothing of the transaction sent (CHUNKING {chunking}, BINARYMIME {binarymime}): {cmds:?}"
+        );
+        // The connection is still good for a text message.
+        let r = d
+            .deliver(
+                &env("T2", "alice@example.org", &["bob@example.net"]),
+                &[b"Subject: x\r\n\r\nhi\r\n"],
+            )
+            .await;
+        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(sink.messages().len(), 1);
+        assert_eq!(d.upstream_connections_opened(), Some(1));
+    }
+}
+
+#[tokio::test]
+async fn binarymime_goes_to_the_upstream_that_offers_it() {
+    let plain = Sink::start(SinkConfig::default()).await;
+    let binary = Sink::start(SinkConfig {
+        chunking: true,
+        binarymime: true,
+        ..Default::default()
+    })
+    .await;
+    let d = Deliverer::new(&fwd(vec![plain.addr, binary.addr], TlsPolicy::None))
+        .await
+        .unwrap();
+    let body = binary_body();
+    for id in ["B3", "B4"] {
+        let r = d.deliver(&binary_env(id), &[RECEIVED, &body]).await;
+        assert_eq!(r.code, 250, "{r}");
+    }
+    assert!(plain.messages().is_empty());
+    let got = binary.messages();
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .all(|m| m.bdat && m.data.len() == RECEIVED.len() + body.len())
+    );
+    assert_eq!(
+        d.upstream_connections_opened(),
+        Some(2),
+        "the second message reused a pooled connection"
+    );
+}
+
+#[tokio::test]
+async fn eight_bit_passes_body_8bitmime_when_offered_else_sent_as_is() {
+    let body = b"Subject: caf\xc3\xa9\r\n\r\nna\xefve\r\n".to_vec();
+    for offered in [true, false] {
+        let sink = Sink::start(SinkConfig {
+            eight_bit_mime: offered,
+            ..Default::default()
+        })
+        .await;
+        let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+            .await
+            .unwrap();
+        for declared in [BodyType::EightBitMime, BodyType::SevenBit] {
+            let e = Envelope {
+                body: declared,
+                ..env("E8", "alice@example.org", &["bob@example.net"])
+            };
+            let r = d.deliver(&e, &[RECEIVED, &body]).await;
+            assert_eq!(r.code, 250, "{r}");
+        }
+        // Declared 8BITMIME, 7-bit content: the declaration is passed on.
+        let e = Envelope {
+            body: BodyType::EightBitMime,
+            ..env("E7", "alice@example.org", &["bob@example.net"])
+        };
+        let r = d.deliver(&e, &[b"Subject: ascii\r\n\r\nx\r\n"]).await;
+        assert_eq!(r.code, 250, "{r}");
+        let msgs = sink.messages();
+        assert_eq!(msgs.len(), 3);
+        let mut whole = RECEIVED.to_vec();
+        whole.extend_from_slice(&body);
+        for m in &msgs[..2] {
+            assert_eq!(m.data, whole, "unchanged (8BITMIME offered: {offered})");
+        }
+        for m in &msgs {
+            assert_eq!(
+                m.mail_line.ends_with(" BODY=8BITMIME"),
+                offered,
+                "{}",
+                m.mail_line
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn smtputf8_passed_on_or_refused_with_5_6_7() {
+    let utf8 = Envelope {
+        smtputf8: true,
+        ..env("U1", "j\u{f6}rg@example.org", &["bob@example.net"])
+    };
+    let ascii_declared = Envelope {
+        smtputf8: true,
+        ..env("U2", "alice@example.org", &["bob@example.net"])
+    };
+    let utf8_header = Envelope {
+        smtputf8: true,
+        ..env("U3", "alice@example.org", &["bob@example.net"])
+    };
+    let plain: &[u8] = b"Subject: x\r\n\r\nhi\r\n";
+    let header8: &[u8] = b"Subject: \xc3\xa9\r\n\r\nhi\r\n";
+
+    let sink = Sink::start(SinkConfig {
+        smtputf8: true,
+        ..Default::default()
+    })
+    .await;
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+        .await
+        .unwrap();
+    for (e, m) in [
+        (&utf8, plain),
+        (&ascii_declared, plain),
+        (&utf8_header, header8),
+    ] {
+        let r = d.deliver(e, &[m]).await;
+        assert_eq!(r.code, 250, "{r}");
+    }
+    let msgs = sink.messages();
+    assert_eq!(msgs[0].mail_from, "j\u{f6}rg@example.org");
+    for m in &msgs {
+        assert!(m.mail_line.ends_with(" SMTPUTF8"), "{}", m.mail_line);
+    }
+
+    let sink = Sink::start(SinkConfig::default()).await;
+    let d = Deliverer::new(&fwd(vec![sink.addr], TlsPolicy::None))
+        .await
+        .unwrap();
+    for (e, m) in [(&utf8, plain), (&utf8_header, header8)] {
+        let r = d.deliver(e, &[m]).await;
+        assert_eq!(r.code, 553, "{r}");
+        assert_eq!(r.enhanced.map(|e| e.to_string()).as_deref(), Some("5.6.7"));
+    }
+    assert!(
+        !command_lines(&sink).iter().any(|c| c.starts_with("MAIL")),
+        "nothing sent"
+    );
+    // Declared but not needed (ASCII envelope and header): sent without it.
+    let r = d.deliver(&ascii_declared, &[plain]).await;
+    assert_eq!(r.code, 250, "{r}");
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 1);
+    assert!(!msgs[0].mail_line.contains("SMTPUTF8"));
 }
 
 #[tokio::test]
@@ -488,57 +758,99 @@ async fn maildir_files_are_complete_in_new() {
     assert!(c.maildir.join("cur").is_dir());
 }
 
+/// A running Postfix smtp-sink (killed, by its PID, on drop) dumping each
+/// message with its envelope (`X-Mail-Args: ...`) into `dump`.
+struct SmtpSink {
+    child: std::process::Child,
+    addr: SocketAddr,
+    dump: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    /// Starts `/usr/sbin/smtp-sink` on a free port; `None` (with a loud
+    /// message) when it is not installed.
+    async fn start(test: &str) -> Option<SmtpSink> {
+        let bin = "/usr/sbin/smtp-sink";
+        if !std::path::Path::new(bin).exists() {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED {test}: {bin} is not installed (cargo xtask test installs postfix) !!!!!!!!\n"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("dump");
+        std::fs::create_dir(&dump).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let addr = dead_port().await;
+        let mut cmd = std::process::Command::new(bin);
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .arg("-d")
+            .arg(format!("{}/%M.", dump.display()))
+            .arg(addr.to_string())
+            .arg("100")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut sink = SmtpSink {
+            child,
+            addr,
+            dump,
+            _dir: dir,
+        };
+        // Wait until it listens.
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Some(sink);
+            }
+            if let Ok(Some(status)) = sink.child.try_wait() {
+                panic!("smtp-sink exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("smtp-sink did not start");
+    }
+
+    /// The dumped messages (LF line ends), once `n` of them match `pred`.
+    async fn wait_dumped(&self, n: usize, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = walk(&self.dump)
+                .iter()
+                .map(|p| {
+                    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default())
+                        .replace("\r\n", "\n")
+                })
+                .filter(|t| pred(t))
+                .collect();
+            if found.len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        found
+    }
+}
+
 /// Postfix's smtp-sink as the upstream (installed by `cargo xtask test`).
 #[tokio::test]
 async fn forwards_to_postfix_smtp_sink() {
-    let bin = "/usr/sbin/smtp-sink";
-    if !std::path::Path::new(bin).exists() {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED forwards_to_postfix_smtp_sink: {bin} is not installed (cargo xtask test installs postfix) !!!!!!!!\n"
-        );
+    let Some(pf) = SmtpSink::start("forwards_to_postfix_smtp_sink").await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
-    std::fs::create_dir(&dump).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let addr = dead_port().await;
-    let mut cmd = std::process::Command::new(bin);
-    if unsafe { libc::geteuid() } == 0 {
-        cmd.args(["-u", "nobody"]);
-    }
-    let mut child = cmd
-        .arg("-d")
-        .arg(format!("{}/%M.", dump.display()))
-        .arg(addr.to_string())
-        .arg("100")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    // Wait until it listens.
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("smtp-sink exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _guard = Kill(child);
-    assert!(up, "smtp-sink did not start");
-    let d = Deliverer::new(&fwd(vec![addr], TlsPolicy::None))
+    };
+    let d = Deliverer::new(&fwd(vec![pf.addr], TlsPolicy::None))
         .await
         .unwrap();
     let body =
@@ -559,24 +871,56 @@ async fn forwards_to_postfix_smtp_sink() {
     );
     d.close().await;
     // The dump files hold the unstuffed message lines.
-    let mut found = 0;
-    for _ in 0..100 {
-        found = walk(&dump)
-            .iter()
-            .filter(|p| {
-                let t = String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default())
-                    .replace("\r\n", "\n");
-                t.contains("Subject: to postfix\n\n.dot line\nplain line\n")
-            })
-            .count();
-        if found == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let found = pf
+        .wait_dumped(3, |t| {
+            t.contains("Subject: to postfix\n\n.dot line\nplain line\n")
+        })
+        .await;
     assert_eq!(
-        found, 3,
+        found.len(),
+        3,
         "smtp-sink dumped the three messages, dot-unstuffed intact"
+    );
+}
+
+/// smtp-sink (Postfix 3.x) offers 8BITMIME but neither CHUNKING nor
+/// BINARYMIME: a binary message is refused with 5.6.3 and never sent, an
+/// 8-bit one goes with BODY=8BITMIME.
+#[tokio::test]
+async fn postfix_smtp_sink_gets_8bitmime_and_no_binarymime() {
+    let Some(pf) = SmtpSink::start("postfix_smtp_sink_gets_8bitmime_and_no_binarymime").await
+    else {
+        return;
+    };
+    let d = Deliverer::new(&fwd(vec![pf.addr], TlsPolicy::None))
+        .await
+        .unwrap();
+    let r = d
+        .deliver(&binary_env("PFB"), &[RECEIVED, &binary_body()])
+        .await;
+    assert_eq!(r.code, 554, "{r}");
+    assert_eq!(r.enhanced.map(|e| e.to_string()).as_deref(), Some("5.6.3"));
+    let body = b"Subject: caf\xc3\xa9\r\n\r\nna\xefve 8-bit\r\n".to_vec();
+    let e = Envelope {
+        body: BodyType::EightBitMime,
+        ..env("PF8", "a@example.org", &["b@example.net"])
+    };
+    let r = d.deliver(&e, &[RECEIVED, &body]).await;
+    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(d.upstream_connections_opened(), Some(1));
+    d.close().await;
+    let found = pf.wait_dumped(1, |t| t.contains("8-bit")).await;
+    assert_eq!(found.len(), 1, "the 8-bit message was dumped");
+    assert!(
+        found[0].contains("X-Mail-Args: <a@example.org> BODY=8BITMIME\n"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("na\u{fffd}ve 8-bit"), "8-bit octet kept");
+    assert_eq!(
+        walk(&pf.dump).len(),
+        1,
+        "the binary message never reached smtp-sink"
     );
 }
 

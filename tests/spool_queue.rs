@@ -14,6 +14,7 @@ use wasmtp::context::Recipient;
 use wasmtp::delivery::{
     Deliverer, DeliveryConfig, DeliveryMode, Envelope, ForwardConfig, SpoolConfig, TlsPolicy,
 };
+use wasmtp::protocol::params::BodyType;
 use wasmtp::queue::{DeliveryReport, DeliveryStatus, QueueArgs, QueueCommand, queue_command};
 
 fn saf(spool: &Path, upstreams: Vec<SocketAddr>) -> DeliveryConfig {
@@ -49,6 +50,7 @@ fn env(id: &str, sender: &str, rcpts: &[&str]) -> Envelope {
                 params: vec![],
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -428,6 +430,96 @@ async fn crash_recovery_resumes_spooled_messages() {
     assert_eq!(got, want);
     wait_empty(&d).await;
     assert!(!dir.path().join("tmp").join("TORN").exists());
+}
+
+/// A BODY=BINARYMIME message that DATA would corrupt (bare LF, NUL, lone
+/// CR, a line over 1000 octets, no final CRLF).
+fn binary_msg() -> Vec<u8> {
+    let mut b =
+        b"Received: by gw.test; x\r\nSubject: bin\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+            .to_vec();
+    b.extend_from_slice(b"bare LF\nNUL \0\r\nlone CR\r.\r\n");
+    b.extend(std::iter::repeat_n(b'y', 2000));
+    b.extend((0..=255u8).cycle().take(10_000));
+    b
+}
+
+fn binary_env(id: &str) -> Envelope {
+    Envelope {
+        body: BodyType::BinaryMime,
+        ..env(id, "alice@example.org", &["bob@example.net"])
+    }
+}
+
+#[tokio::test]
+async fn binarymime_survives_a_restart_and_goes_with_bdat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = saf(dir.path(), vec![dead_port().await]);
+    c.spool.first_retry = Duration::from_secs(3600);
+    let body = binary_msg();
+    {
+        let d = Deliverer::new(&c).await.unwrap();
+        let mut rx = d.subscribe_reports().unwrap();
+        assert_eq!(d.deliver(&binary_env("BR"), &[&body]).await.code, 250);
+        wait_report(&mut rx, |r| r.status == DeliveryStatus::Deferred).await;
+    }
+    // The body type comes back from the spool file.
+    let sink = Sink::start(SinkConfig {
+        chunking: true,
+        binarymime: true,
+        ..Default::default()
+    })
+    .await;
+    c.forward.upstreams = vec![sink.addr];
+    let d = Deliverer::new(&c).await.unwrap();
+    let msgs = sink.wait_for(|m| !m.is_empty()).await;
+    assert!(msgs[0].bdat, "sent with BDAT");
+    assert!(msgs[0].data == body, "byte-exact");
+    assert!(
+        msgs[0].mail_line.ends_with(" BODY=BINARYMIME"),
+        "{}",
+        msgs[0].mail_line
+    );
+    wait_empty(&d).await;
+}
+
+#[tokio::test]
+async fn binarymime_bounces_with_5_6_3_when_the_upstream_lacks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkConfig::default()).await;
+    let d = Deliverer::new(&saf(dir.path(), vec![sink.addr]))
+        .await
+        .unwrap();
+    let mut rx = d.subscribe_reports().unwrap();
+    assert_eq!(
+        d.deliver(&binary_env("BB"), &[&binary_msg()]).await.code,
+        250
+    );
+    let r = wait_report(&mut rx, |r| r.queue_id == "BB").await;
+    assert_eq!(r.status, DeliveryStatus::Bounced, "{r:?}");
+    assert_eq!(r.code, 554, "{r:?}");
+    wait_report(&mut rx, |r| {
+        r.recipient == "alice@example.org" && r.status == DeliveryStatus::Delivered
+    })
+    .await;
+    wait_empty(&d).await;
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 1, "only the bounce reached the upstream");
+    assert!(msgs[0].mail_from.is_empty());
+    let dsn = String::from_utf8_lossy(&msgs[0].data).into_owned();
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; bob@example.net"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.6.3"), "{dsn}");
+    assert!(dsn.contains("Subject: bin"), "original header included");
+    assert!(
+        !sink
+            .commands()
+            .iter()
+            .any(|(_, _, c)| c.starts_with("MAIL FROM:<alice@")),
+        "the binary message was never offered"
+    );
 }
 
 #[tokio::test]

@@ -26,6 +26,11 @@
 //! - DATA or the final dot refused: the upstream's code;
 //! - no upstream reachable, or TLS required and unavailable: `451 4.4.1`
 //!   (`4.7.5` for TLS);
+//! - a `BODY=BINARYMIME` message and no upstream advertising CHUNKING and
+//!   BINARYMIME: `554 5.6.3` (conversion required but not supported), and
+//!   nothing was sent; likewise `553 5.6.7` for a message that needs
+//!   SMTPUTF8 (see [`super::client`]). Temporary when another upstream was
+//!   unreachable;
 //! - connection lost after the message was sent: `451 4.4.2` — the outcome is
 //!   unknown, so the client retries (a duplicate is possible, a loss is not).
 
@@ -35,7 +40,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{ClientError, ClientSettings, RcptMode, SmtpClient, TxnOutcome};
+use super::client::{ClientError, ClientSettings, MailOptions, RcptMode, SmtpClient, TxnOutcome};
 use super::config::{ForwardConfig, TlsPolicy};
 use crate::protocol::{EnhancedCode, Reply};
 
@@ -128,28 +133,56 @@ impl UpstreamPool {
 
     /// Sends one message over a pooled or fresh connection (see the module
     /// doc for reuse and failover). Returns the replies and the upstream used.
+    ///
+    /// An upstream lacking an extension the message needs (see
+    /// [`ClientError::Unsupported`]) is skipped; when no other upstream took
+    /// the message, the error is that one unless another upstream failed
+    /// temporarily (it might support it once back).
     pub async fn send(
         &self,
         sender: &str,
         recipients: &[&str],
         parts: &[&[u8]],
         mode: RcptMode,
+        options: MailOptions,
     ) -> Result<(TxnOutcome, SocketAddr), ClientError> {
-        while let Some(mut c) = self.take_idle() {
-            match c.send(sender, recipients, parts, mode).await {
+        let mut unsupported = None;
+        let mut lacking = Vec::new();
+        let mut healthy = Vec::new();
+        let pooled = loop {
+            let Some(mut c) = self.take_idle() else {
+                break None;
+            };
+            match c.send(sender, recipients, parts, mode, options).await {
                 Ok(o) => {
                     let peer = c.peer();
                     self.put_back(c);
-                    return Ok((o, peer));
+                    break Some(Ok((o, peer)));
+                }
+                Err(e @ ClientError::Unsupported { .. }) => {
+                    tracing::debug!(upstream = %c.peer(), error = %e, "pooled connection lacks an extension; trying another");
+                    lacking.push(c.peer());
+                    healthy.push(c);
+                    unsupported = Some(e);
                 }
                 Err(e) if e.retry_safe() => {
                     tracing::debug!(upstream = %c.peer(), error = %e, "pooled connection unusable; trying another");
                 }
-                Err(e) => return Err(e),
+                Err(e) => break Some(Err(e)),
             }
+        };
+        // Back after the loop, so the loop does not take them again.
+        for c in healthy {
+            self.put_back(c);
+        }
+        if let Some(result) = pooled {
+            return result;
         }
         let mut last = None;
         for &addr in &self.upstreams {
+            if lacking.contains(&addr) {
+                continue;
+            }
             let mut c = match self.connect(addr).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -158,10 +191,15 @@ impl UpstreamPool {
                     continue;
                 }
             };
-            match c.send(sender, recipients, parts, mode).await {
+            match c.send(sender, recipients, parts, mode, options).await {
                 Ok(o) => {
                     self.put_back(c);
                     return Ok((o, addr));
+                }
+                Err(e @ ClientError::Unsupported { .. }) => {
+                    tracing::warn!(upstream = %addr, error = %e, "upstream cannot take this message");
+                    self.put_back(c);
+                    unsupported = Some(e);
                 }
                 Err(e) if e.retry_safe() => {
                     tracing::warn!(upstream = %addr, error = %e, "upstream failed before the message was sent");
@@ -170,7 +208,7 @@ impl UpstreamPool {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or(ClientError::Lost {
+        Err(last.or(unsupported).unwrap_or(ClientError::Lost {
             stage: "connect",
             reason: "no upstream configured".into(),
         }))
@@ -194,6 +232,9 @@ fn close_in_background(mut client: SmtpClient) {
 
 /// The reply for a connection-level failure.
 pub fn error_reply(e: &ClientError) -> Reply {
+    if let Some(r) = e.unsupported_reply() {
+        return r;
+    }
     match e {
         ClientError::TlsUnavailable(_) | ClientError::TlsHandshake(_) => Reply::new(
             451,

@@ -30,14 +30,15 @@ use std::sync::Arc;
 pub use config::{DeliveryConfig, DeliveryMode, ForwardConfig, SpoolConfig, TlsPolicy};
 
 use crate::context::Recipient;
+use crate::protocol::params::BodyType;
 use crate::protocol::{EnhancedCode, Reply};
 use crate::queue::{DeliveryReport, Queue};
-use client::RcptMode;
+use client::{MailOptions, RcptMode};
 use forward::UpstreamPool;
 use maildir::Maildir;
 
 /// Envelope of a message to deliver.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Envelope {
     /// Queue id (shown in the 250 reply and the Received header).
     pub id: String,
@@ -45,6 +46,21 @@ pub struct Envelope {
     pub sender: String,
     /// Recipients.
     pub recipients: Vec<Recipient>,
+    /// `BODY=` the client declared; a BINARYMIME message is relayed only
+    /// with BDAT to an upstream offering it.
+    pub body: BodyType,
+    /// The client declared `SMTPUTF8`.
+    pub smtputf8: bool,
+}
+
+impl Envelope {
+    /// What the upstream must be told at MAIL.
+    pub fn mail_options(&self) -> MailOptions {
+        MailOptions {
+            body: self.body,
+            smtputf8: self.smtputf8,
+        }
+    }
 }
 
 /// The backend chosen by `[delivery] mode`.
@@ -108,7 +124,13 @@ impl Deliverer {
                     .map(|r| r.address.as_str())
                     .collect();
                 match pool
-                    .send(&envelope.sender, &rcpts, parts, RcptMode::AllOrNothing)
+                    .send(
+                        &envelope.sender,
+                        &rcpts,
+                        parts,
+                        RcptMode::AllOrNothing,
+                        envelope.mail_options(),
+                    )
                     .await
                 {
                     Ok((outcome, upstream)) => {

@@ -20,6 +20,20 @@
 //! [`Action::NeedInput`], [`Action::StartTls`] or [`Action::Close`], so
 //! pipelined commands (RFC 2920) are answered in order and in one write.
 //!
+//! # Why our own parser
+//!
+//! The command parser, line reader and DATA/BDAT receivers are ours; we do
+//! not use the `smtp-proto` crate (0.2) for them. What it does is wrong for
+//! a gateway whose job is to refuse ambiguous input: its line receiver ends
+//! a line at a bare LF, drops CRs anywhere in the line and silently
+//! truncates lines at a fixed 4096 octets instead of refusing them (RFC 5321
+//! limits are 512 octets per command, plus what the parameters allow, and
+//! ours are configurable); its errors (`SyntaxError`, `InvalidParameter`,
+//! ...) do not say which reply the client deserves. Here every limit is
+//! enforced exactly and every refusal maps to one precise reply; see
+//! [`line`](mod@line) and [`command`] for the details. The crate was never
+//! used and is not a dependency.
+//!
 //! # Layout
 //! - [`engine`]: the session state machine ([`Engine`]).
 //! - [`event`]: [`Action`], [`Event`], [`Decision`], [`EngineConfig`].

@@ -8,16 +8,31 @@ use super::replies;
 use super::reply::Reply;
 use crate::context::Param;
 
-/// The message body type declared with `BODY=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The message body type declared with `BODY=` (kept with spooled messages,
+/// so the relay can tell its upstream the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum BodyType {
     /// `7BIT` or nothing.
     #[default]
+    #[serde(rename = "7bit")]
     SevenBit,
     /// `8BITMIME`.
+    #[serde(rename = "8bitmime")]
     EightBitMime,
     /// `BINARYMIME` (BDAT only).
+    #[serde(rename = "binarymime")]
     BinaryMime,
+}
+
+impl BodyType {
+    /// The body type of a `BODY=` value (any case); 7BIT for anything else.
+    pub fn from_param(value: Option<&str>) -> Self {
+        match value {
+            Some(v) if v.eq_ignore_ascii_case("8BITMIME") => BodyType::EightBitMime,
+            Some(v) if v.eq_ignore_ascii_case("BINARYMIME") => BodyType::BinaryMime,
+            _ => BodyType::SevenBit,
+        }
+    }
 }
 
 /// What the MAIL parameters asked for.

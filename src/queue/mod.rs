@@ -18,7 +18,11 @@
 //! - a 5xx, or still pending `max_lifetime` after acceptance, fails the
 //!   recipient: one RFC 3464 bounce per attempt lists the recipients that
 //!   failed in it ([`bounce`]), sent to the envelope sender — never for a
-//!   message from the null sender. The bounce is itself spooled.
+//!   message from the null sender. The bounce is itself spooled;
+//! - a `BODY=BINARYMIME` message (the body type is kept in the spool file)
+//!   goes with BDAT; when no upstream offers CHUNKING and BINARYMIME it
+//!   fails with `554 5.6.3` at once and bounces, as does a message needing
+//!   SMTPUTF8 (`553 5.6.7`) (see [`crate::delivery::client`]).
 //!
 //! After a failed attempt the state (`state/<id>`: per-recipient status,
 //! attempts, next attempt time) is written atomically and fsynced. When no
@@ -60,6 +64,7 @@ pub use admin::{QueueArgs, QueueCommand, queue_command};
 pub use report::{DeliveryReport, DeliveryStatus};
 
 use crate::context::Notes;
+use crate::delivery::client::MailOptions;
 use crate::delivery::forward::UpstreamPool;
 use crate::delivery::{DeliveryConfig, Envelope, SpoolConfig};
 use crate::protocol::{EnhancedCode, Reply};
@@ -230,6 +235,7 @@ impl Queue {
                 recipients,
                 body,
                 notes.clone(),
+                envelope.mail_options(),
             )
             .await
         {
@@ -374,6 +380,7 @@ impl Shared {
         recipients: Vec<String>,
         body: Vec<u8>,
         notes: Notes,
+        options: MailOptions,
     ) -> std::io::Result<String> {
         let body = Arc::new(body);
         let mut id = if spool::is_safe_id(wanted_id) {
@@ -388,6 +395,8 @@ impl Shared {
             created_ms: spool::now_ms(),
             size: body.len() as u64,
             notes,
+            body: options.body,
+            smtputf8: options.smtputf8,
         };
         let mut tries = 0;
         let (meta, file) = loop {

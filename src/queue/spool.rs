@@ -11,7 +11,8 @@
 //!
 //! ```text
 //! WASMTP-SPOOL 1\n
-//! {"id":..,"sender":..,"recipients":[..],"created_ms":<unix ms>,"size":<n>,"notes":{..}}\n
+//! {"id":..,"sender":..,"recipients":[..],"created_ms":<unix ms>,"size":<n>,"notes":{..},
+//!  "body":"7bit"|"8bitmime"|"binarymime","smtputf8":<bool>}\n   (one line)
 //! <n bytes: the message exactly as accepted (Received header first), CRLF>
 //! ```
 //!
@@ -23,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::protocol::params::BodyType;
 
 /// First line of every message file.
 pub const MAGIC: &str = "WASMTP-SPOOL 1";
@@ -120,6 +123,12 @@ pub struct Meta {
     /// Plugin-visible metadata (transaction notes) kept with the message.
     #[serde(default)]
     pub notes: BTreeMap<String, String>,
+    /// `BODY=` as the client declared it (absent in older files: 7BIT).
+    #[serde(default)]
+    pub body: BodyType,
+    /// The client declared `SMTPUTF8` (absent in older files: false).
+    #[serde(default)]
+    pub smtputf8: bool,
 }
 
 /// Where one recipient stands.
@@ -354,6 +363,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn meta_without_body_type_is_7bit() {
+        let m: Meta = serde_json::from_str(
+            r#"{"id":"X","sender":"a@b","recipients":["c@d"],"created_ms":1,"size":2}"#,
+        )
+        .unwrap();
+        assert_eq!(m.body, BodyType::SevenBit);
+        assert!(!m.smtputf8);
+    }
+
+    #[test]
     fn write_read_roundtrip_and_incomplete() {
         let d = tempfile::tempdir().unwrap();
         let dirs = SpoolDirs::new(d.path());
@@ -366,8 +385,15 @@ mod tests {
             created_ms: now_ms(),
             size: body.len() as u64,
             notes: BTreeMap::new(),
+            body: BodyType::BinaryMime,
+            smtputf8: true,
         };
         assert!(is_safe_id(&meta.id));
+        let header = String::from_utf8(header_bytes(&meta).unwrap()).unwrap();
+        assert!(
+            header.contains(r#""body":"binarymime","smtputf8":true"#),
+            "{header}"
+        );
         drop(write_tmp(&dirs, &meta, &body).unwrap());
         std::fs::rename(dirs.tmp.join(&meta.id), dirs.msg.join(&meta.id)).unwrap();
         let (m, b) = read_message(&dirs.msg.join(&meta.id)).unwrap();

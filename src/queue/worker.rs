@@ -12,7 +12,7 @@ use super::Shared;
 use super::bounce::{self, Failed};
 use super::report::{DeliveryReport, DeliveryStatus};
 use super::spool::{self, RcptStatus};
-use crate::delivery::client::{ClientError, RcptMode, TxnOutcome, UpstreamReply};
+use crate::delivery::client::{ClientError, MailOptions, RcptMode, TxnOutcome, UpstreamReply};
 use crate::delivery::util::blocking;
 
 /// Moves due ids from the timer heap to the ready channel.
@@ -99,6 +99,21 @@ fn classify(
 ) -> Vec<Outcome> {
     let o = match outcome {
         Err(e) => {
+            // The upstream lacks what the message needs (BINARYMIME,
+            // SMTPUTF8): retrying will not help and we do not convert, so
+            // it bounces.
+            if let Some(r) = e.unsupported_reply() {
+                let status = r.enhanced.map(|c| c.to_string()).unwrap_or_default();
+                let text = r.lines.join(" ");
+                return (0..n)
+                    .map(|_| Outcome::Failed {
+                        code: r.code,
+                        status: status.clone(),
+                        text: text.clone(),
+                        diagnostic: None,
+                    })
+                    .collect();
+            }
             return (0..n)
                 .map(|_| Outcome::Deferred {
                     code: 0,
@@ -203,7 +218,16 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
     } else {
         shared
             .pool
-            .send(&meta.sender, &addrs, &[&body], RcptMode::AcceptedOnly)
+            .send(
+                &meta.sender,
+                &addrs,
+                &[&body],
+                RcptMode::AcceptedOnly,
+                MailOptions {
+                    body: meta.body,
+                    smtputf8: meta.smtputf8,
+                },
+            )
             .await
     };
     let outcomes = classify(&result, pending.len());
@@ -284,6 +308,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
                     vec![meta.sender.clone()],
                     dsn,
                     Default::default(),
+                    MailOptions::default(),
                 )
                 .await
             {

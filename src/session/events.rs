@@ -12,6 +12,7 @@ use crate::context::{HelloKind, Recipient, Transaction};
 use crate::delivery::Envelope;
 use crate::message::Message;
 use crate::plugin::{Hook, Verdict};
+use crate::protocol::params::BodyType;
 use crate::protocol::{Decision, EnhancedCode, Event, Reply};
 
 use super::{Session, early_talker_reply, ids, received};
@@ -264,10 +265,17 @@ impl Session {
                 "No valid recipients",
             ));
         }
+        let param = |key: &str| {
+            txn.sender_params
+                .iter()
+                .find(|p| p.key.eq_ignore_ascii_case(key))
+        };
         let envelope = Envelope {
             id: txn.id.clone(),
             sender: txn.sender.clone(),
             recipients: txn.recipients.clone(),
+            body: BodyType::from_param(param("BODY").and_then(|p| p.value.as_deref())),
+            smtputf8: param("SMTPUTF8").is_some(),
         };
         let header = received::received_header(
             &self.ctx,

@@ -1,7 +1,8 @@
 //! A small real SMTP sink for the delivery and spool tests: listens on
-//! 127.0.0.1, speaks ESMTP (optionally PIPELINING and STARTTLS with an
-//! rcgen certificate), answers per policy, and records sessions, commands
-//! and messages (raw wire bytes and unstuffed).
+//! 127.0.0.1, speaks ESMTP (optionally PIPELINING, STARTTLS with an rcgen
+//! certificate, CHUNKING/BINARYMIME with BDAT, 8BITMIME, SMTPUTF8), answers
+//! per policy, and records sessions, commands and messages (raw wire bytes
+//! and unstuffed).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -21,10 +22,15 @@ pub struct Captured {
     pub mail_from: String,
     /// Recipients the sink accepted.
     pub rcpts: Vec<String>,
-    /// DATA as on the wire, up to and including the final ".\r\n".
+    /// DATA as on the wire, up to and including the final ".\r\n"; for
+    /// BDAT the chunk payloads (no commands), concatenated.
     pub wire: Vec<u8>,
-    /// DATA unstuffed, without the final ".\r\n".
+    /// DATA unstuffed, without the final ".\r\n"; for BDAT the chunks.
     pub data: Vec<u8>,
+    /// The MAIL command line as received.
+    pub mail_line: String,
+    /// Came with BDAT (else DATA).
+    pub bdat: bool,
     /// Received over TLS.
     pub tls: bool,
     /// Session number (1-based) it arrived in.
@@ -46,6 +52,14 @@ pub struct SinkConfig {
     pub data: Policy,
     /// Greeting line.
     pub greeting: String,
+    /// Advertise CHUNKING (and accept BDAT).
+    pub chunking: bool,
+    /// Advertise BINARYMIME.
+    pub binarymime: bool,
+    /// Advertise 8BITMIME.
+    pub eight_bit_mime: bool,
+    /// Advertise SMTPUTF8.
+    pub smtputf8: bool,
 }
 
 impl Default for SinkConfig {
@@ -56,6 +70,10 @@ impl Default for SinkConfig {
             rcpt: Arc::new(|_, _| "250 2.1.5 Ok".to_string()),
             data: Arc::new(|_, n| format!("250 2.0.0 Ok: queued as SINK{n}")),
             greeting: "220 sink.test ESMTP".into(),
+            chunking: false,
+            binarymime: false,
+            eight_bit_mime: true,
+            smtputf8: false,
         }
     }
 }
@@ -158,7 +176,10 @@ async fn session(
         .write_all(format!("{}\r\n", cfg.greeting).as_bytes())
         .await?;
     let mut mail_from: Option<String> = None;
+    let mut mail_line = String::new();
     let mut rcpts: Vec<String> = Vec::new();
+    // BDAT chunks of the current transaction.
+    let mut chunks: Vec<u8> = Vec::new();
     loop {
         let mut line = String::new();
         if io.read_line(&mut line).await? == 0 {
@@ -168,7 +189,19 @@ async fn session(
         st.commands.lock().unwrap().push((n, tls, cmd.clone()));
         let upper = cmd.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            let mut r = String::from("250-sink.test\r\n250-8BITMIME\r\n250-SIZE 100000000\r\n");
+            let mut r = String::from("250-sink.test\r\n250-SIZE 100000000\r\n");
+            if cfg.eight_bit_mime {
+                r.push_str("250-8BITMIME\r\n");
+            }
+            if cfg.chunking {
+                r.push_str("250-CHUNKING\r\n");
+            }
+            if cfg.binarymime {
+                r.push_str("250-BINARYMIME\r\n");
+            }
+            if cfg.smtputf8 {
+                r.push_str("250-SMTPUTF8\r\n");
+            }
             if cfg.pipelining {
                 r.push_str("250-PIPELINING\r\n");
             }
@@ -201,7 +234,9 @@ async fn session(
                 .trim_start_matches('<')
                 .to_string();
             mail_from = Some(addr);
+            mail_line = cmd.clone();
             rcpts.clear();
+            chunks.clear();
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT TO:") {
             if mail_from.is_none() {
@@ -245,36 +280,55 @@ async fn session(
                     }
                 }
                 let from = mail_from.take().unwrap_or_default();
-                let idx = st.messages.lock().unwrap().len();
-                let r = (cfg.data)(&from, idx);
-                if r.starts_with('2') {
-                    st.messages.lock().unwrap().push(Captured {
-                        mail_from: from,
-                        rcpts: std::mem::take(&mut rcpts),
-                        wire,
-                        data,
-                        tls,
-                        session: n,
-                    });
-                    st.changed.notify_waiters();
-                } else {
-                    // Count refused attempts too, so policies can index them.
-                    st.messages.lock().unwrap().push(Captured {
-                        mail_from: format!("REFUSED:{from}"),
-                        rcpts: std::mem::take(&mut rcpts),
-                        wire,
-                        data,
-                        tls,
-                        session: n,
-                    });
-                    st.changed.notify_waiters();
-                }
-                rcpts.clear();
-                r
+                let line = std::mem::take(&mut mail_line);
+                finish(&cfg, &st, from, line, &mut rcpts, wire, data, tls, n, false)
+            }
+        } else if cfg.chunking && upper.starts_with("BDAT ") {
+            let mut words = upper[5..].split_ascii_whitespace();
+            let size: Option<usize> = words.next().and_then(|w| w.parse().ok());
+            let last = words.next() == Some("LAST");
+            let Some(size) = size else {
+                // Cannot know how much to skip: close, as RFC 3030 servers do.
+                io.get_mut()
+                    .write_all(b"501 5.5.4 bad BDAT size\r\n")
+                    .await?;
+                return Ok(());
+            };
+            let mut chunk = vec![0u8; size];
+            if tokio::io::AsyncReadExt::read_exact(&mut io, &mut chunk)
+                .await
+                .is_err()
+            {
+                return Ok(()); // aborted mid-chunk: discard
+            }
+            if mail_from.is_none() || rcpts.is_empty() {
+                chunks.clear();
+                "554 5.5.1 Error: no valid recipients".into()
+            } else if !last {
+                chunks.extend_from_slice(&chunk);
+                format!("250 2.0.0 {size} octets received")
+            } else {
+                chunks.extend_from_slice(&chunk);
+                let from = mail_from.take().unwrap_or_default();
+                let line = std::mem::take(&mut mail_line);
+                let data = std::mem::take(&mut chunks);
+                finish(
+                    &cfg,
+                    &st,
+                    from,
+                    line,
+                    &mut rcpts,
+                    data.clone(),
+                    data,
+                    tls,
+                    n,
+                    true,
+                )
             }
         } else if upper == "RSET" {
             mail_from = None;
             rcpts.clear();
+            chunks.clear();
             "250 2.0.0 Ok".into()
         } else if upper == "NOOP" {
             "250 2.0.0 Ok".into()
@@ -289,6 +343,43 @@ async fn session(
             .await?;
         io.get_mut().flush().await?;
     }
+}
+
+/// Records a message at the end of DATA or the last BDAT and returns the
+/// reply the data policy gives.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    cfg: &SinkConfig,
+    st: &SinkState,
+    from: String,
+    mail_line: String,
+    rcpts: &mut Vec<String>,
+    wire: Vec<u8>,
+    data: Vec<u8>,
+    tls: bool,
+    session: usize,
+    bdat: bool,
+) -> String {
+    let idx = st.messages.lock().unwrap().len();
+    let r = (cfg.data)(&from, idx);
+    // Refused attempts are recorded too, so policies can index them.
+    let mail_from = if r.starts_with('2') {
+        from
+    } else {
+        format!("REFUSED:{from}")
+    };
+    st.messages.lock().unwrap().push(Captured {
+        mail_from,
+        rcpts: std::mem::take(rcpts),
+        wire,
+        data,
+        mail_line,
+        bdat,
+        tls,
+        session,
+    });
+    st.changed.notify_waiters();
+    r
 }
 
 /// A test CA and a server certificate for `localhost` and 127.0.0.1.

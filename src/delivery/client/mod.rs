@@ -17,6 +17,24 @@
 //! - DATA with dot-stuffing into 256 KiB buffers (never line by line: with
 //!   Nagle on, the last small segment waits for the peer's delayed ACK, about
 //!   40 ms per message on Linux);
+//! - `BODY=BINARYMIME` messages (RFC 3030) go with `MAIL .. BODY=BINARYMIME`
+//!   and one `BDAT <size> LAST` carrying the bytes unchanged, only to an
+//!   upstream advertising both CHUNKING and BINARYMIME. Otherwise nothing is
+//!   sent and the result is [`ClientError::Unsupported`] (`554 5.6.3`,
+//!   conversion required but not supported): DATA would corrupt a binary
+//!   body (bare CR/LF, NUL, long lines) and we do not convert;
+//! - `BODY=8BITMIME` (RFC 6152) is passed on when the message was declared
+//!   8BITMIME or has 8-bit octets, and the upstream advertises 8BITMIME.
+//!   When it does not, the message is still sent, unchanged and without the
+//!   parameter: RFC 6152 leaves a relay the choice of converting to 7 bit or
+//!   bouncing, but converting would break DKIM signatures and bouncing loses
+//!   mail that in practice every server accepts 8-bit clean. This is what
+//!   Postfix does by default;
+//! - `SMTPUTF8` (RFC 6531) is passed on when an envelope address is not
+//!   ASCII or our client declared it. When the message needs it (non-ASCII
+//!   envelope, or declared and the header has non-ASCII octets) and the
+//!   upstream does not advertise it, nothing is sent:
+//!   [`ClientError::Unsupported`] (`553 5.6.7`), as RFC 6531 3.2 requires;
 //! - RSET before each further transaction on the same connection (it doubles
 //!   as a liveness check of a pooled connection), QUIT on close;
 //! - a timeout on every read: `command_timeout` per reply, `data_timeout` for
@@ -38,6 +56,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::config::{ForwardConfig, TlsPolicy};
+use crate::protocol::params::BodyType;
+use crate::protocol::{EnhancedCode, Reply};
 pub use dotstuff::DotStuffer;
 use reply::Parsed;
 pub use reply::UpstreamReply;
@@ -126,6 +146,17 @@ pub enum ClientError {
     /// accepted the message.
     #[error("connection lost after the message was sent (outcome unknown): {0}")]
     LostAfterData(String),
+    /// The message needs an extension the upstream does not advertise
+    /// (BINARYMIME, SMTPUTF8). Nothing of the transaction was sent and the
+    /// connection stays usable; a permanent failure (see
+    /// [`ClientError::unsupported_reply`]).
+    #[error("{peer} does not support {extension}, which the message needs")]
+    Unsupported {
+        /// The upstream.
+        peer: SocketAddr,
+        /// The missing extension.
+        extension: &'static str,
+    },
     /// The upstream sent something that is not an SMTP reply.
     #[error("protocol error during {stage}: {reason}")]
     Protocol {
@@ -142,6 +173,40 @@ impl ClientError {
     pub fn retry_safe(&self) -> bool {
         !matches!(self, ClientError::LostAfterData(_))
     }
+
+    /// For [`ClientError::Unsupported`], the permanent reply that stands for
+    /// the upstream's refusal: `554 5.6.3` (conversion required but not
+    /// supported) for BINARYMIME, `553 5.6.7` (non-ASCII addresses not
+    /// permitted) for SMTPUTF8. `None` for every other error.
+    pub fn unsupported_reply(&self) -> Option<Reply> {
+        let ClientError::Unsupported { peer, extension } = self else {
+            return None;
+        };
+        Some(if *extension == "SMTPUTF8" {
+            Reply::new(
+                553,
+                EnhancedCode::new(5, 6, 7),
+                format!("Upstream {peer} does not support SMTPUTF8, which the message needs"),
+            )
+        } else {
+            Reply::new(
+                554,
+                EnhancedCode::new(5, 6, 3),
+                format!(
+                    "Conversion required but not supported: upstream {peer} does not support {extension}"
+                ),
+            )
+        })
+    }
+}
+
+/// What our client declared at MAIL that the upstream must be told too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailOptions {
+    /// `BODY=` as declared (BINARYMIME goes with BDAT).
+    pub body: BodyType,
+    /// `SMTPUTF8` was declared.
+    pub smtputf8: bool,
 }
 
 /// What the upstream advertised in its EHLO reply.
@@ -159,6 +224,10 @@ pub struct Capabilities {
     pub smtputf8: bool,
     /// SIZE (RFC 1870), with the limit if one was given (0 = no limit).
     pub size: Option<u64>,
+    /// CHUNKING, i.e. BDAT (RFC 3030).
+    pub chunking: bool,
+    /// BINARYMIME (RFC 3030).
+    pub binarymime: bool,
 }
 
 impl Capabilities {
@@ -175,6 +244,8 @@ impl Capabilities {
                 "STARTTLS" => c.starttls = true,
                 "8BITMIME" => c.eight_bit_mime = true,
                 "SMTPUTF8" => c.smtputf8 = true,
+                "CHUNKING" => c.chunking = true,
+                "BINARYMIME" => c.binarymime = true,
                 "SIZE" => c.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
                 _ => {}
             }
@@ -474,28 +545,50 @@ impl SmtpClient {
     }
 
     /// Sends one message: `[RSET] MAIL RCPT.. DATA` (pipelined when
-    /// advertised), then the dot-stuffed parts.
+    /// advertised), then the dot-stuffed parts; for `BODY=BINARYMIME`,
+    /// `[RSET] MAIL RCPT..` then `BDAT <size> LAST` with the parts as they
+    /// are (see the module doc for the body type and SMTPUTF8 rules).
     ///
     /// Returns the replies; an `Err` only when no complete answer could be
-    /// had (see [`ClientError::retry_safe`]).
+    /// had (see [`ClientError::retry_safe`]), or with
+    /// [`ClientError::Unsupported`] before anything is sent.
     pub async fn send(
         &mut self,
         sender: &str,
         recipients: &[&str],
         parts: &[&[u8]],
         mode: RcptMode,
+        options: MailOptions,
     ) -> Result<TxnOutcome, ClientError> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
-        let eight_bit = parts.iter().any(|p| p.iter().any(|&b| b >= 0x80));
+        let binary = options.body == BodyType::BinaryMime;
+        if binary && !(self.caps.chunking && self.caps.binarymime) {
+            return Err(ClientError::Unsupported {
+                peer: self.peer,
+                extension: "BINARYMIME",
+            });
+        }
         let utf8_addr = !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        let smtputf8 = utf8_addr || options.smtputf8;
+        if !self.caps.smtputf8 && (utf8_addr || (options.smtputf8 && header_has_8bit(parts))) {
+            return Err(ClientError::Unsupported {
+                peer: self.peer,
+                extension: "SMTPUTF8",
+            });
+        }
         let mut mail = format!("MAIL FROM:<{sender}>");
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={size}"));
         }
-        if eight_bit && self.caps.eight_bit_mime {
+        if binary {
+            mail.push_str(" BODY=BINARYMIME");
+        } else if self.caps.eight_bit_mime
+            && (options.body == BodyType::EightBitMime
+                || parts.iter().any(|p| p.iter().any(|&b| b >= 0x80)))
+        {
             mail.push_str(" BODY=8BITMIME");
         }
-        if utf8_addr && self.caps.smtputf8 {
+        if smtputf8 && self.caps.smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
         mail.push_str("\r\n");
@@ -510,7 +603,9 @@ impl SmtpClient {
             for r in recipients {
                 batch.extend_from_slice(format!("RCPT TO:<{r}>\r\n").as_bytes());
             }
-            batch.extend_from_slice(b"DATA\r\n");
+            if !binary {
+                batch.extend_from_slice(b"DATA\r\n");
+            }
             self.write_all(&batch, "MAIL").await?;
             if rset {
                 let r = self.read_reply("RSET").await?;
@@ -527,8 +622,12 @@ impl SmtpClient {
             for _ in recipients {
                 rcpt_rs.push(self.read_reply("RCPT").await?);
             }
-            let data_r = self.read_reply("DATA").await?;
-            (mail_r, rcpt_rs, Some(data_r))
+            let data_r = if binary {
+                None
+            } else {
+                Some(self.read_reply("DATA").await?)
+            };
+            (mail_r, rcpt_rs, data_r)
         } else {
             if rset {
                 self.write_all(b"RSET\r\n", "RSET").await?;
@@ -568,6 +667,20 @@ impl SmtpClient {
         }
         let accepted = rcpt_rs.iter().filter(|r| r.is_success()).count();
         let go = accepted > 0 && (mode == RcptMode::AcceptedOnly || accepted == recipients.len());
+        if binary {
+            let data = if go {
+                let r = self.send_bdat(parts, size).await?;
+                self.messages += 1;
+                Some(r)
+            } else {
+                None
+            };
+            return Ok(TxnOutcome {
+                mail: mail_r,
+                rcpts: rcpt_rs,
+                data,
+            });
+        }
         let data_r = match data_r {
             Some(r) => r,
             None if go => {
@@ -662,6 +775,56 @@ impl SmtpClient {
         }
     }
 
+    /// `BDAT <size> LAST` and the parts unchanged (RFC 3030: no stuffing, no
+    /// line rules), then the reply, all within `data_timeout`.
+    async fn send_bdat(
+        &mut self,
+        parts: &[&[u8]],
+        size: usize,
+    ) -> Result<UpstreamReply, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.settings.data_timeout;
+        let mut out = Vec::with_capacity(size.min(dotstuff::CHUNK) + 32);
+        out.extend_from_slice(format!("BDAT {size} LAST\r\n").as_bytes());
+        let write = async {
+            for part in parts {
+                for piece in part.chunks(dotstuff::CHUNK) {
+                    out.extend_from_slice(piece);
+                    if out.len() >= dotstuff::CHUNK {
+                        self.stream.write_all(&out).await?;
+                        out.clear();
+                    }
+                }
+            }
+            self.stream.write_all(&out).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.broken = true;
+                return Err(ClientError::Lost {
+                    stage: "BDAT",
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                self.broken = true;
+                return Err(ClientError::Lost {
+                    stage: "BDAT",
+                    reason: "timed out sending the message".into(),
+                });
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.read_reply_within("BDAT", left).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.broken = true;
+                Err(ClientError::LostAfterData(e.to_string()))
+            }
+        }
+    }
+
     /// Sends RSET (e.g. after a transaction we abandoned) and checks the reply.
     pub async fn rset(&mut self) -> Result<(), ClientError> {
         self.write_all(b"RSET\r\n", "RSET").await?;
@@ -693,5 +856,86 @@ impl SmtpClient {
         }
         self.broken = true;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+}
+
+/// True when the message header (up to the first empty line, across the
+/// parts) has an octet above 127: an SMTPUTF8 message then really needs it.
+fn header_has_8bit(parts: &[&[u8]]) -> bool {
+    // The last three octets seen, to find CRLFCRLF across part boundaries.
+    let mut tail = [0u8; 3];
+    for part in parts {
+        for &b in *part {
+            if b >= 0x80 {
+                return true;
+            }
+            if tail == *b"\r\n\r" && b == b'\n' {
+                return false;
+            }
+            tail = [tail[1], tail[2], b];
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_8bit_stops_at_the_empty_line() {
+        assert!(!header_has_8bit(&[b"Subject: a\r\n\r\nbody \xc3\xa9\r\n"]));
+        assert!(header_has_8bit(&[b"Subject: \xc3\xa9\r\n\r\nbody\r\n"]));
+        // The empty line split across parts.
+        assert!(!header_has_8bit(&[b"Received: x\r\n", b"\r\n\xff"]));
+        assert!(!header_has_8bit(&[b"A: b\r\n\r", b"\n\xff"]));
+        assert!(header_has_8bit(&[b"Received: x\r\n", b"S: \xff\r\n\r\n"]));
+    }
+
+    #[test]
+    fn capabilities_from_ehlo() {
+        let r = UpstreamReply {
+            code: 250,
+            enhanced: None,
+            lines: vec![
+                "up.test".into(),
+                "chunking".into(),
+                "BINARYMIME".into(),
+                "8BITMIME".into(),
+                "SMTPUTF8".into(),
+            ],
+        };
+        let c = Capabilities::from_ehlo(&r);
+        assert!(c.chunking && c.binarymime && c.eight_bit_mime && c.smtputf8);
+        assert!(!c.pipelining);
+    }
+
+    #[test]
+    fn unsupported_maps_to_5_6_3_and_5_6_7() {
+        let peer: SocketAddr = "127.0.0.1:25".parse().expect("address");
+        let bin = ClientError::Unsupported {
+            peer,
+            extension: "BINARYMIME",
+        };
+        let r = bin.unsupported_reply().expect("a reply");
+        assert_eq!(
+            (r.code, r.enhanced),
+            (554, Some(EnhancedCode::new(5, 6, 3)))
+        );
+        assert!(bin.retry_safe());
+        let utf8 = ClientError::Unsupported {
+            peer,
+            extension: "SMTPUTF8",
+        };
+        let r = utf8.unsupported_reply().expect("a reply");
+        assert_eq!(
+            (r.code, r.enhanced),
+            (553, Some(EnhancedCode::new(5, 6, 7)))
+        );
+        assert!(
+            ClientError::LostAfterData("x".into())
+                .unsupported_reply()
+                .is_none()
+        );
     }
 }
