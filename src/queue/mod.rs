@@ -19,6 +19,12 @@
 //!   recipient: one RFC 3464 bounce per attempt lists the recipients that
 //!   failed in it ([`bounce`]), sent to the envelope sender — never for a
 //!   message from the null sender. The bounce is itself spooled.
+//! - with `delay_warning_after` set, a message that still has deferred
+//!   recipients that long after acceptance causes one RFC 3464 delay
+//!   warning (`Action: delayed`) to the envelope sender (never to the null
+//!   sender); `state/<id>` remembers it was sent, so it is sent at most
+//!   once (a crash between queueing it and writing the state can repeat
+//!   it, as with bounces).
 //!
 //! After a failed attempt the state (`state/<id>`: per-recipient status,
 //! attempts, next attempt time) is written atomically and fsynced. When no
