@@ -6,8 +6,9 @@
 //! counted.
 //!
 //! Two shapes of crash:
-//! - the upstream is down while the gateway runs (everything sits in the
-//!   spool): after the restart each 250'd message arrives exactly once;
+//! - the upstream is down (a port that never greets) while the gateway
+//!   runs, so everything sits in the spool: after the restart each 250'd
+//!   message arrives exactly once;
 //! - the upstream is up and the gateway is delivering when it is killed:
 //!   a message may arrive twice only inside the documented at-least-once
 //!   window, i.e. when its first copy had already been accepted by the
@@ -253,7 +254,7 @@ struct Tally {
 
 /// One crash run. `upstream_live`: the sink is the upstream from the start
 /// (the gateway is delivering when killed); otherwise the first gateway
-/// only sees a dead port and everything stays spooled. The gateway is
+/// only sees a black-holed upstream and everything stays spooled. The gateway is
 /// killed once `kill_after` messages got a 250.
 fn crash_run(
     sink: Arc<SinkState>,
