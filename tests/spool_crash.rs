@@ -24,7 +24,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Gateway, IO_GUARD, split_received};
@@ -97,13 +97,16 @@ struct Client {
 }
 
 impl Client {
-    fn connect(addr: SocketAddr) -> Option<Self> {
+    /// Connects and checks the greeting names `host`: after the kill the
+    /// port may be taken by another test's server, which must not be
+    /// mistaken for our gateway.
+    fn connect(addr: SocketAddr, host: &str) -> Option<Self> {
         let tcp = TcpStream::connect(addr).ok()?;
         tcp.set_read_timeout(Some(IO_GUARD)).ok()?;
-        let mut c = Self {
-            r: BufReader::new(tcp),
-        };
-        (c.reply()? == 220).then_some(c)
+        let mut r = BufReader::new(tcp);
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        (line.starts_with("220 ") && line.contains(host)).then_some(Self { r })
     }
 
     /// The code of the next reply; `None` at EOF or on an error.
@@ -164,18 +167,31 @@ impl Client {
     }
 }
 
-/// Sends messages until the gateway is gone; returns every attempt.
-fn client(addr: SocketAddr, who: usize, accepted: Arc<AtomicUsize>) -> Vec<Sent> {
+/// Sends messages until the gateway is gone (or `stop`, set just before
+/// the kill, when between transactions); returns every attempt.
+fn client(
+    addr: SocketAddr,
+    host: &str,
+    who: usize,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Sent> {
     let mut sent = Vec::new();
     let mut n = 0;
     'conn: loop {
-        let Some(mut c) = Client::connect(addr) else {
+        if stop.load(Ordering::SeqCst) {
+            return sent;
+        }
+        let Some(mut c) = Client::connect(addr, host) else {
             return sent;
         };
         if c.cmd("EHLO client.test") != Some(250) {
             return sent;
         }
         for _ in 0..PER_CONNECTION {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             let marker = format!("c{who}m{n:04}");
             let message = make_message(&marker, n);
             n += 1;
@@ -197,9 +213,9 @@ fn client(addr: SocketAddr, who: usize, accepted: Arc<AtomicUsize>) -> Vec<Sent>
     }
 }
 
-fn config(spool: &Path, upstream: SocketAddr, first_retry: &str) -> String {
+fn config(host: &str, spool: &Path, upstream: SocketAddr, first_retry: &str) -> String {
     format!(
-        "[server]\nhostname = \"mx.test\"\nshutdown_grace = \"1s\"\n\n\
+        "[server]\nhostname = \"{host}\"\nshutdown_grace = \"1s\"\n\n\
          [[listeners]]\naddress = \"127.0.0.1:0\"\nmode = \"smtp\"\n\n\
          [relay]\nlocal_domains = [\"example.test\"]\n\n\
          [limits]\nmax_message_size = {MAX_SIZE}\n\n\
@@ -212,9 +228,9 @@ fn config(spool: &Path, upstream: SocketAddr, first_retry: &str) -> String {
     )
 }
 
-fn start(spool: &Path, upstream: SocketAddr, first_retry: &str) -> Gateway {
+fn start(host: &str, spool: &Path, upstream: SocketAddr, first_retry: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let text = config(spool, upstream, first_retry);
+    let text = config(host, spool, upstream, first_retry);
     Gateway::start_text(dir, &text, 1)
 }
 
@@ -268,18 +284,21 @@ fn crash_run(
     let first = if upstream_live { sink_addr } else { dead };
     // A retry far away: with the upstream down, nothing is retried before
     // the kill.
-    let mut gw = start(&spool, first, "1h");
+    let host = format!("gw{}-{kill_after}.test", std::process::id());
+    let mut gw = start(&host, &spool, first, "1h");
     let addr = gw.smtp();
     let accepted = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|who| {
-            let accepted = accepted.clone();
-            std::thread::spawn(move || client(addr, who, accepted))
+            let (accepted, stop, host) = (accepted.clone(), stop.clone(), host.clone());
+            std::thread::spawn(move || client(addr, &host, who, accepted, stop))
         })
         .collect();
     wait_until("enough 250s before the kill", || {
         accepted.load(Ordering::SeqCst) >= kill_after
     });
+    stop.store(true, Ordering::SeqCst);
     gw.signal("KILL");
     let status = gw.wait_exit();
     assert!(!status.success(), "killed, not exited: {status:?}");
@@ -297,7 +316,7 @@ fn crash_run(
     drop(gw);
 
     // Restart on the same spool with the upstream up.
-    let gw = start(&spool, sink_addr, "200ms");
+    let gw = start(&host, &spool, sink_addr, "200ms");
     let by_marker: BTreeMap<&str, &Sent> = sent.iter().map(|s| (s.marker.as_str(), s)).collect();
     let must: BTreeSet<&str> = sent
         .iter()
@@ -341,7 +360,10 @@ fn crash_run(
         assert_eq!(m.rcpts, ["r@example.test"], "{marker}");
         let (received, rest) = split_received(&m.data);
         assert!(received.starts_with("Received: from "), "{received}");
-        assert!(received.contains("by mx.test (wasmtp)"), "{received}");
+        assert!(
+            received.contains(&format!("by {host} (wasmtp)")),
+            "{received}"
+        );
         assert!(
             rest == s.message,
             "{marker}: not byte-exact after the Received header"
