@@ -637,3 +637,90 @@ async fn group_commit_under_concurrency() {
     assert_eq!(msgs.len(), 60);
     wait_empty(&d).await;
 }
+
+#[tokio::test]
+async fn delay_warning_once_to_the_sender_never_to_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkConfig {
+        rcpt: Arc::new(|a, _| {
+            if a.starts_with("slow") {
+                "451 4.2.0 Mailbox busy".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut c = saf(dir.path(), vec![sink.addr]);
+    c.spool.delay_warning_after = Some(Duration::from_millis(150));
+    let is_warning = |m: &Captured| m.mail_from.is_empty();
+    {
+        let d = Deliverer::new(&c).await.unwrap();
+        let mut rx = d.subscribe_reports().unwrap();
+        let body = msg(3);
+        for (id, sender, rcpts) in [
+            (
+                "DW",
+                "alice@example.org",
+                &["slow@example.net", "ok@example.net"][..],
+            ),
+            ("DN", "", &["slow@example.net"][..]),
+        ] {
+            assert_eq!(d.deliver(&env(id, sender, rcpts), &[&body]).await.code, 250);
+        }
+        let msgs = sink.wait_for(|m| m.iter().any(is_warning)).await;
+        let w = msgs.iter().find(|m| is_warning(m)).unwrap();
+        assert_eq!(w.rcpts, vec!["alice@example.org"]);
+        let dsn = String::from_utf8_lossy(&w.data).into_owned();
+        assert!(
+            dsn.contains("multipart/report; report-type=delivery-status"),
+            "{dsn}"
+        );
+        assert!(
+            dsn.contains(
+                "Final-Recipient: rfc822; slow@example.net\r\nAction: delayed\r\nStatus: 4.2.0\r\nWill-Retry-Until: "
+            ),
+            "{dsn}"
+        );
+        assert!(
+            dsn.contains("Diagnostic-Code: smtp; 451 4.2.0 Mailbox busy"),
+            "{dsn}"
+        );
+        assert!(dsn.contains("X-Wasmtp-Queue-ID: DW"), "{dsn}");
+        assert!(dsn.contains("Subject: m3"), "original header included");
+        assert!(!dsn.contains("Action: failed"), "{dsn}");
+        assert!(
+            !dsn.contains("Final-Recipient: rfc822; ok@example.net"),
+            "the delivered recipient is not in the warning: {dsn}"
+        );
+        // Both messages keep being retried well past the warning.
+        for id in ["DW", "DN"] {
+            wait_report(&mut rx, |r| {
+                r.queue_id == id && r.status == DeliveryStatus::Deferred && r.attempts >= 6
+            })
+            .await;
+        }
+        // Dropped: the tasks stop as in a crash; the spool stays.
+    }
+    // After a restart the warning is remembered (it is in the state file).
+    let d = Deliverer::new(&c).await.unwrap();
+    let mut rx = d.subscribe_reports().unwrap();
+    for id in ["DW", "DN"] {
+        wait_report(&mut rx, |r| {
+            r.queue_id == id && r.status == DeliveryStatus::Deferred && r.attempts >= 9
+        })
+        .await;
+    }
+    let msgs = sink.messages();
+    assert_eq!(
+        msgs.iter().filter(|m| is_warning(m)).count(),
+        1,
+        "one warning for alice's message, none for the null sender's: {msgs:?}"
+    );
+    // Still queued, not bounced: a warning is only a warning.
+    assert_eq!(d.queue().unwrap().len(), 2);
+    assert!(d.queue().unwrap().delete("DW").await);
+    assert!(d.queue().unwrap().delete("DN").await);
+    wait_empty(&d).await;
+}

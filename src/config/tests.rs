@@ -85,6 +85,18 @@ fn bad_duration_is_named() {
 }
 
 #[test]
+fn bad_delay_warning_is_named() {
+    let (key, line, col, msg) = err(
+        "[delivery]\nmode = \"store-and-forward\"\n[delivery.spool]\ndelay_warning_after = \"soon\"\n",
+    );
+    assert_eq!(
+        (key.as_str(), line, col),
+        ("delivery.spool.delay_warning_after", 4, 23)
+    );
+    assert!(msg.contains("invalid duration"), "{msg}");
+}
+
+#[test]
 fn bad_cidr_is_named_with_position() {
     let (key, line, col, msg) = err(
         "[relay]\nlocal_domains = [\"a.test\"]\nrelay_networks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",

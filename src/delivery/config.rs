@@ -26,6 +26,7 @@
 //! first_retry = "5m"            # backoff after the first failure
 //! max_retry = "4h"              # backoff cap (doubles each attempt up to this)
 //! max_lifetime = "5d"           # then the message bounces
+//! # delay_warning_after = "4h"  # one "delayed" DSN to the sender; off when absent
 //! ```
 //!
 //! Durations are written as an integer with a unit: `us`, `ms`, `s`, `m`,
@@ -173,6 +174,12 @@ pub struct SpoolConfig {
     /// A message still undelivered this long after it was accepted bounces.
     #[serde(deserialize_with = "de_duration")]
     pub max_lifetime: Duration,
+    /// When set, a message still undelivered (to some recipient) this long
+    /// after it was accepted causes one RFC 3464 delay warning
+    /// (`Action: delayed`) to the envelope sender, never to the null
+    /// sender. Off when absent (like Postfix's `delay_warning_time = 0`).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub delay_warning_after: Option<Duration>,
 }
 
 impl Default for SpoolConfig {
@@ -185,6 +192,7 @@ impl Default for SpoolConfig {
             first_retry: Duration::from_secs(300),
             max_retry: Duration::from_secs(4 * 3600),
             max_lifetime: Duration::from_secs(5 * 86400),
+            delay_warning_after: None,
         }
     }
 }
@@ -214,6 +222,10 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "invalid duration {s:?}: expected a number with a unit (us, ms, s, m, h, d), e.g. \"30s\""
         ))
     })
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
 }
 
 fn de_socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
@@ -265,6 +277,12 @@ mod tests {
         assert_eq!(c.forward.command_timeout, Duration::from_secs(2));
         assert_eq!(c.spool.first_retry, Duration::from_millis(100));
         assert_eq!(c.spool.max_lifetime, Duration::from_secs(5 * 86400));
+        assert_eq!(c.spool.delay_warning_after, None);
+        let c: DeliveryConfig = toml::from_str("[spool]\ndelay_warning_after = \"4h\"").unwrap();
+        assert_eq!(
+            c.spool.delay_warning_after,
+            Some(Duration::from_secs(4 * 3600))
+        );
     }
 
     #[test]
@@ -274,5 +292,6 @@ mod tests {
             toml::from_str::<DeliveryConfig>("[forward]\nupstreams = [\"mx.example:25\"]").is_err()
         );
         assert!(toml::from_str::<DeliveryConfig>("[forward]\nconnect_timeout = \"3\"").is_err());
+        assert!(toml::from_str::<DeliveryConfig>("[spool]\ndelay_warning_after = \"4\"").is_err());
     }
 }

@@ -8,12 +8,17 @@
 //! header (`text/rfc822-headers`, not the body, to keep bounces small). It
 //! is spooled like any other message, so it is retried and survives
 //! crashes. Messages from the null sender never cause a bounce.
+//!
+//! A delay warning ([`build_delay`]) has the same shape with
+//! `Action: delayed` and `Will-Retry-Until:` for recipients still being
+//! retried (`[delivery.spool] delay_warning_after`); at most one is sent
+//! per message, never to the null sender.
 
 use std::fmt::Write as _;
 
 use crate::delivery::util::{hostname, random_u64};
 
-/// One permanently failed recipient.
+/// One permanently failed (or, in a delay warning, delayed) recipient.
 #[derive(Debug, Clone)]
 pub struct Failed {
     /// The recipient address.
@@ -49,6 +54,15 @@ pub fn header_block(message: &[u8]) -> &[u8] {
     }
 }
 
+/// What a report says about its recipients.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Permanently failed: the message is returned.
+    Failed,
+    /// Still being retried, until this unix time (seconds).
+    Delayed { retry_until: u64 },
+}
+
 /// Builds the bounce message (CRLF line endings) for `sender`'s message
 /// `queue_id` accepted at `arrival` (unix seconds).
 pub fn build(
@@ -58,17 +72,73 @@ pub fn build(
     failed: &[Failed],
     original: &[u8],
 ) -> Vec<u8> {
+    report(Kind::Failed, sender, queue_id, arrival, failed, original)
+}
+
+/// Builds a delay warning (RFC 3464 `Action: delayed`) for `sender`'s
+/// message `queue_id` accepted at `arrival`, whose `delayed` recipients
+/// are still retried until `retry_until` (unix seconds).
+pub fn build_delay(
+    sender: &str,
+    queue_id: &str,
+    arrival: u64,
+    retry_until: u64,
+    delayed: &[Failed],
+    original: &[u8],
+) -> Vec<u8> {
+    report(
+        Kind::Delayed { retry_until },
+        sender,
+        queue_id,
+        arrival,
+        delayed,
+        original,
+    )
+}
+
+fn http_date(unix_secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs))
+}
+
+fn report(
+    kind: Kind,
+    sender: &str,
+    queue_id: &str,
+    arrival: u64,
+    failed: &[Failed],
+    original: &[u8],
+) -> Vec<u8> {
+    let (subject, explanation, action, part) = match kind {
+        Kind::Failed => (
+            "Undelivered Mail Returned to Sender",
+            "could not be delivered to one or more\r\n\
+             recipients. It has been returned to you."
+                .to_string(),
+            "failed",
+            "Undelivered",
+        ),
+        Kind::Delayed { retry_until } => (
+            "Delayed Mail (still being retried)",
+            format!(
+                "has not been delivered yet to one or\r\n\
+                 more recipients. This is only a warning: delivery will be retried\r\n\
+                 until {}. You do not need to send it again.",
+                http_date(retry_until)
+            ),
+            "delayed",
+            "Delayed",
+        ),
+    };
     let host = hostname();
     let boundary = format!("{:016x}/{}", random_u64(), host);
     let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let arrival_date =
-        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(arrival));
+    let arrival_date = http_date(arrival);
     let mut m = String::with_capacity(2048);
     let _ = write!(
         m,
         "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n\
          To: <{to}>\r\n\
-         Subject: Undelivered Mail Returned to Sender\r\n\
+         Subject: {subject}\r\n\
          Date: {now}\r\n\
          Message-ID: <{id}.bounce.{r:08x}@{host}>\r\n\
          Auto-Submitted: auto-replied\r\n\
@@ -84,8 +154,7 @@ pub fn build(
          \r\n\
          This is the mail system at host {host}.\r\n\
          \r\n\
-         Your message (queue id {id}) could not be delivered to one or more\r\n\
-         recipients. It has been returned to you.\r\n\
+         Your message (queue id {id}) {explanation}\r\n\
          \r\n",
         to = clean(sender, 256),
         id = queue_id,
@@ -112,10 +181,13 @@ pub fn build(
     for f in failed {
         let _ = write!(
             m,
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {}\r\n",
             clean(&f.recipient, 256),
             clean(&f.status, 16)
         );
+        if let Kind::Delayed { retry_until } = kind {
+            let _ = write!(m, "Will-Retry-Until: {}\r\n", http_date(retry_until));
+        }
         if let Some(d) = &f.diagnostic {
             let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", clean(d, 400));
         }
@@ -123,7 +195,7 @@ pub fn build(
     let _ = write!(
         m,
         "\r\n--{boundary}\r\n\
-         Content-Description: Undelivered Message Headers\r\n\
+         Content-Description: {part} Message Headers\r\n\
          Content-Type: text/rfc822-headers\r\n\
          \r\n"
     );
@@ -166,6 +238,32 @@ mod tests {
         assert!(!s.contains("secret body"));
         assert!(s.contains("To: <alice@example.org>"));
         // Every line ends with CRLF.
+        assert!(!s.replace("\r\n", "").contains('\n'));
+    }
+
+    #[test]
+    fn delay_warning_shape() {
+        let b = build_delay(
+            "alice@example.org",
+            "Q2",
+            0,
+            86400,
+            &[Failed {
+                recipient: "slow@example.net".into(),
+                status: "4.2.0".into(),
+                diagnostic: Some("451 4.2.0 Later".into()),
+                reason: "451 4.2.0 Later".into(),
+            }],
+            b"Subject: hi\r\n\r\nbody\r\n",
+        );
+        let s = String::from_utf8(b).unwrap();
+        assert!(s.contains("Subject: Delayed Mail (still being retried)\r\n"));
+        assert!(s.contains(
+            "Final-Recipient: rfc822; slow@example.net\r\nAction: delayed\r\nStatus: 4.2.0\r\n\
+             Will-Retry-Until: Fri, 02 Jan 1970 00:00:00 GMT\r\n"
+        ));
+        assert!(!s.contains("Action: failed"));
+        assert!(s.contains("Subject: hi\r\n"));
         assert!(!s.replace("\r\n", "").contains('\n'));
     }
 }

@@ -22,7 +22,13 @@
 //! - a `BODY=BINARYMIME` message (the body type is kept in the spool file)
 //!   goes with BDAT; when no upstream offers CHUNKING and BINARYMIME it
 //!   fails with `554 5.6.3` at once and bounces, as does a message needing
-//!   SMTPUTF8 (`553 5.6.7`) (see [`crate::delivery::client`]).
+//!   SMTPUTF8 (`553 5.6.7`) (see [`crate::delivery::client`]);
+//! - with `delay_warning_after` set, a message that still has deferred
+//!   recipients that long after acceptance causes one RFC 3464 delay
+//!   warning (`Action: delayed`) to the envelope sender (never to the null
+//!   sender); `state/<id>` remembers it was sent, so it is sent at most
+//!   once (a crash between queueing it and writing the state can repeat
+//!   it, as with bounces).
 //!
 //! After a failed attempt the state (`state/<id>`: per-recipient status,
 //! attempts, next attempt time) is written atomically and fsynced. When no

@@ -164,6 +164,10 @@ pub struct State {
     pub next_attempt_ms: u64,
     /// Per recipient, in envelope order.
     pub recipients: Vec<RcptState>,
+    /// A delay warning (`[delivery.spool] delay_warning_after`) has been
+    /// queued for this message: never send another.
+    #[serde(default)]
+    pub delay_warned: bool,
 }
 
 impl State {
@@ -181,6 +185,7 @@ impl State {
                     last: None,
                 })
                 .collect(),
+            delay_warned: false,
         }
     }
 }

@@ -83,6 +83,8 @@ enum Outcome {
     Delivered(UpstreamReply),
     Deferred {
         code: u16,
+        /// RFC 3463 status for a delay warning.
+        status: String,
         text: String,
     },
     Failed {
@@ -117,6 +119,8 @@ fn classify(
             return (0..n)
                 .map(|_| Outcome::Deferred {
                     code: 0,
+                    // No (usable) answer from the upstream.
+                    status: "4.4.1".into(),
                     text: e.to_string(),
                 })
                 .collect();
@@ -134,6 +138,7 @@ fn classify(
         } else {
             Outcome::Deferred {
                 code: r.code,
+                status: r.enhanced_or_default().to_string(),
                 text: r.one_line(),
             }
         }
@@ -149,6 +154,7 @@ fn classify(
                 Some(d) => from_reply(d),
                 None => Outcome::Deferred {
                     code: 0,
+                    status: "4.4.1".into(),
                     text: "message not sent".into(),
                 },
             }
@@ -164,6 +170,52 @@ fn backoff(shared: &Shared, attempts: u32) -> Duration {
         .checked_mul(factor)
         .unwrap_or(shared.config.max_retry)
         .min(shared.config.max_retry)
+}
+
+/// Queues the one delay warning of a message once it has been pending
+/// `delay_warning_after` (when set) since it was accepted, for the
+/// recipients deferred in this attempt; never for the null sender. Spooled
+/// before the state that records it is written: a crash in between can
+/// repeat the warning but never lose it.
+async fn delay_warning(
+    shared: &Arc<Shared>,
+    id: &str,
+    meta: &spool::Meta,
+    state: &mut spool::State,
+    delayed: &[Failed],
+    body: &[u8],
+) {
+    let Some(after) = shared.config.delay_warning_after else {
+        return;
+    };
+    let age = spool::now_ms().saturating_sub(meta.created_ms);
+    if state.delay_warned
+        || delayed.is_empty()
+        || meta.sender.is_empty()
+        || age < after.as_millis() as u64
+    {
+        return;
+    }
+    let arrival = meta.created_ms / 1000;
+    let until = arrival.saturating_add(shared.config.max_lifetime.as_secs());
+    let dsn = bounce::build_delay(&meta.sender, id, arrival, until, delayed, body);
+    match shared
+        .spool_message(
+            &spool::new_id(),
+            String::new(),
+            vec![meta.sender.clone()],
+            dsn,
+            Default::default(),
+        )
+        .await
+    {
+        Ok(wid) => {
+            state.delay_warned = true;
+            tracing::info!(%id, warning = %wid, to = %meta.sender, "delay warning queued");
+        }
+        // Not recorded as sent: tried again after the next attempt.
+        Err(e) => tracing::error!(%id, error = %e, "cannot spool the delay warning"),
+    }
 }
 
 async fn attempt(shared: &Arc<Shared>, id: &str) {
@@ -236,6 +288,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
     let expired = spool::now_ms().saturating_sub(meta.created_ms)
         >= shared.config.max_lifetime.as_millis() as u64;
     let mut failed = Vec::new();
+    let mut delayed = Vec::new();
     let mut reports = Vec::new();
     for (&i, o) in pending.iter().zip(outcomes) {
         let rcpt = &mut state.recipients[i];
@@ -261,7 +314,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
                 });
                 (DeliveryStatus::Bounced, code, text)
             }
-            Outcome::Deferred { code, text } if expired => {
+            Outcome::Deferred { code, text, .. } if expired => {
                 rcpt.status = RcptStatus::Failed;
                 let reason = format!(
                     "delivery time expired after {} attempts; last error: {text}",
@@ -276,8 +329,14 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
                 });
                 (DeliveryStatus::Bounced, code, reason)
             }
-            Outcome::Deferred { code, text } => {
+            Outcome::Deferred { code, status, text } => {
                 rcpt.last = Some(text.clone());
+                delayed.push(Failed {
+                    recipient: rcpt.address.clone(),
+                    status,
+                    diagnostic: (code != 0).then(|| text.clone()),
+                    reason: text.clone(),
+                });
                 (DeliveryStatus::Deferred, code, text)
             }
         };
@@ -343,6 +402,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
         }
         shared.lock_entries().remove(id);
     } else {
+        delay_warning(shared, id, &meta, &mut state, &delayed, &body).await;
         let delay = backoff(shared, state.attempts);
         state.next_attempt_ms = spool::now_ms() + delay.as_millis() as u64;
         let st = state.clone();
