@@ -46,12 +46,6 @@ impl IdleBudget {
     fn release(&self, n: usize) {
         self.idle.fetch_sub(n, Ordering::AcqRel);
     }
-
-    /// Idle instances kept right now (all pools).
-    #[cfg(test)]
-    pub fn idle(&self) -> usize {
-        self.idle.load(Ordering::Acquire)
-    }
 }
 
 /// The idle warm instances of one plugin of one chain generation.
