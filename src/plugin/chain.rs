@@ -200,8 +200,8 @@ impl PluginSession {
     /// Runs the chain for one hook: each plugin that wants it, in order,
     /// until one does not decline. Failures are answered by the failing
     /// plugin's policy; deny-class verdicts are then told to the plugins
-    /// that want `deny`. `Disconnect` runs every plugin and then drops the
-    /// connection's instances.
+    /// that want `deny`. `Disconnect` runs every plugin and then releases the
+    /// connection's instances (see [`PluginSession::disconnect`]).
     pub async fn run(&mut self, hook: Hook<'_>, ctx: &mut SessionContext) -> Verdict {
         let flag = hook.flag();
         let mut verdict = Verdict::Declined;
@@ -287,7 +287,8 @@ impl PluginSession {
         self.release();
     }
 
-    /// Runs the `disconnect` hooks and drops every instance.
+    /// Runs the `disconnect` hooks and releases every instance (dropped, or
+    /// given back to its pool for a `pooled` plugin that never failed).
     pub async fn disconnect(&mut self, ctx: &mut SessionContext) {
         self.run(Hook::Disconnect, ctx).await;
     }
