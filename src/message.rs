@@ -209,6 +209,11 @@ impl Message {
         }
     }
 
+    /// The body as received (dot-unstuffed), whatever replaced it since.
+    pub fn received_body(&self) -> &[u8] {
+        &self.raw[self.body_start..]
+    }
+
     /// Replaces the body; lines must end in CRLF and the whole message must fit `limit`.
     pub fn replace_body(&mut self, body: Vec<u8>, limit: u64) -> Result<(), EditError> {
         if has_bare_cr_lf_or_nul(&body) {

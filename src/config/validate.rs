@@ -21,6 +21,16 @@ pub fn validate(config: &mut Config) -> Result<(), Failure> {
     timeouts(config)?;
     relay(config)?;
     auth(config)?;
+    plugins(config)?;
+    Ok(())
+}
+
+fn plugins(config: &mut Config) -> Result<(), Failure> {
+    for (i, p) in config.plugins.iter().enumerate() {
+        if let Err((key, message)) = p.check_instances() {
+            return fail(format!("plugins[{i}].{key}"), message);
+        }
+    }
     Ok(())
 }
 

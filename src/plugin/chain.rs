@@ -2,9 +2,12 @@
 //!
 //! Instances are per plugin per connection, created at the plugin's first
 //! wanted hook (its `init` runs there), reused across the connection's
-//! transactions and dropped at disconnect. The session state is moved into
-//! the store for each call and taken back after it, whatever happened, so
-//! the host side of the handles works on it directly.
+//! transactions and dropped at disconnect. A `pooled` plugin's connection
+//! takes a warm instance from the plugin's pool instead when one is idle,
+//! and gives it back at disconnect if the plugin never failed during the
+//! connection. The session state is moved into the store for each call and
+//! taken back after it, whatever happened, so the host side of the handles
+//! works on it directly.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -23,8 +26,8 @@ use super::{Hook, Verdict};
 use crate::context::{Connection, Param, SessionContext};
 use crate::queue::{DeliveryReport, DeliveryStatus};
 
-/// A live plugin instance of one connection.
-struct Instance {
+/// A live plugin instance of one connection (or idle in a pool).
+pub(crate) struct Instance {
     store: Store<StoreData>,
     plugin: bindings::Plugin,
 }
@@ -35,6 +38,9 @@ pub struct PluginSession {
     chain: Arc<Chain>,
     engine: Engine,
     instances: Vec<Option<Instance>>,
+    /// Plugins that trapped, timed out, ran out of memory or answered
+    /// invalidly during this connection: their instances are not pooled.
+    failed: Vec<bool>,
 }
 
 impl std::fmt::Debug for PluginSession {
@@ -149,6 +155,34 @@ impl PluginSession {
             chain,
             engine,
             instances: (0..n).map(|_| None).collect(),
+            failed: vec![false; n],
+        }
+    }
+
+    /// Drops plugin `i`'s instance after a failure; the plugin's instances
+    /// of this connection are no longer pooled.
+    fn discard(&mut self, i: usize) {
+        self.instances[i] = None;
+        self.failed[i] = true;
+    }
+
+    /// Ends the connection's use of its instances: healthy instances of
+    /// pooled plugins that never failed go back to their pool (if it has
+    /// room), every other one is dropped.
+    fn release(&mut self) {
+        for i in 0..self.instances.len() {
+            let Some(inst) = self.instances[i].take() else {
+                continue;
+            };
+            let p = &self.chain.plugins[i];
+            // The session state is always taken back after a call; an
+            // instance still holding it was interrupted mid-call.
+            let healthy = inst.store.data().ctx.is_none();
+            if !p.pool.enabled() || self.failed[i] || !healthy {
+                continue;
+            }
+            let kept = p.pool.put(inst);
+            tracing::debug!(plugin = %p.info.name, kept, "pooled instance released");
         }
     }
 
@@ -166,8 +200,8 @@ impl PluginSession {
     /// Runs the chain for one hook: each plugin that wants it, in order,
     /// until one does not decline. Failures are answered by the failing
     /// plugin's policy; deny-class verdicts are then told to the plugins
-    /// that want `deny`. `Disconnect` runs every plugin and then drops the
-    /// connection's instances.
+    /// that want `deny`. `Disconnect` runs every plugin and then releases the
+    /// connection's instances (see [`PluginSession::disconnect`]).
     pub async fn run(&mut self, hook: Hook<'_>, ctx: &mut SessionContext) -> Verdict {
         let flag = hook.flag();
         let mut verdict = Verdict::Declined;
@@ -190,7 +224,7 @@ impl PluginSession {
                     break;
                 }
                 Err(reason) => {
-                    self.instances[i] = None;
+                    self.discard(i);
                     let policy = p.info.limits.failure;
                     tracing::warn!(
                         plugin = %p.info.name,
@@ -208,7 +242,7 @@ impl PluginSession {
             }
         }
         if matches!(hook, Hook::Disconnect) {
-            self.instances.iter_mut().for_each(|i| *i = None);
+            self.release();
             return Verdict::Declined;
         }
         if let (Some(i), Some(reply)) = (decider, verdict.deny_reply()) {
@@ -246,13 +280,15 @@ impl PluginSession {
                 continue;
             }
             if let Err(reason) = self.with_instance(i, &mut ctx, Call::Delivery(&wit)).await {
-                self.instances[i] = None;
+                self.discard(i);
                 tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", "plugin failed: {reason}");
             }
         }
+        self.release();
     }
 
-    /// Runs the `disconnect` hooks and drops every instance.
+    /// Runs the `disconnect` hooks and releases every instance (dropped, or
+    /// given back to its pool for a `pooled` plugin that never failed).
     pub async fn disconnect(&mut self, ctx: &mut SessionContext) {
         self.run(Hook::Disconnect, ctx).await;
     }
@@ -279,7 +315,7 @@ impl PluginSession {
                 .with_instance(i, ctx, Call::Deny(hook.name(), &denier, code))
                 .await;
             if let Err(reason) = result {
-                self.instances[i] = None;
+                self.discard(i);
                 tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", "plugin failed: {reason}");
             }
         }
@@ -305,7 +341,20 @@ impl PluginSession {
     ) -> Result<Option<WitVerdict>, String> {
         let p: Arc<LoadedPlugin> = self.chain.plugins[i].clone();
         if self.instances[i].is_none() {
-            let inst = instantiate(&self.engine, &p, Arc::from(ctx.conn.id.as_str())).await?;
+            let warm = match self.failed[i] {
+                // A connection that saw the plugin fail gives nothing back.
+                false => p.pool.take(),
+                true => None,
+            };
+            let inst = match warm {
+                Some(inst) => {
+                    // Host-side state is per connection: only the log
+                    // records' session id lives in the store between calls.
+                    inst.store.data().session.set(&ctx.conn.id);
+                    inst
+                }
+                None => instantiate(&self.engine, &p, Arc::from(ctx.conn.id.as_str())).await?,
+            };
             self.instances[i] = Some(inst);
         }
         let Some(inst) = self.instances[i].as_mut() else {

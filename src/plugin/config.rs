@@ -28,6 +28,12 @@ pub struct PluginHostConfig {
     pub max_memory_mb: u64,
     /// Use the pooling allocator (false: allocate on demand, for debugging).
     pub pooling: bool,
+    /// Most warm idle instances kept across every plugin and chain
+    /// generation for `instances = "pooled"` plugins (each holds a slot of
+    /// the pooling allocator, reserved on top of the per-connection ones).
+    /// 0 (the default) means twice the sum of the initial chain's
+    /// `pool_size`s, at least 32.
+    pub max_idle_instances: u32,
 }
 
 impl Default for PluginHostConfig {
@@ -40,6 +46,7 @@ impl Default for PluginHostConfig {
             max_connections: 0,
             max_memory_mb: 256,
             pooling: true,
+            max_idle_instances: 0,
         }
     }
 }
@@ -57,6 +64,23 @@ pub enum FailurePolicy {
     /// `554 5.3.0`: refuse permanently.
     Reject,
 }
+
+/// How a plugin's instances live (`instances` in `[[plugins]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceMode {
+    /// A fresh instance per connection, dropped at disconnect (the default).
+    #[default]
+    PerConnection,
+    /// Warm instances are kept after a clean connection and reused by the
+    /// next one: host-side state (handles, notes, config) is fresh per
+    /// connection, the guest's own memory and globals persist. An instance
+    /// whose plugin failed during the connection is never reused.
+    Pooled,
+}
+
+/// Idle warm instances kept per pooled plugin when `pool_size` is not set.
+pub const DEFAULT_POOL_SIZE: u32 = 4;
 
 /// One `[[plugins]]` entry, in chain order.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +105,13 @@ pub struct PluginConfig {
     /// Memory cap of one instance, in MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
+    /// `"per-connection"` (default) or `"pooled"`.
+    #[serde(default)]
+    pub instances: InstanceMode,
+    /// Most idle warm instances kept for this plugin (`pooled` only;
+    /// default [`DEFAULT_POOL_SIZE`]).
+    #[serde(default)]
+    pub pool_size: Option<u32>,
 }
 
 fn default_cpu_ms() -> u64 {
@@ -104,9 +135,37 @@ impl PluginConfig {
             cpu_ms: default_cpu_ms(),
             timeout_ms: default_timeout_ms(),
             memory_mb: default_memory_mb(),
+            instances: InstanceMode::default(),
+            pool_size: None,
+        }
+    }
+
+    /// Idle warm instances to keep: 0 in per-connection mode.
+    pub fn idle_instances(&self) -> u32 {
+        match self.instances {
+            InstanceMode::PerConnection => 0,
+            InstanceMode::Pooled => self.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+        }
+    }
+
+    /// Checks `instances` and `pool_size` together: the offending key and why.
+    pub fn check_instances(&self) -> Result<(), (&'static str, String)> {
+        match (self.instances, self.pool_size) {
+            (InstanceMode::PerConnection, Some(_)) => Err((
+                "pool_size",
+                "only applies with instances = \"pooled\"".into(),
+            )),
+            (InstanceMode::Pooled, Some(0)) => Err(("pool_size", "must be at least 1".into())),
+            (InstanceMode::Pooled, Some(n)) if n > MAX_POOL_SIZE => {
+                Err(("pool_size", format!("must be at most {MAX_POOL_SIZE}")))
+            }
+            _ => Ok(()),
         }
     }
 }
+
+/// Largest `pool_size` accepted.
+pub const MAX_POOL_SIZE: u32 = 1024;
 
 /// Limits of one plugin, resolved against the host config.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +178,8 @@ pub(crate) struct PluginLimits {
     pub memory_bytes: u64,
     /// Failure policy.
     pub failure: FailurePolicy,
+    /// Idle warm instances kept (0: per-connection instances).
+    pub pool_size: usize,
 }
 
 impl PluginLimits {
@@ -133,12 +194,15 @@ impl PluginLimits {
         if p.cpu_ms == 0 || p.timeout_ms == 0 {
             return Err("cpu_ms and timeout_ms must be positive".into());
         }
+        p.check_instances()
+            .map_err(|(key, msg)| format!("{key}: {msg}"))?;
         let tick = host.epoch_tick_ms.max(1);
         Ok(Self {
             cpu_ticks: p.cpu_ms.div_ceil(tick),
             timeout: Duration::from_millis(p.timeout_ms),
             memory_bytes: p.memory_mb << 20,
             failure: p.failure_policy,
+            pool_size: p.idle_instances() as usize,
         })
     }
 }

@@ -32,7 +32,8 @@ impl host::Host for StoreData {
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
         let plugin = &*self.plugin.name;
-        let session = &*self.session;
+        let session = self.session.get();
+        let session = session.as_str();
         let message = cut(&message, MAX_LOG_MESSAGE);
         let fields: String = fields
             .iter()

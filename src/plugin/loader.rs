@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::{HooksWanted, PluginPre};
 use super::cache::{Cache, sha256};
 use super::config::{PluginConfig, PluginHostConfig, PluginLimits};
+use super::pool::{IdleBudget, InstancePool};
 use super::sandbox::{PluginInfo, StoreData, arm, new_store};
 
 /// One plugin of a chain, ready to instantiate.
@@ -20,6 +21,9 @@ pub(crate) struct LoadedPlugin {
     pub pre: PluginPre<StoreData>,
     /// The hooks its `init` asked for (the host never calls the others).
     pub wanted: HooksWanted,
+    /// Warm instances kept across connections (`instances = "pooled"`);
+    /// belongs to this chain generation.
+    pub pool: InstancePool,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -40,6 +44,14 @@ pub(crate) struct Chain {
     pub wanted: HooksWanted,
 }
 
+impl Chain {
+    /// Drops the idle instances of every plugin and keeps none from now
+    /// on: this generation was replaced by a reload.
+    pub fn close_pools(&self) {
+        self.plugins.iter().for_each(|p| p.pool.close());
+    }
+}
+
 /// What loading needs from the host.
 pub(crate) struct Loader {
     /// The engine.
@@ -50,6 +62,8 @@ pub(crate) struct Loader {
     pub cache: Arc<Cache>,
     /// Host settings.
     pub cfg: PluginHostConfig,
+    /// Idle instances kept across every pool.
+    pub budget: Arc<IdleBudget>,
 }
 
 /// The linker every plugin is instantiated with.
@@ -105,7 +119,13 @@ impl Loader {
             anyhow::anyhow!("does not export the wasmtp:plugin/hooks interface it needs: {e}")
         })?;
         let wanted = self.probe(&pre, &info).await?;
-        Ok(LoadedPlugin { info, pre, wanted })
+        let pool = InstancePool::new(limits.pool_size, self.budget.clone());
+        Ok(LoadedPlugin {
+            info,
+            pre,
+            wanted,
+            pool,
+        })
     }
 
     /// Instantiates once and calls `init`: checks the config and learns the hooks.

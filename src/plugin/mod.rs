@@ -13,6 +13,7 @@
 //! - `verdict`: completing and checking plugin replies.
 //! - `loader` / `cache`: compile (cached on disk), link, validate, probe.
 //! - `sandbox`: engine, pooling allocator, epoch ticker, per-store limits, WASI.
+//! - `pool`: warm instances kept across connections (`instances = "pooled"`).
 //! - `swap`: [`PluginHost`], live reload through an `ArcSwap`.
 //! - `config`: `[plugin_host]` and `[[plugins]]`.
 
@@ -22,13 +23,16 @@ mod chain;
 mod config;
 mod host;
 mod loader;
+mod pool;
 mod sandbox;
 mod session_host;
 mod swap;
 mod verdict;
 
 pub use chain::PluginSession;
-pub use config::{FailurePolicy, PluginConfig, PluginHostConfig};
+pub use config::{
+    DEFAULT_POOL_SIZE, FailurePolicy, InstanceMode, MAX_POOL_SIZE, PluginConfig, PluginHostConfig,
+};
 pub use session_host::{MAX_NOTES_BYTES, MAX_RECIPIENTS, check_mailbox};
 pub use swap::PluginHost;
 pub use verdict::{MAX_LINE, MAX_LINES};

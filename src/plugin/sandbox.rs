@@ -29,8 +29,10 @@ pub(crate) struct StoreData {
     pub ctx: Option<SessionContext>,
     /// Name and config of the plugin (for `host.config` and log records).
     pub plugin: Arc<PluginInfo>,
-    /// Session id for log records (also available while `ctx` is lent out).
-    pub session: Arc<str>,
+    /// Session id for log records (also available while `ctx` is lent out);
+    /// shared with the stdout/stderr stream and renamed when a pooled
+    /// instance serves another connection.
+    pub session: SessionTag,
     /// WASI state: grants nothing.
     pub wasi: WasiCtx,
     /// WASI's resource table.
@@ -39,6 +41,27 @@ pub(crate) struct StoreData {
     pub limits: StoreLimits,
     /// Epoch ticks the current call may still run before it traps.
     pub ticks_left: u64,
+}
+
+/// The session id an instance's log records carry; swappable so a warm
+/// instance reused by another connection logs under that connection's id.
+#[derive(Clone)]
+pub(crate) struct SessionTag(Arc<arc_swap::ArcSwap<String>>);
+
+impl SessionTag {
+    fn new(id: &str) -> Self {
+        Self(Arc::new(arc_swap::ArcSwap::from_pointee(id.to_string())))
+    }
+
+    /// The current session id.
+    pub fn get(&self) -> Arc<String> {
+        self.0.load_full()
+    }
+
+    /// Renames the session (a pooled instance taken by a new connection).
+    pub fn set(&self, id: &str) {
+        self.0.store(Arc::new(id.to_string()));
+    }
 }
 
 /// The parts of a plugin's configuration its instances need at run time.
@@ -132,6 +155,7 @@ pub(crate) fn new_store(
     plugin: &Arc<PluginInfo>,
     session: Arc<str>,
 ) -> Store<StoreData> {
+    let session = SessionTag::new(&session);
     let mut wasi = WasiCtx::builder();
     let out = LogStream {
         plugin: plugin.name.clone(),
@@ -180,7 +204,7 @@ pub(crate) fn arm(store: &mut Store<StoreData>) {
 #[derive(Clone)]
 struct LogStream {
     plugin: Arc<str>,
-    session: Arc<str>,
+    session: SessionTag,
 }
 
 impl IsTerminal for LogStream {
@@ -207,7 +231,8 @@ impl AsyncWrite for LogStream {
         let text = String::from_utf8_lossy(&buf[..buf.len().min(MAX_PRINT)]);
         let text = text.trim_end();
         if !text.is_empty() {
-            tracing::debug!(plugin = %self.plugin, session = %self.session, "plugin output: {text}");
+            let session = self.session.get();
+            tracing::debug!(plugin = %self.plugin, session = %session, "plugin output: {text}");
         }
         Poll::Ready(Ok(buf.len()))
     }

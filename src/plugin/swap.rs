@@ -14,6 +14,7 @@ use super::cache::Cache;
 use super::chain::PluginSession;
 use super::config::{PluginConfig, PluginHostConfig};
 use super::loader::{Chain, Loader, linker};
+use super::pool::IdleBudget;
 use super::sandbox::{Ticker, engine};
 
 /// The loaded, swappable plugin chain. Cheap to share (`Arc`).
@@ -51,7 +52,21 @@ impl PluginHost {
             0 => 256,
             n => n,
         };
-        let instances = connections.saturating_mul(per_conn).saturating_add(32);
+        // Idle warm instances of pooled plugins hold slots too: reserve
+        // them on top of what the connections need.
+        let idle = match host.max_idle_instances {
+            0 => plugins
+                .iter()
+                .map(|p| p.idle_instances())
+                .fold(0u32, u32::saturating_add)
+                .saturating_mul(2)
+                .max(32),
+            n => n,
+        };
+        let instances = connections
+            .saturating_mul(per_conn)
+            .saturating_add(32)
+            .saturating_add(idle);
         let engine: Engine = engine(host, instances)?;
         // Before loading: a plugin spinning in `init` must hit its budget.
         let ticker = Ticker::start(
@@ -63,6 +78,7 @@ impl PluginHost {
             cache: Arc::new(Cache::new(&engine, &host.cache_dir)),
             engine,
             cfg: host.clone(),
+            budget: Arc::new(IdleBudget::new(idle as usize)),
         };
         let chain = loader.chain(plugins).await?;
         let me = Arc::new(Self {
@@ -100,7 +116,10 @@ impl PluginHost {
                 return Err(e);
             }
         };
-        self.chain.store(Arc::new(chain));
+        let old = self.chain.swap(Arc::new(chain));
+        // Connections still on the old chain finish on fresh instances
+        // where needed; its warm ones are dropped now, never handed over.
+        old.close_pools();
         if let Ok(mut cur) = self.current.lock() {
             *cur = plugins.to_vec();
         }
@@ -112,6 +131,17 @@ impl PluginHost {
     pub async fn reload_files(&self) -> anyhow::Result<()> {
         let plugins = self.current.lock().map(|c| c.clone()).unwrap_or_default();
         self.reload(&plugins).await
+    }
+
+    /// Idle warm instances kept per plugin of the current chain, in chain
+    /// order (always 0 for `per-connection` plugins).
+    pub fn idle_instances(&self) -> Vec<usize> {
+        self.chain
+            .load()
+            .plugins
+            .iter()
+            .map(|p| p.pool.idle())
+            .collect()
     }
 
     /// Names of the plugins of the current chain, in order.

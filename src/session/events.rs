@@ -38,6 +38,9 @@ fn accepted(decision: &Decision) -> bool {
     }
 }
 
+/// Most octets of one `body-chunk` call.
+pub const BODY_CHUNK_SIZE: usize = 64 * 1024;
+
 /// `535 5.7.8 Authentication credentials invalid` (RFC 4954).
 fn auth_failed() -> Reply {
     Reply::new(
@@ -234,8 +237,41 @@ impl Session {
         decision
     }
 
-    /// data-post and queue hooks, then the Received header and delivery.
+    /// The `body-chunk` hooks over the received body (dot-unstuffed), in
+    /// order, [`BODY_CHUNK_SIZE`] octets at a time, offsets from the body's
+    /// start; only when a plugin wants them, and none for an empty body.
+    /// `declined` and `ok` go on with the next chunk; any other verdict
+    /// ends the transaction with its reply (`deny-disconnect` and
+    /// `deny-soft-disconnect` also close) and no further chunk is sent.
+    async fn body_chunks(&mut self) -> Option<Decision> {
+        if !self.plugins.wants(&Hook::BodyChunk(0, &[])) {
+            return None;
+        }
+        let mut offset = 0usize;
+        let mut chunk = Vec::new();
+        loop {
+            // Copied: the body lives in the context lent to the plugins.
+            let body = self.ctx.txn.as_ref()?.message.as_ref()?.received_body();
+            if offset >= body.len() {
+                return None;
+            }
+            let end = body.len().min(offset + BODY_CHUNK_SIZE);
+            chunk.clear();
+            chunk.extend_from_slice(&body[offset..end]);
+            let hook = Hook::BodyChunk(offset as u64, &chunk);
+            match self.plugins.run(hook, &mut self.ctx).await {
+                Verdict::Declined | Verdict::Ok => offset = end,
+                other => return verdict_decision(other),
+            }
+        }
+    }
+
+    /// body-chunk, data-post and queue hooks, then the Received header and
+    /// delivery.
     async fn deliver(&mut self) -> Decision {
+        if let Some(d) = self.body_chunks().await {
+            return d;
+        }
         if let Some(d) = verdict_decision(self.hook(Hook::DataPost).await)
             && !matches!(d, Decision::Default)
         {
