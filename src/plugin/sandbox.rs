@@ -89,9 +89,14 @@ impl WasiView for StoreData {
 /// Builds the one engine of the gateway.
 ///
 /// `instances` is the number of plugin instances that may live at once
-/// (connections × chain length plus headroom); `max_memory` the largest
-/// linear memory any plugin may grow to.
-pub(crate) fn engine(cfg: &PluginHostConfig, instances: u32) -> anyhow::Result<Engine> {
+/// (connections × chain length plus headroom); `calls` the number of guest
+/// calls that may run at once, each on a fiber stack of its own (a
+/// connection runs one hook of one plugin at a time, so connections plus
+/// headroom). Stacks are sized by `calls`, not `instances`: every pooled
+/// stack costs two memory mappings (stack and guard page), and one per
+/// instance would pass Linux's default `vm.max_map_count` (65,530) at a few
+/// thousand connections with a six-plugin chain.
+pub(crate) fn engine(cfg: &PluginHostConfig, instances: u32, calls: u32) -> anyhow::Result<Engine> {
     let mut c = Config::new();
     c.wasm_component_model(true)
         .epoch_interruption(true)
@@ -104,7 +109,7 @@ pub(crate) fn engine(cfg: &PluginHostConfig, instances: u32) -> anyhow::Result<E
             .total_core_instances(instances.saturating_mul(4))
             .total_memories(instances.saturating_mul(2))
             .total_tables(instances.saturating_mul(2))
-            .total_stacks(instances)
+            .total_stacks(calls.min(instances))
             .max_memories_per_component(4)
             .max_tables_per_component(4)
             .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX));

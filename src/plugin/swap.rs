@@ -67,7 +67,8 @@ impl PluginHost {
             .saturating_mul(per_conn)
             .saturating_add(32)
             .saturating_add(idle);
-        let engine: Engine = engine(host, instances)?;
+        let calls = connections.saturating_add(32);
+        let engine: Engine = engine(host, instances, calls)?;
         // Before loading: a plugin spinning in `init` must hit its budget.
         let ticker = Ticker::start(
             engine.clone(),
