@@ -206,6 +206,7 @@ async fn delay_warning(
             vec![meta.sender.clone()],
             dsn,
             Default::default(),
+            MailOptions::default(),
         )
         .await
     {
