@@ -10,7 +10,7 @@
 //! Leaves the transaction note `content_filter.result` ("clean" or the rule).
 
 use mail_parser::MessageParser;
-use regex_lite::{Regex, RegexBuilder};
+use regex::{Regex, RegexBuilder};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
 struct ContentFilter {
