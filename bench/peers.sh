@@ -287,7 +287,7 @@ for rep in $(seq 1 "$REPS"); do
     IFS=: read -r s l r <<< "$load"
     reuse=0; [ "${r:-}" = reuse ] && reuse=1
     for p in "${ACTIVE[@]}"; do
-      v="MSGS_$p"; m="${!v:-$MSGS}"
+      v="MSGS_${p//[^A-Za-z0-9_]/_}"; m="${!v:-$MSGS}"  # wasmtp-rust -> MSGS_wasmtp_rust
       run_one "$p" "$s" "$l" "$reuse" "$m" "$rep" "$RES"
     done
   done
