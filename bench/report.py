@@ -126,6 +126,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
     ap.add_argument("--idle")
+    ap.add_argument("--lang-results", help="JSON lines of the plugin-cost stage")
     ap.add_argument("--skipped", action="append", default=[])
     ap.add_argument("--wasmtp-bin", default="")
     ap.add_argument("--haraka-dir", default="")
@@ -258,13 +259,56 @@ def main():
         L.append("Not measured in this run.")
     L.append("")
 
+    L.append("## Plugin cost per language")
+    L.append("")
+    lang_done = False
+    if a.lang_results and os.path.exists(a.lang_results):
+        ls = summarize(load_rows(a.lang_results))
+        k = (10, 1024, False)
+        none = ls.get(("wasmtp", k))
+        langs = []
+        for peer, kk in sorted(ls):
+            if kk == k and peer.startswith("lang-") and peer.endswith("-percon"):
+                langs.append(peer[len("lang-"):-len("-percon")])
+        if none and langs:
+            lang_done = True
+            n = none["n"]
+            L.append("One plugin of each language alone in the chain, 10 sessions, 1 KiB, a new "
+                     f"connection per message, median of {n} interleaved runs "
+                     "(`bench/configs/lang/`). CPU is the gateway's whole process per message. "
+                     "*Instantiation + init* = CPU per-connection − CPU pooled (every message "
+                     "opens a connection, so a per-connection instance is created and its "
+                     "`init` run once per message). *Hooks* = CPU pooled − CPU with no plugin: "
+                     "what the plugin's hook calls cost per message on a warm instance.")
+            L.append("")
+            L.append("| language (plugin) | msgs/s none / pooled / per-conn | CPU ms/msg none | pooled | per-connection | instantiation + init | hooks per message | peak RSS pooled / per-conn |")
+            L.append("|---|---|---|---|---|---|---|---|")
+            names = {"rust": "Rust (rcpt-allowlist)", "c": "C (fast-guard)",
+                     "js": "JavaScript (header-rules)", "python": "Python (spam-score)"}
+            for lang in ["rust", "c", "js", "python"] + [x for x in langs if x not in names]:
+                pc = ls.get((f"lang-{lang}-percon", k))
+                po = ls.get((f"lang-{lang}-pooled", k))
+                if not pc or not po:
+                    continue
+                inst = (pc["cpu"] - po["cpu"]) * 1000
+                hooks = (po["cpu"] - none["cpu"]) * 1000
+                L.append(f"| {names.get(lang, lang)} | {none['acc']:.0f} / {po['acc']:.0f} / {pc['acc']:.0f} | "
+                         f"{none['cpu']:.3f} | {po['cpu']:.3f} | {pc['cpu']:.3f} | {inst:.0f} µs | "
+                         f"{hooks:.0f} µs | {mem(po['rss'])} / {mem(pc['rss'])} |")
+            L.append("")
+            L.append("Per-hook latency on a warm Rust instance, from the criterion bench "
+                     "(`cargo bench --bench plugin_hooks`), is not part of this command.")
+    if not lang_done:
+        L.append("Not measured in this run.")
+    L.append("")
+
     L.append("## Not measured in this run")
     L.append("")
     if a.skipped:
         for sk in a.skipped:
             L.append(f"- Variant {sk}")
-    L.append("- Per-hook plugin latency (p50/p99) and instantiation cost per language: "
-             "not part of this harness.")
+    L.append("- Per-hook latency percentiles (p50/p99): this harness measures CPU per "
+             "message, not per call.")
     L.append("")
     L.append("Reproduce: `cargo xtask bench` (knobs: see the header of `bench/run.sh`, e.g. "
              "`REPS=3 LOADS=\"10:1024 50:102400\" cargo xtask bench`).")

@@ -24,6 +24,8 @@
 #   QUIET_PCT=25 QUIET_WAIT=5   wait up to QUIET_WAIT s for the machine to calm down
 #   IDLE_CONNS=10000   (0 skips the idle test)
 #   NO_INSTALL=1       skip the install step; INSTALL_ONLY=1: only install
+#   MAIN_LOADS=0       skip the loads above; LANG_COST=0 skip the plugin-cost
+#                      stage (bench/configs/lang/, LANG_REPS=3 LANG_MSGS=3000)
 #   PEERS_DIR=...      the shared peers folder (default: ../shared/bench/peers)
 #   RESULTS_MD=bench/RESULTS.md
 set -euo pipefail
@@ -114,29 +116,37 @@ mode_label() {
     wasmtp-rust) echo "fwd-sync, Rust chain" ;;
     wasmtp-mixed) echo "fwd-sync, Rust+JS+Python+C chain" ;;
     wasmtp-saf) echo "store-and-forward" ;;
+    lang-*-percon) local l=${1#lang-}; echo "fwd-sync, one ${l%-percon} plugin, per-connection instances" ;;
+    lang-*-pooled) local l=${1#lang-}; echo "fwd-sync, one ${l%-pooled} plugin, pooled instances" ;;
     *) echo "fwd" ;;
   esac
 }
-for v in $VARIANTS; do
-  src="$HERE/configs/$v.toml"
-  [ -f "$src" ] || { SKIPPED+=("$v: no bench/configs/$v.toml"); continue; }
+# prepare_variant NAME CONFIG: checks and registers one gateway variant
+# (appends to VARIANT_LINES, or to SKIPPED with the reason; returns 1 then).
+prepare_variant() {
+  local v=$1 src=$2 cfg missing wasm err port
+  [ -f "$src" ] || { SKIPPED+=("$v: no ${src#"$ROOT"/}"); return 1; }
   cfg="$WORK/configs/$v.toml"
   sed "s|@ROOT@|$ROOT|g" "$src" > "$cfg"
   missing=""
   for wasm in $(grep -oE '"[^"]+\.wasm"' "$cfg" | tr -d '"'); do
     [ -f "$wasm" ] || missing="$missing ${wasm#"$ROOT"/}"
   done
-  if [ -n "$missing" ]; then SKIPPED+=("$v: plugins not built:$missing"); continue; fi
+  if [ -n "$missing" ]; then SKIPPED+=("$v: plugins not built:$missing"); return 1; fi
   if ! err=$(cd "$WORK" && "$WASMTP_BIN" check-config --config "$cfg" 2>&1); then
     SKIPPED+=("$v: config refused by this build: $(echo "$err" | tr '\n' ' ' | cut -c1-300)")
-    continue
+    return 1
   fi
   port=$(grep -oE '^address = "127\.0\.0\.1:[0-9]+"' "$cfg" | head -1 | grep -oE '[0-9]+"$' | tr -d '"')
-  [ -n "$port" ] || { SKIPPED+=("$v: no 127.0.0.1 listener in its config"); continue; }
+  [ -n "$port" ] || { SKIPPED+=("$v: no 127.0.0.1 listener in its config"); return 1; }
   VPORT[$v]=$port VMODE[$v]="$(mode_label "$v")"
-  ACTIVE_VARIANTS+=("$v")
-  GW_VARIANTS+="$v|$port|${VMODE[$v]}|$WASMTP_BIN run --config $cfg"$'\n'
+  VARIANT_LINES+="$v|$port|${VMODE[$v]}|$WASMTP_BIN run --config $cfg"$'\n'
+}
+VARIANT_LINES=""
+for v in $VARIANTS; do
+  prepare_variant "$v" "$HERE/configs/$v.toml" && ACTIVE_VARIANTS+=("$v")
 done
+GW_VARIANTS="$VARIANT_LINES"
 for s in "${SKIPPED[@]}"; do log "variant skipped: $s"; done
 [ "${#ACTIVE_VARIANTS[@]}" -gt 0 ] || log "no gateway variant can run with this build"
 export GW_VARIANTS
@@ -151,8 +161,33 @@ ORDER=""
 for p in $PEER_LIST; do [ "$p" = sink ] && ORDER="sink"; done
 ORDER="$ORDER ${ACTIVE_VARIANTS[*]:-}"
 for p in $PEER_LIST; do [ "$p" = sink ] || ORDER="$ORDER $p"; done
-log "loads: $LOADS, REPS=$REPS, targets: $ORDER"
-PEERS="$ORDER" RESULTS_DIR="$RESULTS_DIR" START_WAIT=180 bash "$HERE/peers.sh"
+if [ "${MAIN_LOADS:-1}" = 1 ]; then
+  log "loads: $LOADS, REPS=$REPS, targets: $ORDER"
+  PEERS="$ORDER" RESULTS_DIR="$RESULTS_DIR" START_WAIT=180 bash "$HERE/peers.sh"
+fi
+
+# ------------------------------------------------------------------ plugin cost per language
+# One plugin per language (bench/configs/lang/), per-connection and pooled,
+# next to the gateway with no plugins, under one load (10 sessions, 1 KiB,
+# a new connection per message): CPU ms/msg per-connection - pooled is the
+# instantiation + init cost per connection; pooled - none the cost of the
+# plugin's hooks per message, as the gateway pays them.
+LANG_JSONL=""
+if [ "${LANG_COST:-1}" = 1 ]; then
+  VARIANT_LINES=""
+  LANG_ORDER="sink"
+  prepare_variant wasmtp "$HERE/configs/wasmtp.toml" && LANG_ORDER+=" wasmtp"
+  for f in "$HERE"/configs/lang/*.toml; do
+    v=$(basename "$f" .toml)
+    prepare_variant "$v" "$f" && LANG_ORDER+=" $v"
+  done
+  for s in "${SKIPPED[@]}"; do [[ "$s" == lang-* ]] && log "plugin-cost variant skipped: $s"; done
+  LANG_JSONL="$RESULTS_DIR/run-$STAMP-lang.jsonl"
+  log "plugin cost: 10:1024 x ${LANG_REPS:-3}, targets: $LANG_ORDER"
+  STAMP="$STAMP-lang" GW_VARIANTS="$VARIANT_LINES" PEERS="$LANG_ORDER" LOADS="10:1024" \
+    REPS="${LANG_REPS:-3}" MSGS="${LANG_MSGS:-3000}" MSGS_sink="${LANG_MSGS:-3000}" \
+    RESULTS_DIR="$RESULTS_DIR" START_WAIT=180 bash "$HERE/peers.sh"
+fi
 
 # ------------------------------------------------------------------ idle connections
 IDLE_JSON=""
@@ -187,7 +222,13 @@ fi
 # ------------------------------------------------------------------ report
 SKIP_ARGS=()
 for s in "${SKIPPED[@]}"; do SKIP_ARGS+=(--skipped "$s"); done
+if [ ! -s "$RESULTS_DIR/run-$STAMP.jsonl" ]; then
+  log "no main loads in this run (MAIN_LOADS=0): ${RESULTS_MD#"$ROOT"/} left as it is"
+  log "raw: ${LANG_JSONL:-none} ${IDLE_JSON:-}"
+  exit 0
+fi
 python3 "$HERE/report.py" --results "$RESULTS_DIR/run-$STAMP.jsonl" \
+  ${LANG_JSONL:+--lang-results "$LANG_JSONL"} \
   ${IDLE_JSON:+--idle "$IDLE_JSON"} "${SKIP_ARGS[@]}" \
   --wasmtp-bin "$WASMTP_BIN" --haraka-dir "$HARAKA_DIR" --root "$ROOT" \
   --elapsed "$(( $(date +%s) - T0 ))" --out "$RESULTS_MD"
