@@ -748,31 +748,9 @@ impl SmtpClient {
             self.stream.write_all(&out).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout_at(deadline, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.broken = true;
-                return Err(ClientError::Lost {
-                    stage: "DATA",
-                    reason: e.to_string(),
-                });
-            }
-            Err(_) => {
-                self.broken = true;
-                return Err(ClientError::Lost {
-                    stage: "DATA",
-                    reason: "timed out sending the message".into(),
-                });
-            }
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match self.read_reply_within("end of data", left).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.broken = true;
-                Err(ClientError::LostAfterData(e.to_string()))
-            }
-        }
+        let written = tokio::time::timeout_at(deadline, write).await;
+        self.finish_message(written, deadline, "DATA", "end of data")
+            .await
     }
 
     /// `BDAT <size> LAST` and the parts unchanged (RFC 3030: no stuffing, no
@@ -798,25 +776,32 @@ impl SmtpClient {
             self.stream.write_all(&out).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout_at(deadline, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.broken = true;
-                return Err(ClientError::Lost {
-                    stage: "BDAT",
-                    reason: e.to_string(),
-                });
-            }
-            Err(_) => {
-                self.broken = true;
-                return Err(ClientError::Lost {
-                    stage: "BDAT",
-                    reason: "timed out sending the message".into(),
-                });
-            }
+        let written = tokio::time::timeout_at(deadline, write).await;
+        self.finish_message(written, deadline, "BDAT", "BDAT").await
+    }
+
+    /// After the message was written (or not, within `deadline`): the
+    /// upstream's reply to it. Any failure leaves the connection unusable;
+    /// one after the whole message was sent is `LostAfterData` (the outcome
+    /// is unknown).
+    async fn finish_message(
+        &mut self,
+        written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+        deadline: tokio::time::Instant,
+        stage: &'static str,
+        reply_to: &'static str,
+    ) -> Result<UpstreamReply, ClientError> {
+        let reason = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out sending the message".to_string()),
+        };
+        if let Some(reason) = reason {
+            self.broken = true;
+            return Err(ClientError::Lost { stage, reason });
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match self.read_reply_within("BDAT", left).await {
+        match self.read_reply_within(reply_to, left).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 self.broken = true;
