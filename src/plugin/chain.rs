@@ -341,11 +341,8 @@ impl PluginSession {
     ) -> Result<Option<WitVerdict>, String> {
         let p: Arc<LoadedPlugin> = self.chain.plugins[i].clone();
         if self.instances[i].is_none() {
-            let warm = match self.failed[i] {
-                // A connection that saw the plugin fail gives nothing back.
-                false => p.pool.take(),
-                true => None,
-            };
+            // A connection that saw the plugin fail takes no warm instance.
+            let warm = if self.failed[i] { None } else { p.pool.take() };
             let inst = match warm {
                 Some(inst) => {
                     // Host-side state is per connection: only the log

@@ -172,6 +172,21 @@ fn backoff(shared: &Shared, attempts: u32) -> Duration {
         .min(shared.config.max_retry)
 }
 
+/// Spools a report (bounce or delay warning) from the null sender to `to`,
+/// under a new queue id; returns that id.
+async fn spool_notice(shared: &Arc<Shared>, to: &str, dsn: Vec<u8>) -> std::io::Result<String> {
+    shared
+        .spool_message(
+            &spool::new_id(),
+            String::new(),
+            vec![to.to_string()],
+            dsn,
+            Default::default(),
+            MailOptions::default(),
+        )
+        .await
+}
+
 /// Queues the one delay warning of a message once it has been pending
 /// `delay_warning_after` (when set) since it was accepted, for the
 /// recipients deferred in this attempt; never for the null sender. Spooled
@@ -199,17 +214,7 @@ async fn delay_warning(
     let arrival = meta.created_ms / 1000;
     let until = arrival.saturating_add(shared.config.max_lifetime.as_secs());
     let dsn = bounce::build_delay(&meta.sender, id, arrival, until, delayed, body);
-    match shared
-        .spool_message(
-            &spool::new_id(),
-            String::new(),
-            vec![meta.sender.clone()],
-            dsn,
-            Default::default(),
-            MailOptions::default(),
-        )
-        .await
-    {
+    match spool_notice(shared, &meta.sender, dsn).await {
         Ok(wid) => {
             state.delay_warned = true;
             tracing::info!(%id, warning = %wid, to = %meta.sender, "delay warning queued");
@@ -360,18 +365,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
             tracing::warn!(%id, "permanent failure of a message from the null sender: no bounce");
         } else {
             let dsn = bounce::build(&meta.sender, id, meta.created_ms / 1000, &failed, &body);
-            let bounce_id = spool::new_id();
-            match shared
-                .spool_message(
-                    &bounce_id,
-                    String::new(),
-                    vec![meta.sender.clone()],
-                    dsn,
-                    Default::default(),
-                    MailOptions::default(),
-                )
-                .await
-            {
+            match spool_notice(shared, &meta.sender, dsn).await {
                 Ok(bid) => tracing::info!(%id, bounce = %bid, to = %meta.sender, "bounce queued"),
                 Err(e) => {
                     // Keep the recipients pending: retried, bounced later.

@@ -583,8 +583,7 @@ impl SmtpClient {
         if binary {
             mail.push_str(" BODY=BINARYMIME");
         } else if self.caps.eight_bit_mime
-            && (options.body == BodyType::EightBitMime
-                || parts.iter().any(|p| p.iter().any(|&b| b >= 0x80)))
+            && (options.body == BodyType::EightBitMime || parts.iter().any(|p| !p.is_ascii()))
         {
             mail.push_str(" BODY=8BITMIME");
         }
