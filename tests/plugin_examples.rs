@@ -298,3 +298,149 @@ async fn disclaimer_appends_to_text_parts_only() {
     let (_, c2) = data_post(&h, &once).await;
     assert_eq!(delivered(&c2), once);
 }
+
+// The three MIME-aware plugins skip the whole-message parse when the body is
+// one plain-text part needing no decoding (example-plugins/rust/plain-text).
+// These messages sit on both sides of that line: the answers must be the
+// same as a full parse gives.
+
+#[tokio::test]
+async fn content_filter_single_part_bodies() {
+    let (_d, h) = host(&[plugin(
+        "cf",
+        "content-filter",
+        "subject = ['^free money$']\nbody = ['cheap\\s+rolex', 'caf\u{e9} cr\u{e8}me']",
+    )])
+    .await;
+    let rule = |c: &SessionContext| {
+        c.txn
+            .as_ref()
+            .unwrap()
+            .notes
+            .get("content_filter.result")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let cases = [
+        // No MIME headers at all: the body is the text.
+        (
+            "Subject: hi\r\n\r\nbuy CHEAP\r\n  Rolex today\r\n",
+            "body:cheap\\s+rolex",
+        ),
+        // Subject from the header block alone, folded and encoded.
+        (
+            "Subject: =?utf-8?q?free?=\r\n money\r\n\r\nnothing here\r\n",
+            "subject:^free money$",
+        ),
+        // UTF-8 declared, 8-bit body.
+        (
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nun caf\u{e9} cr\u{e8}me\r\n",
+            "body:caf\u{e9} cr\u{e8}me",
+        ),
+        // The same UTF-8 octets declared as Latin-1 decode to other text
+        // ("cafÃ©"): the full parse decides, and nothing matches.
+        (
+            "Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\nun caf\u{e9} cr\u{e8}me\r\n",
+            "clean",
+        ),
+        // Single part, quoted-printable: decoded before matching.
+        (
+            "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncheap=20=\r\nrolex\r\n",
+            "body:cheap\\s+rolex",
+        ),
+        ("Subject: hi\r\n\r\nplain and clean\r\n", "clean"),
+    ];
+    for (msg, want) in cases {
+        let (v, c) = data_post(&h, msg).await;
+        assert_eq!(rule(&c), want, "{msg:?}");
+        if want == "clean" {
+            assert_eq!(v, Verdict::Declined);
+        } else {
+            assert_eq!(reply(&v), "554 5.7.1 message content rejected by policy");
+        }
+    }
+}
+
+#[tokio::test]
+async fn attachment_block_single_part_messages() {
+    let (_d, h) = host(&[plugin("att", "attachment-block", "")]).await;
+    // A whole message that is the attachment.
+    let (v, _) = data_post(
+        &h,
+        "Subject: x\r\nContent-Type: application/x-msdownload\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n",
+    )
+    .await;
+    assert_eq!(
+        reply(&v),
+        "554 5.7.1 attachment type application/x-msdownload is not accepted"
+    );
+    // Plain text, but sent as an attachment with a banned name.
+    let (v, _) = data_post(
+        &h,
+        "Subject: x\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"run.bat\"\r\n\r\n@echo off\r\n",
+    )
+    .await;
+    assert_eq!(
+        reply(&v),
+        "554 5.7.1 attachment \"run.bat\" has a banned extension"
+    );
+    // Plain text inline: nothing to block.
+    let (v, _) = data_post(&h, "Subject: x\r\n\r\nsee run.bat\r\n").await;
+    assert_eq!(v, Verdict::Declined);
+}
+
+#[tokio::test]
+async fn disclaimer_single_part_bodies() {
+    let (_d, h) = host(&[plugin(
+        "disc",
+        "disclaimer",
+        "text = \"Sent through wasmtp.\\nCheck = twice.\"",
+    )])
+    .await;
+    let footer = "-- \r\nSent through wasmtp.\r\nCheck = twice.\r\n";
+    let parts = |c: &SessionContext| {
+        c.txn
+            .as_ref()
+            .unwrap()
+            .notes
+            .get("disclaimer.parts")
+            .cloned()
+    };
+
+    // Empty body.
+    let (_, c) = data_post(&h, "Subject: e\r\n\r\n").await;
+    assert_eq!(delivered(&c), format!("Subject: e\r\n\r\n{footer}"));
+    assert_eq!(parts(&c).as_deref(), Some("1"));
+
+    // 8-bit UTF-8 body; passing twice adds nothing.
+    let msg = "Content-Type: text/plain; charset=utf-8\r\n\r\nna\u{ef}ve\r\n";
+    let (_, c) = data_post(&h, msg).await;
+    let once = delivered(&c);
+    assert_eq!(once, format!("{msg}{footer}"));
+    let (_, c2) = data_post(&h, &once).await;
+    assert_eq!(delivered(&c2), once);
+    assert_eq!(parts(&c2), None);
+
+    // Quoted-printable single part: the footer is encoded like the part.
+    let (_, c) = data_post(
+        &h,
+        "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nHi=20there\r\n",
+    )
+    .await;
+    assert!(
+        delivered(&c)
+            .ends_with("Hi=20there\r\n--=20\r\nSent through wasmtp.\r\nCheck =3D twice.\r\n"),
+        "{}",
+        delivered(&c)
+    );
+
+    // HTML single part and attachments are left alone.
+    for msg in [
+        "Content-Type: text/html\r\n\r\n<p>hi</p>\r\n",
+        "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\ndata\r\n",
+    ] {
+        let (_, c) = data_post(&h, msg).await;
+        assert_eq!(delivered(&c), msg);
+        assert_eq!(parts(&c), None, "{msg}");
+    }
+}

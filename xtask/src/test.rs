@@ -85,6 +85,20 @@ pub fn test(opts: &Options) -> Result<()> {
     }
 
     sh::step("tests");
+    // Host-side unit tests of the plugins' shared helper crate (the plugin
+    // crates themselves only build for wasm32-wasip2).
+    record(
+        "plugin helper unit tests",
+        sh::run(sh::cargo().args([
+            "test",
+            "--manifest-path",
+            "example-plugins/rust/Cargo.toml",
+            "--package",
+            "plain-text",
+            "--target-dir",
+            "target/plugins-build-host",
+        ])),
+    );
     record(
         "doc tests",
         sh::run(sh::cargo().args(["test", "--package", "wasmtp", "--doc"])),

@@ -40,16 +40,12 @@ impl DotStuffer {
         if self.at_line_start && input[0] == b'.' {
             out.push(b'.');
         }
+        // Only LF followed by a dot needs work: find those pairs directly.
         let mut start = 0;
-        let mut i = 0;
-        while let Some(off) = input[i..].iter().position(|&b| b == b'\n') {
-            let nl = i + off;
-            if input.get(nl + 1) == Some(&b'.') {
-                out.extend_from_slice(&input[start..=nl]);
-                out.push(b'.');
-                start = nl + 1;
-            }
-            i = nl + 1;
+        for nl in memchr::memmem::find_iter(input, b"\n.") {
+            out.extend_from_slice(&input[start..=nl]);
+            out.push(b'.');
+            start = nl + 1;
         }
         out.extend_from_slice(&input[start..]);
         self.at_line_start = input[input.len() - 1] == b'\n';

@@ -583,7 +583,8 @@ impl SmtpClient {
         if binary {
             mail.push_str(" BODY=BINARYMIME");
         } else if self.caps.eight_bit_mime
-            && (options.body == BodyType::EightBitMime || parts.iter().any(|p| !p.is_ascii()))
+            && (options.body == BodyType::EightBitMime
+                || parts.iter().any(|p| crate::message::has_8bit(p)))
         {
             mail.push_str(" BODY=8BITMIME");
         }

@@ -5,6 +5,10 @@
 //! list of Windows executables and scripts), `types` (list of MIME types,
 //! `type/subtype` or `type/*`; default executables), `max_depth` (nested
 //! message depth examined, default 3).
+//!
+//! A message whose body is one plain-text part (see the `plain-text` crate)
+//! carries no attachment: it is passed from its header block alone, without
+//! reading the body.
 
 use mail_parser::{Message, MessageParser, MimeHeaders};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
@@ -88,6 +92,9 @@ impl Plugin for AttachmentBlock {
 
     fn data_post(&mut self, _conn: &Connection, txn: &Transaction) -> Verdict {
         let mut raw = txn.header_block();
+        if plain_text::parse_head(&raw).is_some_and(|head| plain_text::single_plain_part(&head)) {
+            return Verdict::Declined;
+        }
         raw.extend_from_slice(&txn.body());
         let Some(msg) = MessageParser::default().parse(&raw) else {
             return Verdict::Declined;

@@ -8,8 +8,12 @@
 //! (header added when tagging, default "X-Content-Filter"), `subject_tag`
 //! (text put in front of the subject when tagging, optional).
 //! Leaves the transaction note `content_filter.result` ("clean" or the rule).
+//!
+//! A message whose body is one plain-text part needing no decoding (see the
+//! `plain-text` crate) is matched without parsing the body: the header
+//! block alone gives the subject, and the body is the text.
 
-use mail_parser::MessageParser;
+use mail_parser::{Message, MessageParser};
 use regex::{Regex, RegexBuilder};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
@@ -36,21 +40,45 @@ fn compile(config: &Config, key: &str) -> Result<Vec<Regex>, String> {
 }
 
 impl ContentFilter {
-    /// The first rule that matches, as "subject:<pattern>" or "body:<pattern>".
-    fn matched(&self, raw: &[u8]) -> Option<String> {
-        let msg = MessageParser::default().parse(raw)?;
-        let subject = msg.subject().unwrap_or("");
+    /// The first rule matching the subject or one of the texts, as
+    /// "subject:<pattern>" or "body:<pattern>".
+    fn first_match<T: AsRef<str>>(
+        &self,
+        subject: &str,
+        texts: impl Iterator<Item = T>,
+    ) -> Option<String> {
         if let Some(r) = self.subject.iter().find(|r| r.is_match(subject)) {
             return Some(format!("subject:{}", r.as_str()));
         }
-        let texts = (0..msg.text_body_count()).filter_map(|i| msg.body_text(i));
-        let htmls = (0..msg.html_body_count()).filter_map(|i| msg.body_html(i));
-        for text in texts.chain(htmls) {
-            if let Some(r) = self.body.iter().find(|r| r.is_match(&text)) {
+        for text in texts {
+            if let Some(r) = self.body.iter().find(|r| r.is_match(text.as_ref())) {
                 return Some(format!("body:{}", r.as_str()));
             }
         }
         None
+    }
+
+    /// The first rule matching the decoded message `head` + `body`.
+    fn matched(&self, head: &[u8], body: &[u8]) -> Option<String> {
+        if let Some(parsed) = plain_text::parse_head(head)
+            && plain_text::single_plain_part(&parsed)
+            && let Some(text) = plain_text::identity_text(&parsed, body)
+        {
+            let subject = parsed.subject().unwrap_or("");
+            return self.first_match(subject, std::iter::once(text));
+        }
+        let mut raw = Vec::with_capacity(head.len() + body.len());
+        raw.extend_from_slice(head);
+        raw.extend_from_slice(body);
+        let msg = MessageParser::default().parse(&raw)?;
+        self.matched_mime(&msg)
+    }
+
+    /// The first rule matching a parsed message's subject, text and HTML parts.
+    fn matched_mime(&self, msg: &Message<'_>) -> Option<String> {
+        let texts = (0..msg.text_body_count()).filter_map(|i| msg.body_text(i));
+        let htmls = (0..msg.html_body_count()).filter_map(|i| msg.body_html(i));
+        self.first_match(msg.subject().unwrap_or(""), texts.chain(htmls))
     }
 }
 
@@ -82,9 +110,7 @@ impl Plugin for ContentFilter {
     }
 
     fn data_post(&mut self, _conn: &Connection, txn: &Transaction) -> Verdict {
-        let mut raw = txn.header_block();
-        raw.extend_from_slice(&txn.body());
-        let Some(rule) = self.matched(&raw) else {
+        let Some(rule) = self.matched(&txn.header_block(), &txn.body()) else {
             txn.set_note("content_filter.result", "clean");
             return Verdict::Declined;
         };

@@ -7,6 +7,9 @@
 //! Config keys: `text` (the footer; "\n" separates lines; required),
 //! `separator` (line put before the footer, default "-- ").
 //! Leaves the transaction note `disclaimer.parts` = number of parts changed.
+//!
+//! A message whose body is one plain-text part needing no decoding (see the
+//! `plain-text` crate) gets its footer appended without a MIME parse.
 
 use mail_parser::{Encoding, MessageParser, MimeHeaders, PartType};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
@@ -43,11 +46,51 @@ impl Disclaimer {
         lines.join("\r\n")
     }
 
+    /// Whether the footer is already in `text` (a message passing twice).
+    fn already_in(&self, text: &str) -> bool {
+        self.lines
+            .first()
+            .is_some_and(|l| text.contains(l.as_str()))
+    }
+
+    /// The footer as inserted at offset `end` of `raw`: on a line of its own,
+    /// before a following boundary line.
+    fn insert_at(&self, raw: &[u8], end: usize, encoding: Encoding) -> Vec<u8> {
+        let footer = self.footer(encoding);
+        let insert = if raw[end..].starts_with(b"\r\n--") {
+            format!("\r\n{footer}")
+        } else if raw[..end].ends_with(b"\r\n") {
+            format!("{footer}\r\n")
+        } else {
+            format!("\r\n{footer}\r\n")
+        };
+        insert.into_bytes()
+    }
+
     /// Returns the new body, or None when there was nothing to change.
     fn rewrite(&self, txn: &Transaction) -> Option<(Vec<u8>, usize)> {
         let head = txn.header_block();
+        let body = txn.body();
+        if let Some(parsed) = plain_text::parse_head(&head)
+            && plain_text::single_plain_part(&parsed)
+            && let Some(text) = plain_text::identity_text(&parsed, &body)
+        {
+            if self.already_in(text) {
+                return None;
+            }
+            // The part ends where the message ends; an empty body ends
+            // right after the header block's CRLF.
+            let mut out = body.clone();
+            let tail = if body.is_empty() {
+                &head[..]
+            } else {
+                &body[..]
+            };
+            out.extend_from_slice(&self.insert_at(tail, tail.len(), Encoding::None));
+            return Some((out, 1));
+        }
         let mut raw = head.clone();
-        raw.extend_from_slice(&txn.body());
+        raw.extend_from_slice(&body);
         let msg = MessageParser::default().parse(&raw)?;
         let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, part) in msg.parts.iter().enumerate() {
@@ -65,12 +108,8 @@ impl Disclaimer {
             if !plain || is_attachment {
                 continue;
             }
-            if self
-                .lines
-                .first()
-                .is_some_and(|l| text.contains(l.as_str()))
-            {
-                continue; // already there (a message passing twice)
+            if self.already_in(text) {
+                continue;
             }
             if part.encoding == Encoding::Base64 {
                 txn.set_note("disclaimer.skipped", "base64 text part");
@@ -80,15 +119,7 @@ impl Disclaimer {
             if end < head.len() || end > raw.len() {
                 continue;
             }
-            let footer = self.footer(part.encoding);
-            let insert = if raw[end..].starts_with(b"\r\n--") {
-                format!("\r\n{footer}")
-            } else if raw[..end].ends_with(b"\r\n") {
-                format!("{footer}\r\n")
-            } else {
-                format!("\r\n{footer}\r\n")
-            };
-            inserts.push((end, insert.into_bytes()));
+            inserts.push((end, self.insert_at(&raw, end, part.encoding)));
         }
         if inserts.is_empty() {
             return None;
