@@ -9,9 +9,9 @@
 //! Durations are humane strings (`"30s"`, `"5m"`, `"250ms"`) or integers
 //! (seconds); sizes are strings (`"35M"`, `"512k"`) or integers (octets).
 //!
-//! The `[delivery]`, `[plugin_host]` and `[[plugins]]` sections belong to
-//! their modules ([`crate::delivery`], [`crate::plugin`]) and are composed
-//! here as they are.
+//! The `[delivery]`, `[plugin_host]`, `[[plugins]]` and `[metrics]`
+//! sections belong to their modules ([`crate::delivery`], [`crate::plugin`],
+//! [`crate::metrics`]) and are composed here as they are.
 
 mod locate;
 pub mod units;
@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::delivery::DeliveryConfig;
+use crate::metrics::MetricsConfig;
 use crate::plugin::{PluginConfig, PluginHostConfig};
 use crate::protocol::{BareLineEndings, EngineConfig};
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub plugin_host: PluginHostConfig,
     /// `[[plugins]]`: the plugin chain, in order; owned by [`crate::plugin`].
     pub plugins: Vec<PluginConfig>,
+    /// `[metrics]`: the Prometheus endpoint; owned by [`crate::metrics`].
+    pub metrics: MetricsConfig,
     /// Where the config was read from (for reloads and messages); not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,

@@ -13,6 +13,7 @@
 //! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
+//! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
 //! - [`queue`]: store-and-forward: durable spool, retries, bounces, queue admin.
 #![deny(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod delivery;
 pub mod dns;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod plugin;
 pub mod protocol;
 pub mod queue;

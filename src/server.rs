@@ -169,6 +169,7 @@ impl Server {
             deliverer,
             plugins,
             tls: tokio_rustls::TlsAcceptor::from(tls),
+            metrics: crate::metrics::SessionMetrics::new(),
         });
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -263,9 +264,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 }
 
 /// As [`run`], with the process signals: SIGTERM/SIGINT shut down
-/// gracefully, SIGHUP reloads the plugin chain.
+/// gracefully, SIGHUP reloads the plugin chain. This is `wasmtp run`: it
+/// also opens the `[metrics]` endpoint (once per process), before the
+/// plugin chain loads so the chain's metric handles are live.
 pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    crate::metrics::install(&config.metrics)?;
     let server = Server::bind(config).await?;
     let reloader = server.reloader();
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;

@@ -179,3 +179,33 @@ fn error_display_names_file_key_and_position() {
         "{text}"
     );
 }
+
+#[test]
+fn metrics_listen_is_optional_and_parsed() {
+    let c = Config::from_str("", "t").unwrap();
+    assert!(c.metrics.listen.is_none());
+    let c = Config::from_str("[metrics]\nlisten = \"127.0.0.1:9325\"\n", "t").unwrap();
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9325".parse().unwrap()));
+}
+
+#[test]
+fn bad_metrics_listen_is_named_with_position() {
+    let (key, line, col, msg) =
+        err("[relay]\nlocal_domains = []\n[metrics]\nlisten = \"localhost\"\n");
+    assert_eq!((key.as_str(), line, col), ("metrics.listen", 4, 10));
+    assert!(msg.contains("socket address"), "{msg}");
+}
+
+#[test]
+fn metrics_listen_on_port_zero_is_named_with_position() {
+    let (key, line, col, msg) = err("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    assert_eq!((key.as_str(), line, col), ("metrics.listen", 2, 10));
+    assert!(msg.contains("port 0"), "{msg}");
+}
+
+#[test]
+fn unknown_metrics_key_is_named() {
+    let (key, line, col, msg) = err("[metrics]\nlisten = \"127.0.0.1:9325\"\npath = \"/m\"\n");
+    assert_eq!((key.as_str(), line, col), ("metrics.path", 3, 1));
+    assert!(msg.contains("unknown field"), "{msg}");
+}

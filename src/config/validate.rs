@@ -22,6 +22,7 @@ pub fn validate(config: &mut Config) -> Result<(), Failure> {
     relay(config)?;
     auth(config)?;
     plugins(config)?;
+    config.metrics.check()?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::Resource;
 use wasmtime::{Engine, Store};
@@ -20,6 +21,7 @@ use super::bindings::{
     WitParam, WitVerdict,
 };
 use super::loader::{Chain, LoadedPlugin};
+use super::metrics::{self, DELIVERY, DENY};
 use super::sandbox::{StoreData, arm, new_store};
 use super::verdict::{check, failure_verdict};
 use super::{Hook, Verdict};
@@ -92,6 +94,17 @@ enum Call<'a, 'h> {
     Deny(&'static str, &'a str, u16),
     /// A store-and-forward outcome for one recipient.
     Delivery(&'a WitDeliveryReport),
+}
+
+impl Call<'_, '_> {
+    /// The hook's metrics slot.
+    fn slot(&self) -> usize {
+        match self {
+            Call::Hook(hook) => metrics::slot(hook),
+            Call::Deny(..) => DENY,
+            Call::Delivery(_) => DELIVERY,
+        }
+    }
 }
 
 /// Calls the export; `None` for calls without a verdict.
@@ -204,6 +217,7 @@ impl PluginSession {
     /// connection's instances (see [`PluginSession::disconnect`]).
     pub async fn run(&mut self, hook: Hook<'_>, ctx: &mut SessionContext) -> Verdict {
         let flag = hook.flag();
+        let slot = metrics::slot(&hook);
         let mut verdict = Verdict::Declined;
         let mut decider = None;
         for i in 0..self.chain.plugins.len() {
@@ -216,6 +230,12 @@ impl PluginSession {
                 Ok(None) => Ok(Verdict::Declined),
                 Err(e) => Err(e),
             };
+            if let Some(m) = &p.metrics {
+                match &outcome {
+                    Ok(v) => m.verdict(slot, v),
+                    Err(_) => m.failure(slot),
+                }
+            }
             match outcome {
                 Ok(Verdict::Declined) => {}
                 Ok(v) => {
@@ -280,6 +300,9 @@ impl PluginSession {
                 continue;
             }
             if let Err(reason) = self.with_instance(i, &mut ctx, Call::Delivery(&wit)).await {
+                if let Some(m) = &p.metrics {
+                    m.failure(DELIVERY);
+                }
                 self.discard(i);
                 tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", "plugin failed: {reason}");
             }
@@ -315,6 +338,9 @@ impl PluginSession {
                 .with_instance(i, ctx, Call::Deny(hook.name(), &denier, code))
                 .await;
             if let Err(reason) = result {
+                if let Some(m) = &p.metrics {
+                    m.failure(DENY);
+                }
                 self.discard(i);
                 tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", "plugin failed: {reason}");
             }
@@ -332,7 +358,8 @@ impl PluginSession {
 
     /// Makes sure plugin `i` has an instance, lends `ctx` to it, makes the
     /// call under the plugin's CPU budget and wall-clock limit, and takes
-    /// `ctx` back.
+    /// `ctx` back. With `[metrics]` on, times the instantiation of a fresh
+    /// instance and the guest call (the clock is not read otherwise).
     async fn with_instance(
         &mut self,
         i: usize,
@@ -340,6 +367,7 @@ impl PluginSession {
         call: Call<'_, '_>,
     ) -> Result<Option<WitVerdict>, String> {
         let p: Arc<LoadedPlugin> = self.chain.plugins[i].clone();
+        let metrics = p.metrics.as_deref();
         if self.instances[i].is_none() {
             // A connection that saw the plugin fail takes no warm instance.
             let warm = if self.failed[i] { None } else { p.pool.take() };
@@ -348,9 +376,21 @@ impl PluginSession {
                     // Host-side state is per connection: only the log
                     // records' session id lives in the store between calls.
                     inst.store.data().session.set(&ctx.conn.id);
+                    if let Some(m) = metrics {
+                        m.pooled.increment(1);
+                    }
                     inst
                 }
-                None => instantiate(&self.engine, &p, Arc::from(ctx.conn.id.as_str())).await?,
+                None => {
+                    let start = metrics.map(|_| Instant::now());
+                    let session = Arc::from(ctx.conn.id.as_str());
+                    let inst = instantiate(&self.engine, &p, session).await?;
+                    if let (Some(m), Some(start)) = (metrics, start) {
+                        m.instantiate.record(start.elapsed().as_secs_f64());
+                        m.fresh.increment(1);
+                    }
+                    inst
+                }
             };
             self.instances[i] = Some(inst);
         }
@@ -360,7 +400,12 @@ impl PluginSession {
         inst.store.data_mut().ctx = Some(std::mem::replace(ctx, placeholder()));
         arm(&mut inst.store);
         let limit = p.info.limits.timeout;
+        let slot = call.slot();
+        let start = metrics.map(|_| Instant::now());
         let result = tokio::time::timeout(limit, dispatch(inst, call)).await;
+        if let (Some(m), Some(start)) = (metrics, start) {
+            m.call(slot, start.elapsed().as_secs_f64());
+        }
         if let Some(lent) = inst.store.data_mut().ctx.take() {
             *ctx = lent;
         }

@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::{HooksWanted, PluginPre};
 use super::cache::{Cache, sha256};
 use super::config::{PluginConfig, PluginHostConfig, PluginLimits};
+use super::metrics::PluginMetrics;
 use super::pool::{IdleBudget, InstancePool};
 use super::sandbox::{PluginInfo, StoreData, arm, new_store};
 
@@ -24,6 +25,8 @@ pub(crate) struct LoadedPlugin {
     /// Warm instances kept across connections (`instances = "pooled"`);
     /// belongs to this chain generation.
     pub pool: InstancePool,
+    /// Metric handles of its wanted hooks; `None` when `[metrics]` is off.
+    pub metrics: Option<Box<PluginMetrics>>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -120,11 +123,14 @@ impl Loader {
         })?;
         let wanted = self.probe(&pre, &info).await?;
         let pool = InstancePool::new(limits.pool_size, self.budget.clone());
+        let metrics = crate::metrics::enabled()
+            .then(|| Box::new(PluginMetrics::new(&p.name, wanted, pool.enabled())));
         Ok(LoadedPlugin {
             info,
             pre,
             wanted,
             pool,
+            metrics,
         })
     }
 

@@ -14,6 +14,7 @@
 //! - `loader` / `cache`: compile (cached on disk), link, validate, probe.
 //! - `sandbox`: engine, pooling allocator, epoch ticker, per-store limits, WASI.
 //! - `pool`: warm instances kept across connections (`instances = "pooled"`).
+//! - `metrics`: per-plugin, per-hook metric handles resolved at load (`[metrics]`).
 //! - `swap`: [`PluginHost`], live reload through an `ArcSwap`.
 //! - `config`: `[plugin_host]` and `[[plugins]]`.
 
@@ -23,6 +24,7 @@ mod chain;
 mod config;
 mod host;
 mod loader;
+mod metrics;
 mod pool;
 mod sandbox;
 mod session_host;

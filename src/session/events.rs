@@ -38,6 +38,15 @@ fn accepted(decision: &Decision) -> bool {
     }
 }
 
+/// The reply code a decision refuses a message with; `None` if it accepts.
+fn refusal_code(decision: &Decision) -> Option<u16> {
+    match decision {
+        Decision::Default => None,
+        Decision::Reply(r) if r.is_positive() => None,
+        Decision::Reply(r) | Decision::Disconnect(r) => Some(r.code),
+    }
+}
+
 /// Most octets of one `body-chunk` call.
 pub const BODY_CHUNK_SIZE: usize = 64 * 1024;
 
@@ -85,7 +94,15 @@ impl Session {
                 self.in_data = accepted(&d);
                 d
             }
-            Event::DataHeaders => self.on_data_headers().await,
+            Event::DataHeaders => {
+                let d = self.on_data_headers().await;
+                // Refused here, the message is read to its end and answered
+                // with this reply: no `MessageComplete` follows.
+                if let Some(code) = refusal_code(&d) {
+                    self.count_message(Some(code));
+                }
+                d
+            }
             Event::MessageComplete => self.on_message_complete().await,
             Event::Rset => {
                 // The verdict of the reset hook is informational.
@@ -232,9 +249,22 @@ impl Session {
         txn.message = Some(message);
 
         let decision = self.deliver().await;
+        self.count_message(refusal_code(&decision));
         self.ctx.txn = None;
         self.smtputf8 = false;
         decision
+    }
+
+    /// Counts a message the driver decided on (`[metrics]`): accepted, or
+    /// refused with `code`.
+    fn count_message(&self, refused: Option<u16>) {
+        let Some(m) = &self.shared.metrics else {
+            return;
+        };
+        match refused {
+            None => m.accepted(),
+            Some(code) => m.rejected(code),
+        }
     }
 
     /// The `body-chunk` hooks over the received body (dot-unstuffed), in

@@ -36,6 +36,7 @@ use crate::config::{ListenerMode, TimeoutsConfig};
 use crate::context::{Connection, SessionContext};
 use crate::delivery::Deliverer;
 use crate::dns::ReverseDns;
+use crate::metrics::{ActiveConnection, SessionMetrics};
 use crate::plugin::{Hook, PluginHost, PluginSession};
 use crate::protocol::{Action, Engine, EngineConfig, EnhancedCode, Reply};
 use crate::relay::RelayPolicy;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub plugins: Arc<PluginHost>,
     /// TLS for STARTTLS and smtps.
     pub tls: TlsAcceptor,
+    /// Connection and message counters; `None` when `[metrics]` is off.
+    pub metrics: Option<SessionMetrics>,
 }
 
 /// What a session knows about the listener it came in on.
@@ -104,6 +107,9 @@ pub struct Session {
     smtputf8: bool,
     /// Read buffer.
     buf: Box<[u8]>,
+    /// This session's unit of `wasmtp_connections_active` (`[metrics]`),
+    /// given back in [`Session::finish`] before "disconnected" is logged.
+    active: Option<ActiveConnection>,
 }
 
 impl Session {
@@ -142,11 +148,13 @@ impl Session {
             headers_prefix_len: 0,
             smtputf8: false,
             buf: vec![0u8; 16 * 1024].into_boxed_slice(),
+            active: None,
         }
     }
 
     /// Runs the session to its end (the caller wraps it in the session span).
     pub async fn run(mut self) {
+        self.active = self.shared.metrics.as_ref().map(SessionMetrics::connection);
         tracing::info!(
             remote = %self.ctx.conn.remote,
             local = %self.ctx.conn.local,
@@ -350,6 +358,7 @@ impl Session {
     async fn finish(&mut self) {
         let _ = self.plugins.run(Hook::Disconnect, &mut self.ctx).await;
         close_gracefully(&mut self.stream).await;
+        self.active = None;
         tracing::info!("disconnected");
     }
 }
