@@ -293,6 +293,17 @@ for rep in $(seq 1 "$REPS"); do
   done
 done
 
+# The gateway variants' own per-hook timing ([metrics] on listener port +
+# 7000, when their config has it), saved before they are stopped.
+if [ -n "${METRICS_DIR:-}" ]; then
+  mkdir -p "$METRICS_DIR"
+  for p in "${ACTIVE[@]}"; do
+    [ -n "${GW_PORT[$p]:-}" ] || continue
+    python3 "$HERE/scrape.py" "http://127.0.0.1:$(( ${GW_PORT[$p]} + 7000 ))/metrics" \
+      "$METRICS_DIR/$p.prom" && log "metrics of $p saved" || true
+  done
+fi
+
 {
   echo "# run-peers.sh $STAMP  host: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
   echo "# postfix $(/usr/sbin/postconf -dh mail_version 2>/dev/null)," \

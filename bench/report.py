@@ -8,6 +8,7 @@ Medians over the repetitions of each (target, load); ratios of every gateway
 variant to the sink and to each peer under the same load. Standard library only.
 """
 import argparse
+import re
 import json
 import os
 import platform
@@ -122,6 +123,77 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if b else "–"
 
 
+PROM_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+PROM_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def load_prom(path):
+    """{(name, ((label, value), ...)): float} of one Prometheus text scrape."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            m = PROM_LINE.match(line.strip())
+            if not m:
+                continue
+            labels = tuple(sorted(PROM_LABEL.findall(m.group(2) or "")))
+            try:
+                out[(m.group(1), labels)] = float(m.group(3))
+            except ValueError:
+                pass
+    return out
+
+
+def summaries(prom, name, key_labels):
+    """{key: {"count", "mean", "p50", "p99"}} of one summary, keyed by key_labels."""
+    res = {}
+    for (metric, labels), v in prom.items():
+        d = dict(labels)
+        key = tuple(d.get(k, "") for k in key_labels)
+        e = res.setdefault(key, {})
+        if metric == name and d.get("quantile") in ("0.5", "0.99"):
+            e["p50" if d["quantile"] == "0.5" else "p99"] = v
+        elif metric == name + "_count":
+            e["count"] = v
+        elif metric == name + "_sum":
+            e["sum"] = v
+    for e in res.values():
+        if e.get("count"):
+            e["mean"] = e.get("sum", 0) / e["count"]
+    return {k: e for k, e in res.items() if e.get("count")}
+
+
+def us(v):
+    return "–" if v is None else f"{v * 1e6:.1f}"
+
+
+def hook_latency_section(metrics_dir, variants, names):
+    """Markdown lines: per-plugin per-hook latency from the gateway's own timing."""
+    L = []
+    for v in variants:
+        path = os.path.join(metrics_dir, f"{v}.prom")
+        if not os.path.exists(path):
+            continue
+        prom = load_prom(path)
+        hooks = summaries(prom, "wasmtp_plugin_hook_duration_seconds", ("plugin", "hook"))
+        inst = summaries(prom, "wasmtp_plugin_instantiate_duration_seconds", ("plugin",))
+        if not hooks:
+            continue
+        L.append(f"**{names.get(v, v)}**")
+        L.append("")
+        L.append("| plugin | call | calls | p50 µs | p99 µs | mean µs |")
+        L.append("|---|---|---|---|---|---|")
+        for (plugin,), e in sorted(inst.items()):
+            L.append(f"| {plugin} | instantiation + init | {e['count']:.0f} | {us(e.get('p50'))} | "
+                     f"{us(e.get('p99'))} | {us(e.get('mean'))} |")
+        for (plugin, hook), e in sorted(hooks.items()):
+            L.append(f"| {plugin} | {hook} | {e['count']:.0f} | {us(e.get('p50'))} | "
+                     f"{us(e.get('p99'))} | {us(e.get('mean'))} |")
+        L.append("")
+    return L
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -133,6 +205,7 @@ def main():
     ap.add_argument("--root", default=".")
     ap.add_argument("--elapsed", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--metrics-dir", default="", help="Prometheus scrapes of the gateway variants")
     a = ap.parse_args()
 
     rows = load_rows(a.results)
@@ -312,20 +385,46 @@ def main():
                          f"{none['cpu']:.3f} | {po['cpu']:.3f} | {pc['cpu']:.3f} | {inst:.0f} µs | "
                          f"{hooks:.0f} µs | {mem(po['rss'])} / {mem(pc['rss'])} |")
             L.append("")
-            L.append("Per-hook latency on a warm Rust instance, from the criterion bench "
-                     "(`cargo bench --bench plugin_hooks`), is not part of this command.")
     if not lang_done:
         L.append("Not measured in this run.")
     L.append("")
 
-    L.append("## Not measured in this run")
+    L.append("## Per-hook latency (the gateway's own timing)")
     L.append("")
+    lat = []
+    if a.metrics_dir and os.path.isdir(a.metrics_dir):
+        lang_names = {}
+        for lang, label in [("rust", "Rust rcpt-allowlist"), ("c", "C fast-guard"),
+                            ("js", "JavaScript header-rules"), ("python", "Python spam-score")]:
+            lang_names[f"lang-{lang}-pooled"] = f"{label}, pooled instances"
+            lang_names[f"lang-{lang}-percon"] = f"{label}, an instance per connection"
+        lang_variants = [f"lang-{l}-{m}" for l in ("rust", "c", "js", "python")
+                         for m in ("pooled", "percon")]
+        lat += hook_latency_section(a.metrics_dir, lang_variants, lang_names)
+        lat += hook_latency_section(a.metrics_dir, ["wasmtp-rust", "wasmtp-mixed"], {
+            "wasmtp-rust": "Rust chain (every load of the main table, 1 KiB and 100 KiB together)",
+            "wasmtp-mixed": "Mixed chain (every load of the main table)"})
+    if lat:
+        L.append("Wall time of each guest call as the gateway records it (`[metrics]`, "
+                 "`wasmtp_plugin_hook_duration_seconds` and "
+                 "`wasmtp_plugin_instantiate_duration_seconds`), scraped when a stage's "
+                 "loads ended; quantiles over the whole stage (`window = \"30m\"`), so they "
+                 "include calls that waited for the CPU on this 2-core machine shared with "
+                 "the load generator and the sink. Plugin-cost stage first (one load: 10 "
+                 "sessions, 1 KiB, new connection per message), then the chains. Raw scrapes: "
+                 f"`{os.path.relpath(a.metrics_dir, a.root)}/`.")
+        L.append("")
+        L += lat
+    else:
+        L.append("Not measured in this run.")
+        L.append("")
+
     if a.skipped:
+        L.append("## Not measured in this run")
+        L.append("")
         for sk in a.skipped:
             L.append(f"- Variant {sk}")
-    L.append("- Per-hook latency percentiles (p50/p99): this harness measures CPU per "
-             "message, not per call.")
-    L.append("")
+        L.append("")
     L.append("Reproduce: `cargo xtask bench` (knobs: see the header of `bench/run.sh`, e.g. "
              "`REPS=3 LOADS=\"10:1024 50:102400\" cargo xtask bench`).")
     with open(a.out, "w") as f:

@@ -20,12 +20,14 @@
 #   VARIANTS="wasmtp wasmtp-rust wasmtp-mixed wasmtp-saf"   bench/configs/<name>.toml
 #   PEERS="sink qpsmtpd haraka haraka_nodelay postfix"
 #   LOADS="10:1024 50:1024 10:102400 50:102400 10:1024:reuse"  REPS=3
-#   MSGS=3000 MSGS_sink=10000 MSGS_qpsmtpd=500 MSGS_haraka=1000 MSGS_haraka_nodelay=1000
+#   MSGS=3000 MSGS_sink=10000 MSGS_qpsmtpd=300 MSGS_haraka=600 MSGS_haraka_nodelay=600
+#   MSGS_wasmtp_mixed=1500   (the slow targets get fewer messages: the whole
+#                      command must stay under 30 minutes on a fresh 2-core machine)
 #   QUIET_PCT=25 QUIET_WAIT=5   wait up to QUIET_WAIT s for the machine to calm down
 #   IDLE_CONNS=10000   (0 skips the idle test)
 #   NO_INSTALL=1       skip the install step; INSTALL_ONLY=1: only install
 #   MAIN_LOADS=0       skip the loads above; LANG_COST=0 skip the plugin-cost
-#                      stage (bench/configs/lang/, LANG_REPS=3 LANG_MSGS=3000)
+#                      stage (bench/configs/lang/, LANG_REPS=3 LANG_MSGS=2000)
 #   PEERS_DIR=...      the shared peers folder (default: ../shared/bench/peers)
 #   RESULTS_MD=bench/RESULTS.md
 set -euo pipefail
@@ -43,11 +45,14 @@ RESULTS_MD="${RESULTS_MD:-$HERE/RESULTS.md}"
 WORK="$ROOT/target/bench"
 RESULTS_DIR="$HERE/results"
 export REPS="${REPS:-3}" LOADS="${LOADS:-10:1024 50:1024 10:102400 50:102400 10:1024:reuse}"
-export MSGS="${MSGS:-3000}" MSGS_sink="${MSGS_sink:-10000}" MSGS_qpsmtpd="${MSGS_qpsmtpd:-500}"
-export MSGS_haraka="${MSGS_haraka:-1000}" MSGS_haraka_nodelay="${MSGS_haraka_nodelay:-1000}"
+export MSGS="${MSGS:-3000}" MSGS_sink="${MSGS_sink:-10000}" MSGS_qpsmtpd="${MSGS_qpsmtpd:-300}"
+export MSGS_haraka="${MSGS_haraka:-600}" MSGS_haraka_nodelay="${MSGS_haraka_nodelay:-600}"
+export MSGS_wasmtp_mixed="${MSGS_wasmtp_mixed:-1500}"
 export QUIET_PCT="${QUIET_PCT:-25}" QUIET_WAIT="${QUIET_WAIT:-5}"
 STAMP="$(date +%Y%m%d-%H%M%S)"
 export STAMP
+# Prometheus scrapes of the gateway variants that have [metrics] (both stages)
+METRICS_OUT="$RESULTS_DIR/metrics-$STAMP"
 
 [ -x "$WASMTP_BIN" ] || { log "no gateway binary at $WASMTP_BIN: run cargo xtask bench"; exit 1; }
 
@@ -163,7 +168,8 @@ ORDER="$ORDER ${ACTIVE_VARIANTS[*]:-}"
 for p in $PEER_LIST; do [ "$p" = sink ] || ORDER="$ORDER $p"; done
 if [ "${MAIN_LOADS:-1}" = 1 ]; then
   log "loads: $LOADS, REPS=$REPS, targets: $ORDER"
-  PEERS="$ORDER" RESULTS_DIR="$RESULTS_DIR" START_WAIT=180 bash "$HERE/peers.sh"
+  PEERS="$ORDER" RESULTS_DIR="$RESULTS_DIR" METRICS_DIR="$METRICS_OUT" \
+    START_WAIT=180 bash "$HERE/peers.sh"
 fi
 
 # ------------------------------------------------------------------ plugin cost per language
@@ -185,8 +191,9 @@ if [ "${LANG_COST:-1}" = 1 ]; then
   LANG_JSONL="$RESULTS_DIR/run-$STAMP-lang.jsonl"
   log "plugin cost: 10:1024 x ${LANG_REPS:-3}, targets: $LANG_ORDER"
   STAMP="$STAMP-lang" GW_VARIANTS="$VARIANT_LINES" PEERS="$LANG_ORDER" LOADS="10:1024" \
-    REPS="${LANG_REPS:-3}" MSGS="${LANG_MSGS:-3000}" MSGS_sink="${LANG_MSGS:-3000}" \
-    RESULTS_DIR="$RESULTS_DIR" START_WAIT=180 bash "$HERE/peers.sh" \
+    REPS="${LANG_REPS:-3}" MSGS="${LANG_MSGS:-2000}" MSGS_sink="${LANG_MSGS:-2000}" \
+    RESULTS_DIR="$RESULTS_DIR" METRICS_DIR="$METRICS_OUT" \
+    START_WAIT=180 bash "$HERE/peers.sh" \
     || { log "plugin-cost stage failed; its table is left out"; LANG_JSONL=""; }
 fi
 
@@ -231,6 +238,7 @@ fi
 python3 "$HERE/report.py" --results "$RESULTS_DIR/run-$STAMP.jsonl" \
   ${LANG_JSONL:+--lang-results "$LANG_JSONL"} \
   ${IDLE_JSON:+--idle "$IDLE_JSON"} "${SKIP_ARGS[@]}" \
+  --metrics-dir "$METRICS_OUT" \
   --wasmtp-bin "$WASMTP_BIN" --haraka-dir "$HARAKA_DIR" --root "$ROOT" \
   --elapsed "$(( $(date +%s) - T0 ))" --out "$RESULTS_MD"
 log "wrote ${RESULTS_MD#"$ROOT"/} (raw: bench/results/run-$STAMP.jsonl) in $(( $(date +%s) - T0 )) s"

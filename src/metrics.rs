@@ -11,9 +11,10 @@
 //! branch (no clock reads).
 //!
 //! Histograms are rendered as summaries with the quantiles [`QUANTILES`]
-//! over a rolling window of [`SUMMARY_BUCKETS`] buckets of
-//! [`SUMMARY_BUCKET`] (60 s): quantiles describe the last 40 to 60 seconds
-//! of samples, while `_count` and `_sum` are totals since start.
+//! over a rolling window (`[metrics] window`, default 60 s) kept as
+//! [`SUMMARY_BUCKETS`] buckets of a third of it each: quantiles describe
+//! the last two thirds to all of the window, while `_count` and `_sum` are
+//! totals since start.
 //!
 //! # Series
 //! | name | type | labels |
@@ -39,13 +40,25 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::Deserialize;
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `ip:port` of the Prometheus endpoint (plain HTTP, no authentication:
     /// keep it on loopback or a management network). Unset: no endpoint and
     /// nothing recorded.
     pub listen: Option<SocketAddr>,
+    /// How far back the summaries' quantiles look (3 s to 24 h; default 60 s).
+    #[serde(deserialize_with = "crate::config::units::duration")]
+    pub window: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            window: DEFAULT_WINDOW,
+        }
+    }
 }
 
 impl MetricsConfig {
@@ -59,15 +72,21 @@ impl MetricsConfig {
                 format!("{addr}: port 0 is not allowed (a scraper needs a fixed port)"),
             ));
         }
+        if self.window < Duration::from_secs(3) || self.window > Duration::from_secs(86_400) {
+            return Err((
+                "metrics.window".into(),
+                format!("{:?}: must be between 3s and 24h", self.window),
+            ));
+        }
         Ok(())
     }
 }
 
 /// Quantiles of every summary.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
-/// Width of one bucket of the summaries' rolling window.
-pub const SUMMARY_BUCKET: Duration = Duration::from_secs(20);
-/// Buckets in the summaries' rolling window (window = 3 × 20 s).
+/// Default of `[metrics] window`.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+/// Buckets in the summaries' rolling window (each a third of it).
 pub const SUMMARY_BUCKETS: u32 = 3;
 
 /// Wall time of one plugin hook call (the guest call only).
@@ -109,7 +128,7 @@ pub fn install(cfg: &MetricsConfig) -> anyhow::Result<Option<SocketAddr>> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_quantiles(&QUANTILES)
-        .and_then(|b| b.set_bucket_duration(SUMMARY_BUCKET))
+        .and_then(|b| b.set_bucket_duration(cfg.window / SUMMARY_BUCKETS))
         .map(|b| b.set_bucket_count(buckets))
         .and_then(PrometheusBuilder::install)
         .with_context(|| format!("key `metrics.listen` = {addr}: cannot start the endpoint"))?;
