@@ -10,17 +10,20 @@
 //! When metrics are off those handles are absent and recording costs one
 //! branch (no clock reads).
 //!
-//! Histograms are rendered as summaries with the quantiles [`QUANTILES`]
-//! over a rolling window (`[metrics] window`, default 60 s) kept as
-//! [`SUMMARY_BUCKETS`] buckets of a third of it each: quantiles describe
-//! the last two thirds to all of the window, while `_count` and `_sum` are
-//! totals since start.
+//! Durations are Prometheus histograms with the fixed buckets
+//! [`BUCKETS`]: 1 µs to 10 s, five per decade (1, 1.6, 2.5, 4, 6.3), so a
+//! quantile read with `histogram_quantile` is within one bucket, about
+//! ±25 %. Histograms, not summaries: they add up across gateways and over
+//! any time range, and the exporter's summaries (a DDSketch of fixed size)
+//! collapse their low bins once the values span more than about three
+//! decades, which plugin calls do (a few µs warm, tens of ms when a guest
+//! waits for the CPU), and then report p50 = p99.
 //!
 //! # Series
 //! | name | type | labels |
 //! |---|---|---|
-//! | `wasmtp_plugin_hook_duration_seconds` | summary | `plugin`, `hook` |
-//! | `wasmtp_plugin_instantiate_duration_seconds` | summary | `plugin` |
+//! | `wasmtp_plugin_hook_duration_seconds` | histogram | `plugin`, `hook` |
+//! | `wasmtp_plugin_instantiate_duration_seconds` | histogram | `plugin` |
 //! | `wasmtp_plugin_instances_total` | counter | `plugin`, `source` (`fresh`, `pooled`) |
 //! | `wasmtp_plugin_failures_total` | counter | `plugin`, `hook` |
 //! | `wasmtp_plugin_verdicts_total` | counter | `plugin`, `hook`, `verdict` |
@@ -30,9 +33,7 @@
 //! | `wasmtp_messages_rejected_total` | counter | `code_class` (`4xx`, `5xx`) |
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use metrics::{Counter, Gauge, Unit};
@@ -40,25 +41,13 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::Deserialize;
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `ip:port` of the Prometheus endpoint (plain HTTP, no authentication:
     /// keep it on loopback or a management network). Unset: no endpoint and
     /// nothing recorded.
     pub listen: Option<SocketAddr>,
-    /// How far back the summaries' quantiles look (3 s to 24 h; default 60 s).
-    #[serde(deserialize_with = "crate::config::units::duration")]
-    pub window: Duration,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            listen: None,
-            window: DEFAULT_WINDOW,
-        }
-    }
 }
 
 impl MetricsConfig {
@@ -72,22 +61,17 @@ impl MetricsConfig {
                 format!("{addr}: port 0 is not allowed (a scraper needs a fixed port)"),
             ));
         }
-        if self.window < Duration::from_secs(3) || self.window > Duration::from_secs(86_400) {
-            return Err((
-                "metrics.window".into(),
-                format!("{:?}: must be between 3s and 24h", self.window),
-            ));
-        }
         Ok(())
     }
 }
 
-/// Quantiles of every summary.
-pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
-/// Default of `[metrics] window`.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
-/// Buckets in the summaries' rolling window (each a third of it).
-pub const SUMMARY_BUCKETS: u32 = 3;
+/// Upper bounds (seconds) of every duration histogram's buckets: 1 µs to
+/// 10 s, five per decade.
+pub const BUCKETS: [f64; 36] = [
+    1.0e-6, 1.6e-6, 2.5e-6, 4.0e-6, 6.3e-6, 1.0e-5, 1.6e-5, 2.5e-5, 4.0e-5, 6.3e-5, 1.0e-4, 1.6e-4,
+    2.5e-4, 4.0e-4, 6.3e-4, 1.0e-3, 1.6e-3, 2.5e-3, 4.0e-3, 6.3e-3, 1.0e-2, 1.6e-2, 2.5e-2, 4.0e-2,
+    6.3e-2, 0.1, 0.16, 0.25, 0.4, 0.63, 1.0, 1.6, 2.5, 4.0, 6.3, 10.0,
+];
 
 /// Wall time of one plugin hook call (the guest call only).
 pub const HOOK_DURATION: &str = "wasmtp_plugin_hook_duration_seconds";
@@ -124,12 +108,9 @@ pub fn install(cfg: &MetricsConfig) -> anyhow::Result<Option<SocketAddr>> {
     let Some(addr) = cfg.listen else {
         return Ok(None);
     };
-    let buckets = NonZeroU32::new(SUMMARY_BUCKETS).context("summary bucket count")?;
     PrometheusBuilder::new()
         .with_http_listener(addr)
-        .set_quantiles(&QUANTILES)
-        .and_then(|b| b.set_bucket_duration(cfg.window / SUMMARY_BUCKETS))
-        .map(|b| b.set_bucket_count(buckets))
+        .set_buckets(&BUCKETS)
         .and_then(PrometheusBuilder::install)
         .with_context(|| format!("key `metrics.listen` = {addr}: cannot start the endpoint"))?;
     describe();

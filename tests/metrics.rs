@@ -153,9 +153,9 @@ impl Scrape {
         found[0].2
     }
 
-    /// Checks one hook's summary: `count` calls, a positive sum, and the four
-    /// quantiles, each positive.
-    fn assert_hook_summary(&self, plugin: &str, hook: &str, count: u64) {
+    /// Checks one hook's histogram: `count` calls, a positive sum, and the
+    /// 36 fixed buckets plus `+Inf`, cumulative, ending at `count`.
+    fn assert_hook_histogram(&self, plugin: &str, hook: &str, count: u64) {
         let labels = [("plugin", plugin), ("hook", hook)];
         let name = "wasmtp_plugin_hook_duration_seconds";
         assert_eq!(
@@ -164,10 +164,29 @@ impl Scrape {
             "{plugin} {hook}"
         );
         assert!(self.value(&format!("{name}_sum"), &labels) > 0.0);
-        for q in ["0.5", "0.9", "0.99", "0.999"] {
-            let v = self.value(name, &[("plugin", plugin), ("hook", hook), ("quantile", q)]);
-            assert!(v > 0.0, "{plugin} {hook} quantile {q} = {v}");
-        }
+        let mut buckets: Vec<(f64, f64)> = self
+            .matching(&format!("{name}_bucket"), &labels)
+            .into_iter()
+            .map(|(_, l, v)| {
+                let le = l.get("le").expect("le label");
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or_else(|_| panic!("le {le}"))
+                };
+                (bound, *v)
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(buckets.len(), 37, "{plugin} {hook}: {buckets:?}");
+        assert_eq!(buckets[0].0, 1.0e-6);
+        assert_eq!(buckets[35].0, 10.0);
+        assert!(
+            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+            "cumulative: {buckets:?}"
+        );
+        assert_eq!(buckets[36].1, count as f64, "{plugin} {hook}: +Inf");
+        assert!(buckets[0].1 < count as f64, "no call takes under 1 µs");
     }
 
     /// Asserts that no series of `plugin` names `hook`.
@@ -247,12 +266,12 @@ fn per_connection_chain_hook_latency_instances_and_messages() {
 
     let m = scrape(metrics);
     // One call per event, exactly.
-    m.assert_hook_summary("probe", "connect", 3);
-    m.assert_hook_summary("probe", "rcpt", 4);
-    m.assert_hook_summary("probe", "data-post", 4);
-    m.assert_hook_summary("probe", "help", 1);
-    m.assert_hook_summary("probe", "disconnect", 3);
-    m.assert_hook_summary("filter", "data-post", 4);
+    m.assert_hook_histogram("probe", "connect", 3);
+    m.assert_hook_histogram("probe", "rcpt", 4);
+    m.assert_hook_histogram("probe", "data-post", 4);
+    m.assert_hook_histogram("probe", "help", 1);
+    m.assert_hook_histogram("probe", "disconnect", 3);
+    m.assert_hook_histogram("filter", "data-post", 4);
     // Hooks nobody asked for have no series at all.
     for hook in ["mail", "ehlo", "data", "quit", "deny", "delivery"] {
         m.assert_no_hook("probe", hook);
@@ -341,9 +360,9 @@ fn pooled_instances_and_soft_rejections_are_counted() {
     wait_disconnects(&gw, 4);
 
     let m = scrape(metrics);
-    m.assert_hook_summary("probe", "connect", 4);
-    m.assert_hook_summary("probe", "rcpt", 3);
-    m.assert_hook_summary("probe", "data-post", 3);
+    m.assert_hook_histogram("probe", "connect", 4);
+    m.assert_hook_histogram("probe", "rcpt", 3);
+    m.assert_hook_histogram("probe", "data-post", 3);
     for hook in ["mail", "disconnect", "noop", "quit"] {
         m.assert_no_hook("probe", hook);
     }
@@ -386,7 +405,7 @@ fn a_message_refused_at_data_headers_is_counted_once() {
     wait_disconnects(&gw, 1);
 
     let m = scrape(metrics);
-    m.assert_hook_summary("probe", "data-headers", 1);
+    m.assert_hook_histogram("probe", "data-headers", 1);
     assert_eq!(m.verdicts("probe", "data-headers", "deny"), 1.0);
     assert_eq!(m.value("wasmtp_messages_accepted_total", &[]), 0.0);
     let rejected = |class| m.value("wasmtp_messages_rejected_total", &[("code_class", class)]);

@@ -204,16 +204,6 @@ fn metrics_listen_on_port_zero_is_named_with_position() {
 }
 
 #[test]
-fn metrics_window_out_of_range_is_named_with_position() {
-    let (key, line, col, msg) = err("[metrics]\nlisten = \"127.0.0.1:9325\"\nwindow = \"1s\"\n");
-    assert_eq!((key.as_str(), line, col), ("metrics.window", 3, 10));
-    assert!(msg.contains("between 3s and 24h"), "{msg}");
-    let (key, _, _, msg) = err("[metrics]\nwindow = \"soon\"\n");
-    assert_eq!(key, "metrics.window");
-    assert!(msg.contains("soon"), "{msg}");
-}
-
-#[test]
 fn unknown_metrics_key_is_named() {
     let (key, line, col, msg) = err("[metrics]\nlisten = \"127.0.0.1:9325\"\npath = \"/m\"\n");
     assert_eq!((key.as_str(), line, col), ("metrics.path", 3, 1));
