@@ -51,24 +51,6 @@ fn gateway(plugins: &str) -> (Gateway, SocketAddr) {
     (gw, addr)
 }
 
-/// Waits (hang guard, not a timing assertion) until `n` sessions have
-/// finished: disconnect hooks ran, instances were released and the
-/// session left `wasmtp_connections_active`.
-fn wait_disconnects(gw: &Gateway, n: usize) {
-    for _ in 0..600 {
-        let done = gw
-            .log_text()
-            .lines()
-            .filter(|l| l.contains("\"message\":\"disconnected\""))
-            .count();
-        if done >= n {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("never saw {n} disconnects; log:\n{}", gw.log_text());
-}
-
 /// One sample: name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
 
@@ -261,7 +243,7 @@ fn per_connection_chain_hook_latency_instances_and_messages() {
     s.expect("HELP", 451);
     s.expect("QUIT", 221);
     drop(s);
-    wait_disconnects(&gw, 3);
+    gw.wait_disconnects(3);
     assert_eq!(gw.delivered().len(), 3);
 
     let m = scrape(metrics);
@@ -347,7 +329,7 @@ fn pooled_instances_and_soft_rejections_are_counted() {
         s.expect("QUIT", 221);
         drop(s);
         // The instance is back in the pool before the next connection.
-        wait_disconnects(&gw, n);
+        gw.wait_disconnects(n);
     }
     // While a session runs it counts as active.
     let mut open = gw.connect();
@@ -357,7 +339,7 @@ fn pooled_instances_and_soft_rejections_are_counted() {
     assert_eq!(m.value("wasmtp_connections_total", &[]), 4.0);
     open.expect("QUIT", 221);
     drop(open);
-    wait_disconnects(&gw, 4);
+    gw.wait_disconnects(4);
 
     let m = scrape(metrics);
     m.assert_hook_histogram("probe", "connect", 4);
@@ -402,7 +384,7 @@ fn a_message_refused_at_data_headers_is_counted_once() {
     assert_eq!(r.code / 100, 5, "{}", r.text);
     s.expect("QUIT", 221);
     drop(s);
-    wait_disconnects(&gw, 1);
+    gw.wait_disconnects(1);
 
     let m = scrape(metrics);
     m.assert_hook_histogram("probe", "data-headers", 1);

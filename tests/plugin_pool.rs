@@ -13,7 +13,6 @@ mod common;
 mod plugin_support;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::{Gateway, LOCAL, Smtp};
 
@@ -49,23 +48,6 @@ actions = { vrfy = ["conn-note:pool.mark:set"], help = ["trap"] }
 
 const POOLED: &str = "instances = \"pooled\"\npool_size = 2";
 
-/// Waits (hang guard, not a timing assertion) until `n` sessions have
-/// finished: their disconnect hooks ran and their instances were released.
-fn wait_disconnects(gw: &Gateway, n: usize) {
-    for _ in 0..600 {
-        let done = gw
-            .log_text()
-            .lines()
-            .filter(|l| l.contains("\"message\":\"disconnected\""))
-            .count();
-        if done >= n {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("never saw {n} disconnects; log:\n{}", gw.log_text());
-}
-
 /// NOOP's reply text on `s`.
 fn noop(s: &mut Smtp) -> String {
     s.expect("NOOP", 250).text
@@ -78,7 +60,7 @@ fn one_connection(gw: &Gateway, n: usize) -> String {
     let r = noop(&mut s);
     s.expect("QUIT", 221);
     drop(s);
-    wait_disconnects(gw, n);
+    gw.wait_disconnects(n);
     r
 }
 
@@ -93,7 +75,7 @@ fn pooled_instance_serves_the_next_connection_with_fresh_host_state() {
     assert!(r.contains("connections=1 mark=set"), "{r}");
     s.expect("QUIT", 221);
     drop(s);
-    wait_disconnects(&gw, 1);
+    gw.wait_disconnects(1);
 
     // The same instance (its memory counts on), but the note set in the
     // first connection is gone.
@@ -126,7 +108,7 @@ fn a_trapped_instance_is_never_reused() {
     assert!(r.text.starts_with("451 4.3.0 "), "{}", r.text);
     s.expect("QUIT", 221);
     drop(s);
-    wait_disconnects(&gw, 2);
+    gw.wait_disconnects(2);
 
     // A fresh instance, which is pooled in turn.
     let r = one_connection(&gw, 3);

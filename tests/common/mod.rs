@@ -187,6 +187,24 @@ impl Gateway {
         panic!("log never contained {needle:?}:\n{}", self.log_text());
     }
 
+    /// Waits (hang guard, not a timing assertion) until `n` sessions have
+    /// finished: their disconnect hooks ran, their plugin instances were
+    /// released and they left `wasmtp_connections_active`.
+    pub fn wait_disconnects(&self, n: usize) {
+        for _ in 0..600 {
+            let done = self
+                .log_text()
+                .lines()
+                .filter(|l| l.contains("\"message\":\"disconnected\""))
+                .count();
+            if done >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("never saw {n} disconnects; log:\n{}", self.log_text());
+    }
+
     /// Messages delivered to the Maildir `new/` directory, sorted by name.
     pub fn delivered(&self) -> Vec<Vec<u8>> {
         maildir_messages(&maildir(self.dir.path()))
