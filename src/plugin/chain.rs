@@ -21,10 +21,9 @@ use super::bindings::{
     WitParam, WitVerdict,
 };
 use super::loader::{Chain, LoadedPlugin};
-use super::metrics::{self, DELIVERY, DENY};
 use super::sandbox::{StoreData, arm, new_store};
 use super::verdict::{check, failure_verdict};
-use super::{Hook, Verdict};
+use super::{DELIVERY_SLOT, DENY_SLOT, Hook, Verdict};
 use crate::context::{Connection, Param, SessionContext};
 use crate::queue::{DeliveryReport, DeliveryStatus};
 
@@ -100,9 +99,9 @@ impl Call<'_, '_> {
     /// The hook's metrics slot.
     fn slot(&self) -> usize {
         match self {
-            Call::Hook(hook) => metrics::slot(hook),
-            Call::Deny(..) => DENY,
-            Call::Delivery(_) => DELIVERY,
+            Call::Hook(hook) => hook.slot(),
+            Call::Deny(..) => DENY_SLOT,
+            Call::Delivery(_) => DELIVERY_SLOT,
         }
     }
 }
@@ -217,7 +216,7 @@ impl PluginSession {
     /// connection's instances (see [`PluginSession::disconnect`]).
     pub async fn run(&mut self, hook: Hook<'_>, ctx: &mut SessionContext) -> Verdict {
         let flag = hook.flag();
-        let slot = metrics::slot(&hook);
+        let slot = hook.slot();
         let mut verdict = Verdict::Declined;
         let mut decider = None;
         for i in 0..self.chain.plugins.len() {
@@ -301,7 +300,7 @@ impl PluginSession {
             }
             if let Err(reason) = self.with_instance(i, &mut ctx, Call::Delivery(&wit)).await {
                 if let Some(m) = &p.metrics {
-                    m.failure(DELIVERY);
+                    m.failure(DELIVERY_SLOT);
                 }
                 self.discard(i);
                 tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", "plugin failed: {reason}");
@@ -339,7 +338,7 @@ impl PluginSession {
                 .await;
             if let Err(reason) = result {
                 if let Some(m) = &p.metrics {
-                    m.failure(DENY);
+                    m.failure(DENY_SLOT);
                 }
                 self.discard(i);
                 tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", "plugin failed: {reason}");

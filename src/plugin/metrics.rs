@@ -1,70 +1,14 @@
 //! Metric handles of one loaded plugin, resolved when the chain is loaded
 //! so a hook call never looks a series up by its labels: a table indexed by
-//! hook slot (the position of the hook in the WIT `hooks-wanted` flags).
+//! hook slot ([`super::HOOKS`], the WIT `hooks-wanted` order).
 //! Only the hooks the plugin asked for get series. Names and labels are in
 //! [`crate::metrics`].
 
 use metrics::{Counter, Histogram};
 
 use super::bindings::HooksWanted;
-use super::{Hook, Verdict};
+use super::{DELIVERY_SLOT, DENY_SLOT, HOOKS, Hook, Verdict};
 use crate::metrics::{FAILURES, HOOK_DURATION, INSTANCES, INSTANTIATE_DURATION, VERDICTS};
-
-/// Every hook the host calls, in `hooks-wanted` order: WIT name and flag.
-/// [`slot`] indexes it.
-const HOOKS: [(&str, HooksWanted); 20] = [
-    ("connect", HooksWanted::CONNECT),
-    ("helo", HooksWanted::HELO),
-    ("ehlo", HooksWanted::EHLO),
-    ("mail", HooksWanted::MAIL),
-    ("rcpt", HooksWanted::RCPT),
-    ("data", HooksWanted::DATA),
-    ("data-headers", HooksWanted::DATA_HEADERS),
-    ("body-chunk", HooksWanted::BODY_CHUNK),
-    ("data-post", HooksWanted::DATA_POST),
-    ("queue", HooksWanted::QUEUE),
-    ("reset", HooksWanted::RESET),
-    ("quit", HooksWanted::QUIT),
-    ("disconnect", HooksWanted::DISCONNECT),
-    ("unrecognized-command", HooksWanted::UNRECOGNIZED_COMMAND),
-    ("vrfy", HooksWanted::VRFY),
-    ("noop", HooksWanted::NOOP),
-    ("help", HooksWanted::HELP),
-    ("auth", HooksWanted::AUTH),
-    ("deny", HooksWanted::DENY),
-    ("delivery", HooksWanted::DELIVERY),
-];
-
-/// Slot of `disconnect`.
-const DISCONNECT: usize = 12;
-/// Slot of the `deny` notification.
-pub(crate) const DENY: usize = 18;
-/// Slot of the `delivery` report.
-pub(crate) const DELIVERY: usize = 19;
-
-/// The slot of a protocol hook in [`HOOKS`].
-pub(crate) fn slot(hook: &Hook<'_>) -> usize {
-    match hook {
-        Hook::Connect => 0,
-        Hook::Helo(_) => 1,
-        Hook::Ehlo(_) => 2,
-        Hook::Mail(..) => 3,
-        Hook::Rcpt(..) => 4,
-        Hook::Data => 5,
-        Hook::DataHeaders => 6,
-        Hook::BodyChunk(..) => 7,
-        Hook::DataPost => 8,
-        Hook::Queue => 9,
-        Hook::Reset => 10,
-        Hook::Quit => 11,
-        Hook::Disconnect => DISCONNECT,
-        Hook::Unrecognized(..) => 13,
-        Hook::Vrfy(_) => 14,
-        Hook::Noop(_) => 15,
-        Hook::Help(_) => 16,
-        Hook::Auth(..) => 17,
-    }
-}
 
 /// `verdict` label values, indexed by [`verdict_index`].
 const VERDICT_NAMES: [&str; 7] = [
@@ -92,7 +36,7 @@ fn verdict_index(v: &Verdict) -> usize {
 /// Whether calls in `slot` answer with a verdict (`disconnect`, `deny` and
 /// `delivery` do not).
 fn has_verdict(slot: usize) -> bool {
-    !matches!(slot, DISCONNECT | DENY | DELIVERY)
+    slot != Hook::Disconnect.slot() && slot != DENY_SLOT && slot != DELIVERY_SLOT
 }
 
 /// The series of one wanted hook.
@@ -186,35 +130,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_match_the_wit_names_and_flags() {
+    fn hooks_table_names_every_wit_flag_once() {
         let p = [];
         let hooks = [
-            Hook::Connect,
-            Hook::Helo("h"),
-            Hook::Ehlo("h"),
-            Hook::Mail("a", &p),
-            Hook::Rcpt("a", &p),
-            Hook::Data,
-            Hook::DataHeaders,
-            Hook::BodyChunk(0, &[]),
-            Hook::DataPost,
-            Hook::Queue,
-            Hook::Reset,
-            Hook::Quit,
-            Hook::Disconnect,
-            Hook::Unrecognized("X", ""),
-            Hook::Vrfy(""),
-            Hook::Noop(""),
-            Hook::Help(""),
-            Hook::Auth("PLAIN", "", "u", "p"),
+            (Hook::Connect, "connect"),
+            (Hook::Helo("h"), "helo"),
+            (Hook::Ehlo("h"), "ehlo"),
+            (Hook::Mail("a", &p), "mail"),
+            (Hook::Rcpt("a", &p), "rcpt"),
+            (Hook::Data, "data"),
+            (Hook::DataHeaders, "data-headers"),
+            (Hook::BodyChunk(0, &[]), "body-chunk"),
+            (Hook::DataPost, "data-post"),
+            (Hook::Queue, "queue"),
+            (Hook::Reset, "reset"),
+            (Hook::Quit, "quit"),
+            (Hook::Disconnect, "disconnect"),
+            (Hook::Unrecognized("X", ""), "unrecognized-command"),
+            (Hook::Vrfy(""), "vrfy"),
+            (Hook::Noop(""), "noop"),
+            (Hook::Help(""), "help"),
+            (Hook::Auth("PLAIN", "", "u", "p"), "auth"),
         ];
-        for h in &hooks {
-            let (name, flag) = HOOKS[slot(h)];
-            assert_eq!(name, h.name());
-            assert_eq!(flag, h.flag());
+        for (h, name) in &hooks {
+            assert_eq!(h.name(), *name);
         }
-        assert_eq!(HOOKS[DENY], ("deny", HooksWanted::DENY));
-        assert_eq!(HOOKS[DELIVERY], ("delivery", HooksWanted::DELIVERY));
-        assert!(!has_verdict(slot(&Hook::Disconnect)));
+        assert_eq!(HOOKS[DENY_SLOT].0, "deny");
+        assert_eq!(HOOKS[DELIVERY_SLOT].0, "delivery");
+        // Each flag once, and together every flag the WIT defines.
+        let mut all = HooksWanted::empty();
+        for (name, flag) in HOOKS {
+            assert!(!all.contains(flag), "{name} repeats a flag");
+            all |= flag;
+        }
+        assert_eq!(all, HooksWanted::all());
+        assert!(!has_verdict(Hook::Disconnect.slot()));
     }
 }

@@ -106,51 +106,69 @@ pub enum Hook<'a> {
     Auth(&'a str, &'a str, &'a str, &'a str),
 }
 
+/// Every call the host makes into a plugin, in WIT `hooks-wanted` order:
+/// the name as in the WIT and the flag that asks for it. The protocol hooks
+/// come first ([`Hook::slot`] indexes them); the last two are the
+/// notifications [`DENY_SLOT`] and [`DELIVERY_SLOT`].
+pub(crate) const HOOKS: [(&str, HooksWanted); 20] = [
+    ("connect", HooksWanted::CONNECT),
+    ("helo", HooksWanted::HELO),
+    ("ehlo", HooksWanted::EHLO),
+    ("mail", HooksWanted::MAIL),
+    ("rcpt", HooksWanted::RCPT),
+    ("data", HooksWanted::DATA),
+    ("data-headers", HooksWanted::DATA_HEADERS),
+    ("body-chunk", HooksWanted::BODY_CHUNK),
+    ("data-post", HooksWanted::DATA_POST),
+    ("queue", HooksWanted::QUEUE),
+    ("reset", HooksWanted::RESET),
+    ("quit", HooksWanted::QUIT),
+    ("disconnect", HooksWanted::DISCONNECT),
+    ("unrecognized-command", HooksWanted::UNRECOGNIZED_COMMAND),
+    ("vrfy", HooksWanted::VRFY),
+    ("noop", HooksWanted::NOOP),
+    ("help", HooksWanted::HELP),
+    ("auth", HooksWanted::AUTH),
+    ("deny", HooksWanted::DENY),
+    ("delivery", HooksWanted::DELIVERY),
+];
+
+/// [`HOOKS`] slot of the `deny` notification.
+pub(crate) const DENY_SLOT: usize = 18;
+/// [`HOOKS`] slot of the `delivery` report.
+pub(crate) const DELIVERY_SLOT: usize = 19;
+
 impl Hook<'_> {
     /// The hook's name as in the WIT (`data-post`, `unrecognized-command`, ...).
     pub fn name(&self) -> &'static str {
-        match self {
-            Hook::Connect => "connect",
-            Hook::Helo(_) => "helo",
-            Hook::Ehlo(_) => "ehlo",
-            Hook::Mail(..) => "mail",
-            Hook::Rcpt(..) => "rcpt",
-            Hook::Data => "data",
-            Hook::DataHeaders => "data-headers",
-            Hook::BodyChunk(..) => "body-chunk",
-            Hook::DataPost => "data-post",
-            Hook::Queue => "queue",
-            Hook::Reset => "reset",
-            Hook::Quit => "quit",
-            Hook::Disconnect => "disconnect",
-            Hook::Unrecognized(..) => "unrecognized-command",
-            Hook::Vrfy(_) => "vrfy",
-            Hook::Noop(_) => "noop",
-            Hook::Help(_) => "help",
-            Hook::Auth(..) => "auth",
-        }
+        HOOKS[self.slot()].0
     }
 
     fn flag(&self) -> HooksWanted {
+        HOOKS[self.slot()].1
+    }
+
+    /// The hook's position in [`HOOKS`].
+    pub(crate) fn slot(&self) -> usize {
         match self {
-            Hook::Connect => HooksWanted::CONNECT,
-            Hook::Helo(_) => HooksWanted::HELO,
-            Hook::Ehlo(_) => HooksWanted::EHLO,
-            Hook::Mail(..) => HooksWanted::MAIL,
-            Hook::Rcpt(..) => HooksWanted::RCPT,
-            Hook::Data => HooksWanted::DATA,
-            Hook::DataHeaders => HooksWanted::DATA_HEADERS,
-            Hook::BodyChunk(..) => HooksWanted::BODY_CHUNK,
-            Hook::DataPost => HooksWanted::DATA_POST,
-            Hook::Queue => HooksWanted::QUEUE,
-            Hook::Reset => HooksWanted::RESET,
-            Hook::Quit => HooksWanted::QUIT,
-            Hook::Disconnect => HooksWanted::DISCONNECT,
-            Hook::Unrecognized(..) => HooksWanted::UNRECOGNIZED_COMMAND,
-            Hook::Vrfy(_) => HooksWanted::VRFY,
-            Hook::Noop(_) => HooksWanted::NOOP,
-            Hook::Help(_) => HooksWanted::HELP,
-            Hook::Auth(..) => HooksWanted::AUTH,
+            Hook::Connect => 0,
+            Hook::Helo(_) => 1,
+            Hook::Ehlo(_) => 2,
+            Hook::Mail(..) => 3,
+            Hook::Rcpt(..) => 4,
+            Hook::Data => 5,
+            Hook::DataHeaders => 6,
+            Hook::BodyChunk(..) => 7,
+            Hook::DataPost => 8,
+            Hook::Queue => 9,
+            Hook::Reset => 10,
+            Hook::Quit => 11,
+            Hook::Disconnect => 12,
+            Hook::Unrecognized(..) => 13,
+            Hook::Vrfy(_) => 14,
+            Hook::Noop(_) => 15,
+            Hook::Help(_) => 16,
+            Hook::Auth(..) => 17,
         }
     }
 }

@@ -80,13 +80,14 @@ impl Disclaimer {
             }
             // The part ends where the message ends; an empty body ends
             // right after the header block's CRLF.
-            let mut out = body.clone();
             let tail = if body.is_empty() {
                 &head[..]
             } else {
                 &body[..]
             };
-            out.extend_from_slice(&self.insert_at(tail, tail.len(), Encoding::None));
+            let footer = self.insert_at(tail, tail.len(), Encoding::None);
+            let mut out = body;
+            out.extend_from_slice(&footer);
             return Some((out, 1));
         }
         let mut raw = head.clone();
