@@ -72,6 +72,8 @@ install_all() {
     [ -x "$b" ] || need_apt=1
   done
   perl -MNet::IP -e1 2>/dev/null || need_apt=1
+  # swaks --tls needs Net::SSLeay, only a Recommends of the swaks package
+  perl -MNet::SSLeay -e1 2>/dev/null || need_apt=1
   command -v node >/dev/null && command -v npm >/dev/null || need_apt=1
   if [ "$need_apt" = 1 ]; then
     [ "$(id -u)" = 0 ] || { log "missing tools and not root: run as root once"; exit 1; }
@@ -82,7 +84,7 @@ install_all() {
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     # wait for the dpkg lock rather than fail when another install is running
     apt-get -o DPkg::Lock::Timeout=600 update -q
-    local pkgs=(postfix swaks qpsmtpd libnet-ip-perl python3)
+    local pkgs=(postfix swaks libnet-ssleay-perl libio-socket-ssl-perl qpsmtpd libnet-ip-perl python3)
     command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
     apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${pkgs[@]}"
     if [ "$postfix_was_there" = 0 ] && [ -f /var/spool/postfix/pid/master.pid ]; then

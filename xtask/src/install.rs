@@ -14,13 +14,31 @@ use crate::sh;
 /// The Rust target plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// A program a task needs, and the Debian package that ships it.
+/// A program a task needs, the Debian packages that make it do what the
+/// tests ask of it, and how to check that it does.
+///
+/// `packages` lists more than the program's own package where a mode the
+/// tests use depends on a package Debian only *recommends* (we install with
+/// `--no-install-recommends`): swaks needs `libnet-ssleay-perl` for `--tls`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tool {
     /// An absolute path, or a program name looked up on `PATH`.
     pub program: &'static str,
-    /// The Debian package that provides it.
-    pub package: &'static str,
+    /// The Debian packages to install for it (the first one ships the program).
+    pub packages: &'static [&'static str],
+    /// Run after installing: the program in the mode the tests use.
+    pub check: Option<Check>,
+}
+
+/// A command that shows a tool works in the mode the tests drive it in.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    /// Arguments given to the tool's program.
+    pub args: &'static [&'static str],
+    /// Text the command's output (stdout and stderr) must contain.
+    pub expect: &'static str,
+    /// What the check is for, in the failure message.
+    pub what: &'static str,
 }
 
 impl Tool {
@@ -28,26 +46,82 @@ impl Tool {
     pub fn present(&self) -> bool {
         sh::on_path(self.program)
     }
+
+    /// Whether the program is there and passes its check; `Err` says what is
+    /// wrong and which package to install.
+    pub fn preflight(&self) -> Result<()> {
+        if !self.present() {
+            bail!(
+                "{} is missing: apt-get install {}",
+                self.program,
+                self.packages.join(" ")
+            );
+        }
+        let Some(check) = self.check else {
+            return Ok(());
+        };
+        let out = Command::new(self.program)
+            .args(check.args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.program))?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        if !text.contains(check.expect) {
+            let said: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            bail!(
+                "`{} {}` does not show {} (expected \"{}\"); it printed: {}; \
+                 install: apt-get install {}",
+                self.program,
+                check.args.join(" "),
+                check.what,
+                check.expect,
+                said.join(" | "),
+                self.packages.join(" ")
+            );
+        }
+        Ok(())
+    }
 }
 
-/// What the integration tests drive: swaks, Postfix's smtp-sink/smtp-source
-/// (real peers for forward mode) and python3 (smtplib clients).
+/// swaks with the Perl modules its `--tls` needs (only Recommends of the
+/// swaks package). The README's quick-start line uses it too.
+pub const SWAKS: Tool = Tool {
+    program: "/usr/bin/swaks",
+    packages: &["swaks", "libnet-ssleay-perl", "libio-socket-ssl-perl"],
+    check: Some(Check {
+        args: &["--support"],
+        expect: "=== TLS supported",
+        what: "TLS support (Net::SSLeay)",
+    }),
+};
+
+/// What the integration tests drive: swaks (with TLS), Postfix's
+/// smtp-sink/smtp-source (real peers for forward mode) and python3
+/// (smtplib clients over TLS).
 pub const TEST_TOOLS: &[Tool] = &[
-    Tool {
-        program: "/usr/bin/swaks",
-        package: "swaks",
-    },
+    SWAKS,
     Tool {
         program: "/usr/sbin/smtp-sink",
-        package: "postfix",
+        packages: &["postfix"],
+        check: None,
     },
     Tool {
         program: "/usr/sbin/smtp-source",
-        package: "postfix",
+        packages: &["postfix"],
+        check: None,
     },
     Tool {
         program: "python3",
-        package: "python3",
+        packages: &["python3"],
+        check: Some(Check {
+            args: &[
+                "-c",
+                "import smtplib, ssl; print('smtplib with', ssl.OPENSSL_VERSION)",
+            ],
+            expect: "smtplib with",
+            what: "smtplib and ssl",
+        }),
     },
 ];
 
@@ -56,7 +130,12 @@ const OPTIONAL_TEST_TOOLS: &[(&str, Tool)] = &[(
     "redis-server",
     Tool {
         program: "/usr/bin/redis-server",
-        package: "redis-server",
+        packages: &["redis-server"],
+        check: Some(Check {
+            args: &["--version"],
+            expect: "Redis server",
+            what: "a Redis server",
+        }),
     },
 )];
 
@@ -94,26 +173,36 @@ fn collect_sources(dir: &Path, out: &mut String) {
     }
 }
 
-/// Installs the packages of the tools that are missing (one `apt-get install`).
+/// Installs the packages of the tools that are missing or fail their check
+/// (one `apt-get install`), then runs every tool's check: a tool that still
+/// fails stops here with the package to install, not half an hour later in
+/// a test.
 pub fn ensure_tools(tools: &[Tool]) -> Result<()> {
     let mut packages: Vec<&str> = tools
         .iter()
-        .filter(|t| !t.present())
-        .map(|t| t.package)
+        .filter(|t| t.preflight().is_err())
+        .flat_map(|t| t.packages.iter().copied())
         .collect();
+    packages.sort_unstable();
     packages.dedup();
     if packages.is_empty() {
-        eprintln!("tools present: {}", names(tools));
+        eprintln!("tools present and checked: {}", names(tools));
         return Ok(());
     }
     apt_install(&packages)?;
-    if let Some(missing) = tools.iter().find(|t| !t.present()) {
-        bail!(
-            "{} is still missing after installing {}",
-            missing.program,
-            missing.package
-        );
+    preflight(tools)
+}
+
+/// Runs every tool's check; the error lists each failure.
+pub fn preflight(tools: &[Tool]) -> Result<()> {
+    let failures: Vec<String> = tools
+        .iter()
+        .filter_map(|t| t.preflight().err().map(|e| format!("{e:#}")))
+        .collect();
+    if !failures.is_empty() {
+        bail!("preflight failed:\n  {}", failures.join("\n  "));
     }
+    eprintln!("preflight ok: {}", names(tools));
     Ok(())
 }
 
@@ -279,7 +368,7 @@ mod tests {
         .unwrap();
         let tools = optional_test_tools(&dir);
         assert_eq!(tools.len(), 1);
-        assert_eq!(tools[0].package, "redis-server");
+        assert_eq!(tools[0].packages, ["redis-server"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -287,10 +376,39 @@ mod tests {
     fn present_tools_need_no_install() {
         let sh_tool = Tool {
             program: "sh",
-            package: "dash",
+            packages: &["dash"],
+            check: Some(Check {
+                args: &["-c", "echo checked"],
+                expect: "checked",
+                what: "a shell",
+            }),
         };
         assert!(sh_tool.present());
         // Nothing is missing, so this must not call apt at all.
         ensure_tools(&[sh_tool]).unwrap();
+    }
+
+    #[test]
+    fn a_failing_check_names_the_packages() {
+        let tool = Tool {
+            program: "sh",
+            packages: &["dash", "libexample-perl"],
+            check: Some(Check {
+                args: &["-c", "echo '*** TLS not available: requires Net::SSLeay'"],
+                expect: "=== TLS supported",
+                what: "TLS support",
+            }),
+        };
+        let err = format!("{:#}", tool.preflight().unwrap_err());
+        assert!(err.contains("TLS support"), "{err}");
+        assert!(err.contains("requires Net::SSLeay"), "{err}");
+        assert!(err.contains("apt-get install dash libexample-perl"), "{err}");
+        let missing = Tool {
+            program: "/nonexistent/wasmtp-tool",
+            packages: &["wasmtp-tool"],
+            check: None,
+        };
+        let err = format!("{:#}", missing.preflight().unwrap_err());
+        assert!(err.contains("apt-get install wasmtp-tool"), "{err}");
     }
 }

@@ -40,6 +40,12 @@ pub fn run(opts: &Options) -> Result<()> {
     gateway
         .args(["run", "--config", CONFIG])
         .args(&opts.passthrough);
+    // The README's first try is `swaks ... --tls`: say now if that would fail.
+    if let Err(err) = crate::install::SWAKS.preflight() {
+        sh::error(&format!(
+            "note: the README's `swaks --tls` example will not work here: {err:#}"
+        ));
+    }
     sh::step("wasmtp (Ctrl-C stops it, SIGHUP reloads the plugins)");
     sh::announce(&gateway);
     let err = gateway.exec();
