@@ -281,6 +281,18 @@ impl Smtp {
     pub fn connect_raw(addr: SocketAddr) -> Self {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(IO_GUARD)).unwrap();
+        Self::raw(tcp)
+    }
+
+    /// A client on an already connected socket (e.g. one bound to a chosen
+    /// source address); reads the greeting.
+    pub fn from_stream(tcp: TcpStream) -> Self {
+        let mut s = Self::raw(tcp);
+        s.greeting = s.reply();
+        s
+    }
+
+    fn raw(tcp: TcpStream) -> Self {
         Self {
             reader: BufReader::new(tcp),
             greeting: Reply {
