@@ -208,10 +208,7 @@ mod tests {
 
     #[test]
     fn ipv4_labels_are_reversed_octets() {
-        assert_eq!(
-            reversed_label("192.0.2.99".parse().unwrap()),
-            "99.2.0.192"
-        );
+        assert_eq!(reversed_label("192.0.2.99".parse().unwrap()), "99.2.0.192");
         assert_eq!(
             reversed_label("::ffff:127.0.0.2".parse().unwrap()),
             "2.0.0.127"

@@ -22,8 +22,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use wasmtp_plugin_sdk::dns::{self, DnsError, Listing};
 use wasmtp_plugin_sdk::{
-    Config, Connection, Hooks, LogLevel, Param, Plugin, Reply, Transaction, Verdict,
-    export_plugin, log,
+    Config, Connection, Hooks, LogLevel, Param, Plugin, Reply, Transaction, Verdict, export_plugin,
+    log,
 };
 
 /// Longest reply text taken from a zone's TXT record.
@@ -217,7 +217,11 @@ impl Plugin for Dnsbl {
         let when = match config.str("hook").unwrap_or("rcpt") {
             "rcpt" => When::Rcpt,
             "connect" => When::Connect,
-            other => return Err(format!("hook must be \"rcpt\" or \"connect\", not {other:?}")),
+            other => {
+                return Err(format!(
+                    "hook must be \"rcpt\" or \"connect\", not {other:?}"
+                ));
+            }
         };
         let on_error = match config.str("on_error").unwrap_or("pass") {
             "pass" => OnError::Pass,

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use wasmtp_plugin_sdk::kv::Bucket;
 use wasmtp_plugin_sdk::{
-    Config, Connection, Hooks, LogLevel, Param, Plugin, Reply, Transaction, Verdict,
-    export_plugin, log,
+    Config, Connection, Hooks, LogLevel, Param, Plugin, Reply, Transaction, Verdict, export_plugin,
+    log,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

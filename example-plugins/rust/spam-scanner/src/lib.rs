@@ -81,11 +81,11 @@ impl SpamScanner {
         }
         let mut message = head;
         message.extend_from_slice(&txn.body());
-        let verdict =
-            match spamc::check(self.address, &message, self.user.as_deref(), self.timeout) {
-                Ok(v) => v,
-                Err(reason) => return self.failure(conn, &reason),
-            };
+        let verdict = match spamc::check(self.address, &message, self.user.as_deref(), self.timeout)
+        {
+            Ok(v) => v,
+            Err(reason) => return self.failure(conn, &reason),
+        };
         let score = format!("{:.1}", verdict.score);
         let spam = verdict.spam || self.reject_score.is_some_and(|t| verdict.score >= t);
         txn.set_note("spam_scanner.score", &score);
