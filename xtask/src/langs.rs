@@ -12,7 +12,8 @@
 //!
 //! A JavaScript plugin that defines `transactionEnded`, or a Python plugin
 //! module that defines `Lifecycle` (`Lifecycle = wasmtp.export_lifecycle(..)`),
-//! is built against the world `plugin-with-lifecycle` and exports the
+//! or a C plugin that sets `.transaction_ended`, is built against the world
+//! `plugin-with-lifecycle` and exports the
 //! optional `lifecycle` interface; every other plugin against `plugin`.
 //!
 //! Toolchains:
@@ -467,7 +468,8 @@ fn build_python(root: &Path, p: &PluginSrc, tool: &Toolchain, out: &Path) -> Res
 
 /// Whether a plugin exports the optional `lifecycle` interface: a JS source
 /// that mentions `transactionEnded`, a Python module that assigns `Lifecycle`
-/// at top level, a C source that sets `.transaction_ended`.
+/// at top level, a C source that sets `.transaction_ended` (compiled with
+/// `-DWASMTP_LIFECYCLE`).
 fn wants_lifecycle(p: &PluginSrc) -> Result<bool> {
     let mut files = Vec::new();
     list_files(&p.dir, &mut files)?;
@@ -496,7 +498,12 @@ fn wants_lifecycle(p: &PluginSrc) -> Result<bool> {
 fn build_c(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Path) -> Result<()> {
     let gen_dir = work.join("gen");
     fs::create_dir_all(&gen_dir)?;
-    c_bindings(&root.join("wit"), &gen_dir)?;
+    let lifecycle = wants_lifecycle(p)?;
+    c_bindings(
+        &root.join("wit"),
+        if lifecycle { WORLD_LIFECYCLE } else { WORLD },
+        &gen_dir,
+    )?;
     let mut sources: Vec<PathBuf> = Vec::new();
     for dir in [root.join("plugins-sdk/c/src"), p.dir.clone()] {
         let mut files = Vec::new();
@@ -519,6 +526,7 @@ fn build_c(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Path
             "-fuse-ld=lld",
             "-Wl,--strip-debug",
         ])
+        .args(lifecycle.then_some("-DWASMTP_LIFECYCLE"))
         .arg("-I")
         .arg(&gen_dir)
         .arg("-I")
@@ -542,15 +550,17 @@ fn build_c(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Path
     Ok(())
 }
 
-/// Generates the C bindings of world `plugin` (what `wit-bindgen c` does):
-/// `plugin.h`, `plugin.c` and `plugin_component_type.o`.
-pub fn c_bindings(wit: &Path, out: &Path) -> Result<()> {
+/// Generates the C bindings of `world` (what `wit-bindgen c` does), named
+/// as for world `plugin` whatever the world (so the SDK compiles against
+/// both): `plugin.h`, `plugin.c` and `plugin_component_type.o`.
+pub fn c_bindings(wit: &Path, world: &str, out: &Path) -> Result<()> {
     use wit_bindgen_core::wit_parser::Resolve;
     let mut resolve = Resolve::default();
     let (pkg, _) = resolve.push_dir(wit).context("parsing wit/")?;
-    let world = resolve.select_world(&[pkg], Some("plugin"))?;
+    let world = resolve.select_world(&[pkg], Some(world))?;
     let opts = wit_bindgen_c::Opts {
         autodrop_borrows: wit_bindgen_c::Enabled::Yes,
+        rename_world: Some(WORLD.to_string()),
         ..Default::default()
     };
     let mut files = wit_bindgen_core::Files::default();

@@ -151,7 +151,8 @@ class Greylist(wasmtp.Plugin):
 
     def greylisted(self, remaining_ms):
         seconds = max(1, -(-remaining_ms // 1000))
-        return wasmtp.deny_soft(451, "4.7.1", f"Greylisted, please try again in {seconds} seconds")
+        unit = "second" if seconds == 1 else "seconds"
+        return wasmtp.deny_soft(451, "4.7.1", f"Greylisted, please try again in {seconds} {unit}")
 
 
 def _int(text):
