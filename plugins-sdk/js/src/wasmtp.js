@@ -209,7 +209,9 @@ export const kv = {
   },
   /** Removes `key`; true if it was present. */
   delete(bucket, key) {
-    return call(KvError, () => witKv["delete"](String(bucket), String(key)));
+    // `delete` is a reserved word: the bindings may name it `delete$`.
+    const remove = witKv["delete"] ?? witKv["delete$"];
+    return call(KvError, () => remove(String(bucket), String(key)));
   },
   /**
    * Adds `delta` (default 1) to the integer at `key` (absent counts as 0)
