@@ -120,7 +120,7 @@ fn c_plugin_uses_dns_and_kv_through_the_sdk() {
     assert_eq!(ask(&mut c, "XDNS A host.test"), "250 300 192.0.2.1");
     assert_eq!(ask(&mut c, "XDNS MX mail.test"), "250 300 10:mx1.mail.test");
     assert_eq!(ask(&mut c, "XDNS TXT 2.0.0.127.bl.test"), "250 300 listed here");
-    assert_eq!(ask(&mut c, "XDNS A nowhere.test"), "450 DnsError nx-domain ");
+    assert_eq!(ask(&mut c, "XDNS A nowhere.test"), "450 DnsError nx-domain");
     assert_eq!(ask(&mut c, "XKV GET probe k"), "250 (absent)");
     assert_eq!(ask(&mut c, "XKV SET probe k hello"), "250 set");
     assert_eq!(ask(&mut c, "XKV GET probe k"), "250 hello");
