@@ -145,7 +145,10 @@ fn dns_cache_and_session_budget() {
     // A new session has a fresh budget, and the cache still answers.
     let mut s2 = gw.connect();
     let text = noop(&mut s2);
-    assert!(text.contains("first=ok") && text.contains("second=ok"), "{text}");
+    assert!(
+        text.contains("first=ok") && text.contains("second=ok"),
+        "{text}"
+    );
     assert_eq!(dns.queries_for("host.test"), 1);
 }
 
@@ -242,7 +245,11 @@ fn lifecycle_hears_every_transaction_end() {
     let mut s = gw.connect();
     s.expect("EHLO client.test", 250);
     // Delivered.
-    let r = s.send_mail("a@client.test", &["bob@example.test"], b"Subject: x\r\n\r\nhi\r\n");
+    let r = s.send_mail(
+        "a@client.test",
+        &["bob@example.test"],
+        b"Subject: x\r\n\r\nhi\r\n",
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     // RSET: the plugin's deny is ignored, RSET answers 250.
     s.expect("MAIL FROM:<a@client.test>", 250);
@@ -256,11 +263,7 @@ fn lifecycle_hears_every_transaction_end() {
     s.expect("MAIL FROM:<a@client.test>", 250);
     let r = s.cmd("NOOP");
     assert_eq!(r.code, 250, "{}", r.text);
-    assert!(
-        r.text.contains("ends=delivered,reset,hello"),
-        "{}",
-        r.text
-    );
+    assert!(r.text.contains("ends=delivered,reset,hello"), "{}", r.text);
 }
 
 #[test]
@@ -294,5 +297,8 @@ fn check_config_names_a_malformed_grant() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("plugins[0].kv[1]") && err.contains("4:13"), "{err}");
+    assert!(
+        err.contains("plugins[0].kv[1]") && err.contains("4:13"),
+        "{err}"
+    );
 }

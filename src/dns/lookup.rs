@@ -239,7 +239,9 @@ impl Lookups {
         }
         if records.is_empty() {
             // NOERROR with only other types (e.g. a CNAME chain ending nowhere).
-            let neg = response.negative_ttl().map(|s| Duration::from_secs(s.into()));
+            let neg = response
+                .negative_ttl()
+                .map(|s| Duration::from_secs(s.into()));
             return (Err(LookupError::NoData), neg);
         }
         let answer = Answer { records, ttl };

@@ -425,7 +425,7 @@ impl PluginSession {
             // A connection that saw the plugin fail takes no warm instance.
             let warm = if self.failed[i] { None } else { p.pool.take() };
             let inst = match warm {
-                Some(inst) => {
+                Some(mut inst) => {
                     // Host-side state is per connection: only the log
                     // records' session id and the session's budget live
                     // in the store between calls.

@@ -123,7 +123,9 @@ mod tests {
         assert_eq!(f.reason(), "out-of-memory");
         let f = PluginFailure::from_wasmtime(wasmtime::Error::new(HostRefusal("x".into())));
         assert_eq!(f.reason(), "host-call-refused");
-        let f = PluginFailure::from_wasmtime(wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached));
+        let f = PluginFailure::from_wasmtime(wasmtime::Error::new(
+            wasmtime::Trap::UnreachableCodeReached,
+        ));
         assert_eq!(f.reason(), "trap");
         let f = PluginFailure::from_wasmtime(wasmtime::Error::msg("other"));
         assert_eq!(f.reason(), "other");

@@ -217,7 +217,13 @@ mod tests {
         assert!(g.allows("10.1.2.3:25".parse().unwrap()));
         let g = ConnectGrant::parse("[::1]:783").unwrap();
         assert!(g.allows("[::1]:783".parse().unwrap()));
-        for bad in ["127.0.0.1", "127.0.0.1:0", "host:25", "1.2.3.4:x", "[::1:783"] {
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "host:25",
+            "1.2.3.4:x",
+            "[::1:783",
+        ] {
             assert!(ConnectGrant::parse(bad).is_err(), "{bad}");
         }
     }
@@ -232,7 +238,13 @@ mod tests {
         assert!(o.matches("https", "scanner.example", 443));
         let o = HttpOrigin::parse("http://[::1]:8080").unwrap();
         assert!(o.matches("http", "[::1]", 8080));
-        for bad in ["ftp://x", "http://", "http://x/path", "127.0.0.1:80", "http://u@x"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://x/path",
+            "127.0.0.1:80",
+            "http://u@x",
+        ] {
             assert!(HttpOrigin::parse(bad).is_err(), "{bad}");
         }
     }

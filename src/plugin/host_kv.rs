@@ -119,10 +119,7 @@ impl kv::Host for KvView<'_> {
         ttl_ms: Option<u64>,
     ) -> Wit<bool> {
         let r = match (self.admit(&bucket, &key), ttl(ttl_ms)) {
-            (Ok(b), Ok(t)) => {
-                b.compare_and_set(&bucket, &key, expected, value, t)
-                    .await
-            }
+            (Ok(b), Ok(t)) => b.compare_and_set(&bucket, &key, expected, value, t).await,
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
         out(r)

@@ -187,7 +187,13 @@ impl Loader {
         info: &Arc<PluginInfo>,
     ) -> anyhow::Result<HooksWanted> {
         let budget = Arc::new(SessionBudget::new(self.services.dns_budget));
-        let mut store = new_store(&self.engine, info, &self.services, budget, Arc::from("load"));
+        let mut store = new_store(
+            &self.engine,
+            info,
+            &self.services,
+            budget,
+            Arc::from("load"),
+        );
         arm(&mut store);
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -197,7 +203,9 @@ impl Loader {
         match tokio::time::timeout(info.limits.timeout, run).await {
             Err(_) => Err(PluginFailure::Timeout(info.limits.timeout)).context("init"),
             Ok(Err(e)) => Err(PluginFailure::from_wasmtime(e)).context("init failed"),
-            Ok(Ok(Err(msg))) => Err(PluginFailure::InitRefused(msg)).context("init refused its config"),
+            Ok(Ok(Err(msg))) => {
+                Err(PluginFailure::InitRefused(msg)).context("init refused its config")
+            }
             Ok(Ok(Ok(wanted))) => Ok(wanted),
         }
     }
