@@ -279,31 +279,8 @@ impl Smtp {
 
     /// Connects without reading anything.
     pub fn connect_raw(addr: SocketAddr) -> Self {
-        Self::raw_stream(TcpStream::connect(addr).unwrap())
-    }
-
-    /// Wraps a connected stream (e.g. one bound to another loopback source
-    /// address) and reads the greeting.
-    pub fn from_stream(tcp: TcpStream) -> Self {
-        let mut s = Self::raw_stream(tcp);
-        s.greeting = s.reply();
-        s
-    }
-
-    fn raw_stream(tcp: TcpStream) -> Self {
+        let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(IO_GUARD)).unwrap();
-        Self::raw(tcp)
-    }
-
-    /// A client on an already connected socket (e.g. one bound to a chosen
-    /// source address); reads the greeting.
-    pub fn from_stream(tcp: TcpStream) -> Self {
-        let mut s = Self::raw(tcp);
-        s.greeting = s.reply();
-        s
-    }
-
-    fn raw(tcp: TcpStream) -> Self {
         Self {
             reader: BufReader::new(tcp),
             greeting: Reply {
