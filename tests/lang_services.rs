@@ -58,7 +58,10 @@ fn js_plugin_uses_dns_and_kv_through_the_sdk() {
     assert_eq!(ask(&mut c, "XDNS A host.test"), "250 300 192.0.2.1");
     assert_eq!(ask(&mut c, "XDNS aaaa host.test"), "250 300 2001:db8::1");
     assert_eq!(ask(&mut c, "XDNS MX mail.test"), "250 300 10:mx1.mail.test");
-    assert_eq!(ask(&mut c, "XDNS TXT 2.0.0.127.bl.test"), "250 300 listed here");
+    assert_eq!(
+        ask(&mut c, "XDNS TXT 2.0.0.127.bl.test"),
+        "250 300 listed here"
+    );
     assert_eq!(ask(&mut c, "XREV 192.0.2.10"), "250 300 client.test");
     assert_eq!(ask(&mut c, "XDNS A nowhere.test"), "450 DnsError nx-domain");
     assert_eq!(ask(&mut c, "XDNS MX host.test"), "450 DnsError no-data");
@@ -103,7 +106,11 @@ fn js_plugin_without_grants_gets_clean_errors() {
     assert!(ask(&mut c, "XKV GET probe k").starts_with("450 KvError not-granted"));
     // The plugin keeps working.
     assert_eq!(ask(&mut c, "XLIFE"), "250 (none)");
-    assert_eq!(dns.queries(), 0, "an ungranted lookup never reaches the server");
+    assert_eq!(
+        dns.queries(),
+        0,
+        "an ungranted lookup never reaches the server"
+    );
 }
 
 #[test]
@@ -119,7 +126,10 @@ fn c_plugin_uses_dns_and_kv_through_the_sdk() {
     c.expect("EHLO client.test", 250);
     assert_eq!(ask(&mut c, "XDNS A host.test"), "250 300 192.0.2.1");
     assert_eq!(ask(&mut c, "XDNS MX mail.test"), "250 300 10:mx1.mail.test");
-    assert_eq!(ask(&mut c, "XDNS TXT 2.0.0.127.bl.test"), "250 300 listed here");
+    assert_eq!(
+        ask(&mut c, "XDNS TXT 2.0.0.127.bl.test"),
+        "250 300 listed here"
+    );
     assert_eq!(ask(&mut c, "XDNS A nowhere.test"), "450 DnsError nx-domain");
     assert_eq!(ask(&mut c, "XKV GET probe k"), "250 (absent)");
     assert_eq!(ask(&mut c, "XKV SET probe k hello"), "250 set");

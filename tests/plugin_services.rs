@@ -140,7 +140,11 @@ fn dnsbl_servfail_passes_with_a_note_by_default_and_tempfails_when_configured() 
     );
     assert_eq!(r.code, 250, "{}", r.text);
     pass.wait_log("dnsbl lookup failed");
-    assert!(pass.log_text().contains("server failure"), "{}", pass.log_text());
+    assert!(
+        pass.log_text().contains("server failure"),
+        "{}",
+        pass.log_text()
+    );
 
     let tempfail = dnsbl_gateway(
         &dns,
@@ -177,7 +181,11 @@ fn dnsbl_timeout_follows_on_error() {
     s.expect("MAIL FROM:<a@example.net>", 250);
     let r = s.cmd("RCPT TO:<bob@example.test>");
     assert_eq!(r.code, 451, "{}", r.text);
-    assert!(r.text.starts_with("451 4.4.3 blocklist bl.test"), "{}", r.text);
+    assert!(
+        r.text.starts_with("451 4.4.3 blocklist bl.test"),
+        "{}",
+        r.text
+    );
     gw.wait_log("timeout");
     s.expect("QUIT", 221);
 }
@@ -197,7 +205,13 @@ fn dnsbl_without_the_dns_grant_takes_its_failure_path_and_the_session_goes_on() 
     s.expect("QUIT", 221);
     gw.wait_log("dnsbl lookup failed");
     assert!(gw.log_text().contains("refused"), "{}", gw.log_text());
-    assert_eq!(dns.queries(), 0, "an ungranted lookup must not reach the server");
+    // (The gateway's own reverse lookup of the client may reach it; the
+    // plugin's query must not.)
+    assert_eq!(
+        dns.queries_for("2.0.0.127.bl.test"),
+        0,
+        "an ungranted lookup must not reach the server"
+    );
     assert_eq!(gw.delivered().len(), 1);
 }
 
@@ -292,7 +306,11 @@ fn ratelimit_without_the_kv_grant_passes_with_a_warning() {
     let gw = Gateway::start(&c);
     for _ in 0..2 {
         let mut s = gw.connect();
-        let r = s.send_mail("a@example.net", &["bob@example.test"], b"Subject: x\r\n\r\nx\r\n");
+        let r = s.send_mail(
+            "a@example.net",
+            &["bob@example.test"],
+            b"Subject: x\r\n\r\nx\r\n",
+        );
         assert_eq!(r.code, 250, "{}", r.text);
         s.expect("QUIT", 221);
     }
@@ -346,6 +364,7 @@ fn spamd() -> SocketAddr {
                 .arg(dir.join("spamd.log"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
+                .stderr(Stdio::null())
                 .spawn()
                 .expect("start spamd");
             let stdin = child.stdin.take().unwrap();
@@ -412,9 +431,10 @@ fn spam_scanner_refuses_gtube_and_tags_a_clean_message() {
         &["bob@example.test"],
         &message("gtube", &format!("This is the GTUBE test.\r\n{GTUBE}")),
     );
-    assert_eq!(r.code, 554, "{}", r.text);
+    assert_eq!(r.code, 554, "{}\n{}", r.text, gw.log_text());
     assert!(
-        r.text.starts_with("554 5.7.1 message refused as spam (score 1"),
+        r.text
+            .starts_with("554 5.7.1 message refused as spam (score 1"),
         "{}",
         r.text
     );
@@ -442,7 +462,10 @@ fn spam_scanner_refuses_gtube_and_tags_a_clean_message() {
         .lines()
         .find_map(|l| l.strip_prefix("X-Spam-Status: "))
         .unwrap_or_else(|| panic!("no X-Spam-Status:\n{text}"));
-    assert!(status.starts_with(&format!("No, score={score} required=5.0 tests=")), "{status}");
+    assert!(
+        status.starts_with(&format!("No, score={score} required=5.0 tests=")),
+        "{status}"
+    );
     assert!(!text.contains("forged by the sender"), "{text}");
     assert!(text.contains("shall we have lunch"), "{text}");
 }
@@ -453,7 +476,11 @@ fn spam_scanner_down_follows_on_error() {
     let down: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gw = scanner_gateway(down, true, "tempfail");
     let mut s = gw.connect();
-    let r = s.send_mail("a@example.net", &["bob@example.test"], &message("down", "hello"));
+    let r = s.send_mail(
+        "a@example.net",
+        &["bob@example.test"],
+        &message("down", "hello"),
+    );
     assert_eq!(
         r.text,
         "451 4.7.1 spam scanner unavailable, try again later"
@@ -463,7 +490,11 @@ fn spam_scanner_down_follows_on_error() {
 
     let gw = scanner_gateway(down, true, "pass");
     let mut s = gw.connect();
-    let r = s.send_mail("a@example.net", &["bob@example.test"], &message("down2", "hello"));
+    let r = s.send_mail(
+        "a@example.net",
+        &["bob@example.test"],
+        &message("down2", "hello"),
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     s.expect("QUIT", 221);
     let text = String::from_utf8_lossy(&gw.delivered()[0]).into_owned();
