@@ -22,12 +22,14 @@ pub mod config;
 pub mod embedded;
 pub mod redis;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use config::{BackendKind, KvConfig, Quota};
 
 /// Longest key, in octets.
 pub const MAX_KEY_BYTES: usize = 512;
+/// Longest key, in octets (the name the plugin host uses).
+pub const MAX_KEY_LEN: usize = MAX_KEY_BYTES;
 /// Longest bucket name.
 pub const MAX_BUCKET_BYTES: usize = 64;
 /// Longest TTL: about ten years (keeps every deadline well inside 2^53 ms).
@@ -69,7 +71,8 @@ pub fn check_bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_key(key: &str) -> Result<(), KvError> {
+/// Checks a key: 1 to [`MAX_KEY_LEN`] octets.
+pub fn check_key(key: &str) -> Result<(), KvError> {
     if key.is_empty() {
         return Err(KvError::Invalid("empty key".into()));
     }
@@ -89,6 +92,107 @@ fn check_ttl(ttl_ms: Option<u64>) -> Result<(), KvError> {
             "ttl-ms {t} is longer than {MAX_TTL_MS} (about ten years)"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Converts a WIT `ttl-ms`: `Some(0)` or one past [`MAX_TTL_MS`] is invalid.
+pub fn ttl(ttl_ms: Option<u64>) -> KvResult<Option<Duration>> {
+    check_ttl(ttl_ms)?;
+    Ok(ttl_ms.map(Duration::from_millis))
+}
+
+fn ttl_ms(ttl: Option<Duration>) -> Result<Option<u64>, KvError> {
+    let ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    check_ttl(ms)?;
+    Ok(ms)
+}
+
+/// The result of a key-value call.
+pub type KvResult<T> = Result<T, KvError>;
+
+/// A boxed future returned by [`KvBackend`] methods (object safe, `Send`).
+pub type KvFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = KvResult<T>> + Send + 'a>>;
+
+/// A key-value store shared by every plugin instance of a gateway: what the
+/// plugin host (`src/plugin/host_kv.rs`) calls once the bucket is granted.
+/// Implementations must not block the calling thread.
+pub trait KvBackend: Send + Sync + 'static {
+    /// The value of `key`, if present and not expired.
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>>;
+
+    /// Sets `key` to `value`, expiring after `ttl` (none: never; a previous TTL is removed).
+    fn set<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> KvFuture<'a, ()>;
+
+    /// Removes `key`; true if it was present.
+    fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> KvFuture<'a, bool>;
+
+    /// Adds `delta` to the integer at `key` (absent: 0) and returns the new
+    /// value; `ttl` applies only when this call creates the key.
+    fn increment<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> KvFuture<'a, i64>;
+
+    /// Sets `key` to `value` only if its value is `expected` (`None`: absent).
+    fn compare_and_set<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> KvFuture<'a, bool>;
+}
+
+impl KvBackend for KvStore {
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        Box::pin(KvStore::get(self, bucket, key))
+    }
+
+    fn set<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> KvFuture<'a, ()> {
+        Box::pin(async move { KvStore::set(self, bucket, key, value, ttl_ms(ttl)?).await })
+    }
+
+    fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> KvFuture<'a, bool> {
+        Box::pin(KvStore::delete(self, bucket, key))
+    }
+
+    fn increment<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> KvFuture<'a, i64> {
+        Box::pin(async move { KvStore::increment(self, bucket, key, delta, ttl_ms(ttl)?).await })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> KvFuture<'a, bool> {
+        Box::pin(async move {
+            KvStore::compare_and_set(self, bucket, key, expected, value, ttl_ms(ttl)?).await
+        })
     }
 }
 
