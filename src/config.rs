@@ -9,9 +9,9 @@
 //! Durations are humane strings (`"30s"`, `"5m"`, `"250ms"`) or integers
 //! (seconds); sizes are strings (`"35M"`, `"512k"`) or integers (octets).
 //!
-//! The `[delivery]`, `[plugin_host]`, `[[plugins]]` and `[metrics]`
+//! The `[delivery]`, `[plugin_host]`, `[[plugins]]`, `[metrics]` and `[kv]`
 //! sections belong to their modules ([`crate::delivery`], [`crate::plugin`],
-//! [`crate::metrics`]) and are composed here as they are.
+//! [`crate::metrics`], [`crate::kv`]) and are composed here as they are.
 
 mod locate;
 pub mod units;
@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::delivery::DeliveryConfig;
+use crate::kv::KvConfig;
 use crate::metrics::MetricsConfig;
 use crate::plugin::{PluginConfig, PluginHostConfig};
 use crate::protocol::{BareLineEndings, EngineConfig};
@@ -65,6 +66,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// `[metrics]`: the Prometheus endpoint; owned by [`crate::metrics`].
     pub metrics: MetricsConfig,
+    /// `[kv]`: the plugins' key-value store; owned by [`crate::kv`].
+    pub kv: KvConfig,
     /// Where the config was read from (for reloads and messages); not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,

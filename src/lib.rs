@@ -14,7 +14,7 @@
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
-//! - [`kv`]: the key-value backend trait behind the plugins' `kv` interface.
+//! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
 //! - [`queue`]: store-and-forward: durable spool, retries, bounces, queue admin.
 #![deny(missing_docs)]
 

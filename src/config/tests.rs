@@ -211,6 +211,41 @@ fn unknown_metrics_key_is_named() {
 }
 
 #[test]
+fn kv_defaults_and_bucket_quotas() {
+    let c = Config::from_str(
+        "[kv]\nmax_keys = 50\n[kv.buckets.greylist]\nmax_value_bytes = \"1k\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.kv.backend, crate::kv::BackendKind::Embedded);
+    assert_eq!(c.kv.path, std::path::PathBuf::from("var/kv"));
+    let q = c.kv.quota("greylist");
+    assert_eq!((q.max_value_bytes, q.max_keys), (1024, 50));
+    let q = c.kv.quota("other");
+    assert_eq!((q.max_value_bytes, q.max_keys), (64 * 1024, 50));
+}
+
+#[test]
+fn kv_errors_are_named_with_position() {
+    let (key, line, column, message) = err("[kv]\nbackend = \"redis\"\n");
+    assert_eq!((key.as_str(), line, column), ("kv.backend", 2, 11));
+    assert!(message.contains("url"), "{message}");
+    let (key, line, _, message) = err("[kv]\nbackend = \"redis\"\nurl = \"http://x\"\n");
+    assert_eq!((key.as_str(), line), ("kv.url", 3));
+    assert!(message.contains("Redis URL"), "{message}");
+    let (key, line, _, _) = err("[kv]\nkey_prefix = \"a{b}\"\n");
+    assert_eq!((key.as_str(), line), ("kv.key_prefix", 2));
+    let (key, line, _, _) = err("[kv]\n[kv.buckets.greylist]\nmax_keys = 0\n");
+    assert_eq!((key.as_str(), line), ("kv.buckets.greylist.max_keys", 3));
+    let (key, line, _, _) = err("[kv.buckets.\"bad name\"]\nmax_keys = 1\n");
+    assert_eq!((key.as_str(), line), ("kv.buckets.bad name", 1));
+    let (key, line, _, _) = err("[kv]\nbackend = \"memcached\"\n");
+    assert_eq!((key.as_str(), line), ("kv.backend", 2));
+    let (key, line, _, _) = err("[kv]\npool_size = 0\n");
+    assert_eq!((key.as_str(), line), ("kv.pool_size", 2));
+}
+
+#[test]
 fn malformed_grants_are_named_with_position() {
     let base = "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\n";
     let (key, line, col, msg) = err(&format!(

@@ -23,6 +23,7 @@ pub fn validate(config: &mut Config) -> Result<(), Failure> {
     auth(config)?;
     plugins(config)?;
     config.metrics.check()?;
+    config.kv.check()?;
     Ok(())
 }
 
