@@ -9,9 +9,9 @@
 //! Durations are humane strings (`"30s"`, `"5m"`, `"250ms"`) or integers
 //! (seconds); sizes are strings (`"35M"`, `"512k"`) or integers (octets).
 //!
-//! The `[delivery]`, `[plugin_host]`, `[[plugins]]` and `[metrics]`
+//! The `[delivery]`, `[plugin_host]`, `[[plugins]]`, `[metrics]` and `[kv]`
 //! sections belong to their modules ([`crate::delivery`], [`crate::plugin`],
-//! [`crate::metrics`]) and are composed here as they are.
+//! [`crate::metrics`], [`crate::kv`]) and are composed here as they are.
 
 mod locate;
 pub mod units;
@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::delivery::DeliveryConfig;
+use crate::kv::KvConfig;
 use crate::metrics::MetricsConfig;
 use crate::plugin::{PluginConfig, PluginHostConfig};
 use crate::protocol::{BareLineEndings, EngineConfig};
@@ -65,6 +66,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// `[metrics]`: the Prometheus endpoint; owned by [`crate::metrics`].
     pub metrics: MetricsConfig,
+    /// `[kv]`: the plugins' key-value store; owned by [`crate::kv`].
+    pub kv: KvConfig,
     /// Where the config was read from (for reloads and messages); not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
@@ -344,6 +347,11 @@ pub struct DnsConfig {
     /// Timeout of one lookup.
     #[serde(deserialize_with = "units::duration")]
     pub timeout: Duration,
+    /// Most `dns` lookups the plugins of one session may send (cache hits
+    /// included); past it a lookup fails with `refused`.
+    pub max_queries_per_session: u32,
+    /// Most answers kept in the plugins' DNS cache (entries).
+    pub cache_size: u64,
 }
 
 impl Default for DnsConfig {
@@ -351,6 +359,8 @@ impl Default for DnsConfig {
         Self {
             resolver: None,
             timeout: Duration::from_secs(5),
+            max_queries_per_session: 50,
+            cache_size: 10_000,
         }
     }
 }

@@ -154,7 +154,21 @@ impl Server {
             plugin_host.max_connections =
                 u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
         }
-        let plugins = PluginHost::load(&plugin_host, &config.plugins)
+        let mut services = crate::plugin::HostServices::new(&config.dns);
+        // The key-value store is opened once, when a plugin is granted a
+        // bucket, and kept across reloads (SIGHUP swaps plugins, not state).
+        let wants_kv = config
+            .plugins
+            .iter()
+            .any(|p| p.grants().is_ok_and(|g| !g.kv.is_empty()));
+        if wants_kv {
+            let store = crate::kv::KvStore::open(&config.kv)
+                .await
+                .context("opening the [kv] store")?;
+            tracing::info!(backend = ?config.kv.backend, "kv store open");
+            services = services.with_kv(Arc::new(store));
+        }
+        let plugins = PluginHost::load_with(&plugin_host, &config.plugins, services)
             .await
             .context("loading plugins")?;
         if let Some(reports) = deliverer.subscribe_reports() {

@@ -23,12 +23,16 @@ pub fn validate(config: &mut Config) -> Result<(), Failure> {
     auth(config)?;
     plugins(config)?;
     config.metrics.check()?;
+    config.kv.check()?;
     Ok(())
 }
 
 fn plugins(config: &mut Config) -> Result<(), Failure> {
     for (i, p) in config.plugins.iter().enumerate() {
         if let Err((key, message)) = p.check_instances() {
+            return fail(format!("plugins[{i}].{key}"), message);
+        }
+        if let Err((key, message)) = p.grants() {
             return fail(format!("plugins[{i}].{key}"), message);
         }
     }

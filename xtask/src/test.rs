@@ -90,8 +90,9 @@ pub fn test(opts: &Options) -> Result<()> {
     }
 
     sh::step("tests");
-    // Host-side unit tests of the plugins' shared helper crate (the plugin
-    // crates themselves only build for wasm32-wasip2).
+    // Host-side unit tests of the plugins' shared helper crate and of the
+    // plugins whose logic has unit tests (the DNSBL label, the spamd reply
+    // parser); the host calls compile to stubs there.
     record(
         "plugin helper unit tests",
         sh::run(sh::cargo().args([
@@ -100,6 +101,12 @@ pub fn test(opts: &Options) -> Result<()> {
             "example-plugins/rust/Cargo.toml",
             "--package",
             "plain-text",
+            "--package",
+            "dnsbl",
+            "--package",
+            "spam-scanner",
+            "--package",
+            "wasmtp-plugin-sdk",
             "--target-dir",
             "target/plugins-build-host",
         ])),
