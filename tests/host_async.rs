@@ -79,8 +79,8 @@ fn sessions_waiting_on_dns_hold_no_thread() {
                 let mut s = common::Smtp::connect(addr);
                 assert_eq!(s.greeting.code, 220, "{}", s.greeting.text);
                 s.expect("NOOP", 250);
-                s.expect("MAIL FROM:<a@client.test>", 250);
                 s.expect("RSET", 250);
+                s.expect("VRFY bob", 252);
                 s.expect("QUIT", 221);
             })
         })
@@ -109,7 +109,7 @@ fn the_dns_wait_counts_against_timeout_ms() {
     let mut s = gw.connect();
     let r = s.cmd("HELO a.test");
     assert_eq!(r.code, 451, "{}", r.text);
-    assert!(r.text.starts_with("4.3.0"), "{}", r.text);
+    assert!(r.text.contains("4.3.0"), "{}", r.text);
     s.expect("NOOP", 250);
     gw.wait_log("\"reason\":\"timeout\"");
 }

@@ -164,7 +164,12 @@ fn dns_not_granted_is_refused_and_the_session_goes_on() {
     let mut s = gw.connect();
     let text = noop(&mut s);
     assert!(text.contains("a=refused(dns is not granted"), "{text}");
-    assert_eq!(dns.queries(), 0, "an ungranted lookup reached the server");
+    // (The gateway's own reverse lookup of the client may reach it.)
+    assert_eq!(
+        dns.queries_for("host.test"),
+        0,
+        "an ungranted lookup reached the server"
+    );
     s.expect("EHLO client.test", 250);
     s.expect("MAIL FROM:<a@client.test>", 250);
 }

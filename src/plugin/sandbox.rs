@@ -273,14 +273,13 @@ pub(crate) fn new_store(
         let grants = plugin.grants.clone();
         let name = plugin.name.clone();
         wasi.socket_addr_check(move |addr, use_| {
-            // wasi-libc binds an unbound socket to the unspecified address
-            // and port 0 before `connect` (Rust's TcpStream::connect does):
-            // allow exactly that implicit bind, nothing else.
-            let implicit_bind = matches!(use_, SocketAddrUse::TcpBind)
-                && addr.ip().is_unspecified()
-                && addr.port() == 0;
-            let allowed = implicit_bind
-                || (matches!(use_, SocketAddrUse::TcpConnect) && grants.connect_to(addr));
+            let allowed = match use_ {
+                SocketAddrUse::TcpConnect => grants.connect_to(addr),
+                // The check wasmtime-wasi makes for the OS's implicit bind
+                // before a connect (nothing is bound by it).
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
             if !allowed {
                 tracing::info!(plugin = %name, %addr, ?use_, "socket use outside the connect grant refused");
             }
