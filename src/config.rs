@@ -344,6 +344,11 @@ pub struct DnsConfig {
     /// Timeout of one lookup.
     #[serde(deserialize_with = "units::duration")]
     pub timeout: Duration,
+    /// Most `dns` lookups the plugins of one session may send (cache hits
+    /// included); past it a lookup fails with `refused`.
+    pub max_queries_per_session: u32,
+    /// Most answers kept in the plugins' DNS cache (entries).
+    pub cache_size: u64,
 }
 
 impl Default for DnsConfig {
@@ -351,6 +356,8 @@ impl Default for DnsConfig {
         Self {
             resolver: None,
             timeout: Duration::from_secs(5),
+            max_queries_per_session: 50,
+            cache_size: 10_000,
         }
     }
 }

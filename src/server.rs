@@ -154,7 +154,8 @@ impl Server {
             plugin_host.max_connections =
                 u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
         }
-        let plugins = PluginHost::load(&plugin_host, &config.plugins)
+        let services = crate::plugin::HostServices::new(&config.dns);
+        let plugins = PluginHost::load_with(&plugin_host, &config.plugins, services)
             .await
             .context("loading plugins")?;
         if let Some(reports) = deliverer.subscribe_reports() {

@@ -209,3 +209,29 @@ fn unknown_metrics_key_is_named() {
     assert_eq!((key.as_str(), line, col), ("metrics.path", 3, 1));
     assert!(msg.contains("unknown field"), "{msg}");
 }
+
+#[test]
+fn malformed_grants_are_named_with_position() {
+    let base = "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\n";
+    let (key, line, col, msg) = err(&format!(
+        "{base}connect = [\"127.0.0.1:783\", \"host:25\"]\n"
+    ));
+    assert_eq!((key.as_str(), line, col), ("plugins[0].connect[1]", 4, 29));
+    assert!(msg.contains("invalid connect grant"), "{msg}");
+    let (key, line, col, _) = err(&format!("{base}kv = [\"grey list\"]\n"));
+    assert_eq!((key.as_str(), line, col), ("plugins[0].kv[0]", 4, 7));
+    let (key, _, _, msg) = err(&format!("{base}http = [\"http://127.0.0.1:1/path\"]\n"));
+    assert_eq!(key, "plugins[0].http[0]");
+    assert!(msg.contains("no path"), "{msg}");
+    let (key, _, _, _) = err(&format!("{base}dns = \"yes\"\n"));
+    assert_eq!(key, "plugins[0].dns");
+    let ok = Config::from_str(
+        &format!("{base}dns = true\nkv = [\"greylist\"]\nconnect = [\"10.0.0.0/8:783\"]\nhttp = [\"http://127.0.0.1:11333\"]\n"),
+        "t",
+    )
+    .unwrap();
+    let g = ok.plugins[0].grants().unwrap();
+    assert!(g.dns && g.kv_bucket("greylist"));
+    assert!(g.connect_to("10.1.2.3:783".parse().unwrap()));
+    assert!(g.http_to("http", "127.0.0.1", 11333));
+}

@@ -31,6 +31,9 @@ fn plugins(config: &mut Config) -> Result<(), Failure> {
         if let Err((key, message)) = p.check_instances() {
             return fail(format!("plugins[{i}].{key}"), message);
         }
+        if let Err((key, message)) = p.grants() {
+            return fail(format!("plugins[{i}].{key}"), message);
+        }
     }
     Ok(())
 }

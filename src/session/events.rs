@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use crate::context::{HelloKind, Recipient, Transaction};
 use crate::delivery::Envelope;
 use crate::message::Message;
-use crate::plugin::{Hook, Verdict};
+use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
 use crate::protocol::{Decision, EnhancedCode, Event, Reply};
 
@@ -74,6 +74,15 @@ impl Session {
         self.plugins.run(hook, &mut self.ctx).await
     }
 
+    /// Ends the open transaction, if any: tells the plugins exporting
+    /// `lifecycle` why, then drops its state.
+    pub(super) async fn end_transaction(&mut self, end: TransactionEnd) {
+        if self.ctx.txn.is_some() {
+            self.plugins.transaction_ended(end, &mut self.ctx).await;
+        }
+        self.ctx.txn = None;
+    }
+
     /// Answers one engine event.
     pub(super) async fn handle(&mut self, event: Event) -> Decision {
         // Any command but the message's own events ends the DATA phase.
@@ -100,6 +109,7 @@ impl Session {
                 // with this reply: no `MessageComplete` follows.
                 if let Some(code) = refusal_code(&d) {
                     self.count_message(Some(code));
+                    self.end_transaction(TransactionEnd::Refused).await;
                 }
                 d
             }
@@ -107,7 +117,7 @@ impl Session {
             Event::Rset => {
                 // The verdict of the reset hook is informational.
                 let _ = self.hook(Hook::Reset).await;
-                self.ctx.txn = None;
+                self.end_transaction(TransactionEnd::Reset).await;
                 Decision::Default
             }
             Event::Quit => {
@@ -163,7 +173,7 @@ impl Session {
             self.ctx.conn.hello = kind;
             self.ctx.conn.hello_host = host;
             // HELO/EHLO resets any transaction (RFC 5321 4.1.4).
-            self.ctx.txn = None;
+            self.end_transaction(TransactionEnd::Hello).await;
         }
         decision
     }
@@ -249,8 +259,13 @@ impl Session {
         txn.message = Some(message);
 
         let decision = self.deliver().await;
-        self.count_message(refusal_code(&decision));
-        self.ctx.txn = None;
+        let refused = refusal_code(&decision);
+        self.count_message(refused);
+        let end = match refused {
+            None => TransactionEnd::Delivered,
+            Some(_) => TransactionEnd::Refused,
+        };
+        self.end_transaction(end).await;
         self.smtputf8 = false;
         decision
     }

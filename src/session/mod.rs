@@ -215,6 +215,8 @@ impl Session {
                         return;
                     }
                     self.engine.tls_established();
+                    self.end_transaction(crate::plugin::TransactionEnd::Starttls)
+                        .await;
                     self.after_tls();
                     self.command_deadline = Instant::now() + self.shared.timeouts.command;
                 }
@@ -356,6 +358,8 @@ impl Session {
 
     /// Disconnect hook, then a graceful close.
     async fn finish(&mut self) {
+        self.end_transaction(crate::plugin::TransactionEnd::Disconnect)
+            .await;
         let _ = self.plugins.run(Hook::Disconnect, &mut self.ctx).await;
         close_gracefully(&mut self.stream).await;
         self.active = None;
