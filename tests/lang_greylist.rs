@@ -78,7 +78,12 @@ fn stop(mut gw: Gateway) {
 #[test]
 fn greylist_defers_a_new_triplet_and_passes_its_retry_after_the_delay() {
     let kv = tempfile::tempdir().unwrap();
-    let gw = start(&config(&embedded(kv.path()), "", true, "delay_s = 1\nauto_allow_after = 0"));
+    let gw = start(&config(
+        &embedded(kv.path()),
+        "",
+        true,
+        "delay_s = 1\nauto_allow_after = 0",
+    ));
     let mut c = gw.connect();
     c.expect("EHLO client.test", 250);
     c.expect("MAIL FROM:<alice@example.org>", 250);
@@ -115,7 +120,12 @@ fn greylist_state_survives_a_gateway_restart() {
 
     // A new process on the same store: the triplet's first sight is
     // remembered, so with a one-second delay the retry passes...
-    let gw = start(&config(&embedded(kv.path()), "", true, "delay_s = 1\nauto_allow_after = 0"));
+    let gw = start(&config(
+        &embedded(kv.path()),
+        "",
+        true,
+        "delay_s = 1\nauto_allow_after = 0",
+    ));
     std::thread::sleep(PAST_DELAY);
     assert_eq!(rcpt(&gw, "alice@example.org", "bob@example.test").code, 250);
     // ...while a triplet it never saw is new.
@@ -130,12 +140,20 @@ fn greylist_state_survives_a_gateway_restart() {
 #[test]
 fn greylist_auto_allows_a_network_after_passed_triplets() {
     let kv = tempfile::tempdir().unwrap();
-    let gw = start(&config(&embedded(kv.path()), "", true, "delay_s = 1\nauto_allow_after = 1"));
+    let gw = start(&config(
+        &embedded(kv.path()),
+        "",
+        true,
+        "delay_s = 1\nauto_allow_after = 1",
+    ));
     assert_greylisted(&rcpt(&gw, "alice@example.org", "bob@example.test"));
     std::thread::sleep(PAST_DELAY);
     assert_eq!(rcpt(&gw, "alice@example.org", "bob@example.test").code, 250);
     // One passed triplet: 127.0.0.0/24 is trusted, new triplets pass at once.
-    assert_eq!(rcpt(&gw, "erin@example.org", "frank@example.test").code, 250);
+    assert_eq!(
+        rcpt(&gw, "erin@example.org", "frank@example.test").code,
+        250
+    );
 }
 
 /// A connection from the loopback address `source` (e.g. 127.0.0.2).
@@ -161,7 +179,13 @@ fn connect_from(source: &str, addr: SocketAddr) -> Smtp {
 fn greylist_never_defers_authenticated_or_relay_clients() {
     let kv = tempfile::tempdir().unwrap();
     // LOCAL holds [relay]: add the relay network to it.
-    let text = config(&embedded(kv.path()), &alice_auth(true), true, "delay_s = 3600").replacen(
+    let text = config(
+        &embedded(kv.path()),
+        &alice_auth(true),
+        true,
+        "delay_s = 3600",
+    )
+    .replacen(
         "[relay]\n",
         "[relay]\nrelay_networks = [\"127.0.0.2\"]\n",
         1,
@@ -172,7 +196,10 @@ fn greylist_never_defers_authenticated_or_relay_clients() {
     // ...an authenticated one is not,
     let mut c = gw.connect();
     c.expect("EHLO client.test", 250);
-    c.expect(&format!("AUTH PLAIN {}", plain_auth("alice", "s3cret")), 235);
+    c.expect(
+        &format!("AUTH PLAIN {}", plain_auth("alice", "s3cret")),
+        235,
+    );
     c.expect("MAIL FROM:<alice@example.org>", 250);
     c.expect("RCPT TO:<bob@example.test>", 250);
     c.expect("QUIT", 221);
@@ -246,7 +273,8 @@ impl Redis {
                 s.set_read_timeout(Some(common::IO_GUARD)).unwrap();
                 let mut buf = [0u8; 16];
                 if s.write_all(b"PING\r\n").is_ok()
-                    && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                    && s.read(&mut buf)
+                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
                 {
                     return;
                 }

@@ -439,12 +439,7 @@ fn build_js(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Pat
         .arg(root.join("wit"))
         .arg("--world-name")
         .arg(if lifecycle { WORLD_LIFECYCLE } else { WORLD })
-        .args([
-            "--disable",
-            "http",
-            "fetch-event",
-            "-o",
-        ])
+        .args(["--disable", "http", "fetch-event", "-o"])
         .arg(out)
         .current_dir(work))
 }
