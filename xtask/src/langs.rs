@@ -518,6 +518,7 @@ fn build_c(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Path
             "-Wall",
             "-Wextra",
             "-Wno-unused-parameter",
+            "-Werror=incompatible-pointer-types",
             "-fuse-ld=lld",
             "-Wl,--strip-debug",
         ])

@@ -348,10 +348,8 @@ static plugin_list_u8_t bytes_view(const void *p, size_t len) {
     return out;
 }
 
-static void ttl_opt(uint64_t ttl_ms, plugin_option_u64_t *out) {
-    out->is_some = ttl_ms != 0;
-    out->val = ttl_ms;
-}
+/* `option<u64>` arguments are passed as a pointer, NULL for none. */
+static uint64_t *ttl_opt(uint64_t *ttl_ms) { return *ttl_ms ? ttl_ms : NULL; }
 
 wasmtp_kv_status_t wasmtp_kv_get(const char *bucket, const char *key, char **value, size_t *len) {
     *value = NULL;
@@ -375,10 +373,8 @@ wasmtp_kv_status_t wasmtp_kv_set(const char *bucket, const char *key, const void
                                  size_t len, uint64_t ttl_ms) {
     plugin_string_t b = view(bucket), k = view(key);
     plugin_list_u8_t v = bytes_view(value, len);
-    plugin_option_u64_t ttl;
-    ttl_opt(ttl_ms, &ttl);
     wasmtp_plugin_kv_kv_error_t err;
-    if (!wasmtp_plugin_kv_set(&b, &k, &v, &ttl, &err)) return kv_failure(&err);
+    if (!wasmtp_plugin_kv_set(&b, &k, &v, ttl_opt(&ttl_ms), &err)) return kv_failure(&err);
     return WASMTP_KV_OK;
 }
 
@@ -394,11 +390,9 @@ wasmtp_kv_status_t wasmtp_kv_delete(const char *bucket, const char *key, bool *e
 wasmtp_kv_status_t wasmtp_kv_increment(const char *bucket, const char *key, int64_t delta,
                                        uint64_t ttl_ms, int64_t *value) {
     plugin_string_t b = view(bucket), k = view(key);
-    plugin_option_u64_t ttl;
-    ttl_opt(ttl_ms, &ttl);
     int64_t ret = 0;
     wasmtp_plugin_kv_kv_error_t err;
-    if (!wasmtp_plugin_kv_increment(&b, &k, delta, &ttl, &ret, &err)) return kv_failure(&err);
+    if (!wasmtp_plugin_kv_increment(&b, &k, delta, ttl_opt(&ttl_ms), &ret, &err)) return kv_failure(&err);
     if (value) *value = ret;
     return WASMTP_KV_OK;
 }
@@ -408,15 +402,11 @@ wasmtp_kv_status_t wasmtp_kv_compare_and_set(const char *bucket, const char *key
                                              const void *value, size_t len, uint64_t ttl_ms,
                                              bool *swapped) {
     plugin_string_t b = view(bucket), k = view(key);
-    plugin_option_list_u8_t want;
-    want.is_some = expected != NULL;
-    want.val = bytes_view(expected, expected ? expected_len : 0);
+    plugin_list_u8_t want = bytes_view(expected, expected ? expected_len : 0);
     plugin_list_u8_t v = bytes_view(value, len);
-    plugin_option_u64_t ttl;
-    ttl_opt(ttl_ms, &ttl);
     bool ret = false;
     wasmtp_plugin_kv_kv_error_t err;
-    if (!wasmtp_plugin_kv_compare_and_set(&b, &k, &want, &v, &ttl, &ret, &err))
+    if (!wasmtp_plugin_kv_compare_and_set(&b, &k, expected ? &want : NULL, &v, ttl_opt(&ttl_ms), &ret, &err))
         return kv_failure(&err);
     if (swapped) *swapped = ret;
     return WASMTP_KV_OK;
