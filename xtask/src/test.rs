@@ -89,6 +89,11 @@ pub fn test(opts: &Options) -> Result<()> {
         }
     }
 
+    if !opts.has("--no-fuzz") {
+        sh::step("fuzz smoke");
+        record("fuzz", crate::fuzz::smoke());
+    }
+
     sh::step("tests");
     // Host-side unit tests of the plugins' shared helper crate (the plugin
     // crates themselves only build for wasm32-wasip2).
