@@ -178,6 +178,14 @@ impl TextChecks {
         }
     }
 
+    /// The same checks with the header block already over (tests of the
+    /// body-only receivers).
+    #[cfg(test)]
+    pub(crate) fn in_body(mut self) -> Self {
+        self.in_headers = false;
+        self
+    }
+
     /// A NUL octet was seen in text content (RFC 5322 2.3, RFC 6152: only
     /// BODY=BINARYMIME may carry it).
     pub fn nul(&self) -> bool {
@@ -254,15 +262,20 @@ impl TextChecks {
     /// End of the content: a trailing CR is bare. Returns true when the
     /// header block ends here (the message had no empty line).
     pub fn finish(&mut self, buf: &mut MessageBuffer) -> bool {
+        let mut ended = false;
         if self.pending_cr {
             self.pending_cr = false;
-            self.bare_ending(b"\r", buf);
+            ended = self.bare_ending(b"\r", buf);
         }
-        if self.in_headers && self.line_len > 0 && self.header_line != HeaderLine::Header {
+        if self.check
+            && self.in_headers
+            && self.line_len > 0
+            && self.header_line != HeaderLine::Header
+        {
             // an unterminated last line that is not a header field (BDAT)
             buf.insert(self.line_start, b"\r\n");
         }
-        std::mem::replace(&mut self.in_headers, false)
+        std::mem::replace(&mut self.in_headers, false) || ended
     }
 
     /// A bare CR or LF; returns true when it closed the header block.
@@ -309,7 +322,8 @@ impl TextChecks {
             self.in_headers = false;
             return true;
         }
-        if state == HeaderLine::Header {
+        if state == HeaderLine::Header || !self.check {
+            // (BODY=BINARYMIME content is stored unchanged)
             self.seen_field = true;
             return false;
         }
@@ -363,43 +377,55 @@ mod tests {
                 false,
                 Some(8),
             ),
+            // a line that is not a header field starts the body
             (
                 b"a: b\r\nbody\r\n",
                 Reject,
-                b"a: b\r\nbody\r\n",
+                b"a: b\r\n\r\nbody\r\n",
                 false,
                 false,
                 Some(12),
             ),
             (b"\r\nbody", Reject, b"\r\nbody", false, false, Some(2)),
-            (b"a\nb\r\n", Reject, b"a\nb\r\n", true, false, Some(5)),
-            (b"a\rb\r\n", Reject, b"a\rb\r\n", true, false, Some(5)),
-            (b"a\r", Reject, b"a\r", true, false, Some(2)),
-            (b"a\nb\r\n", Normalize, b"a\r\nb\r\n", false, false, Some(5)),
+            (b"a:\n b\r\n", Reject, b"a:\n b\r\n", true, false, Some(7)),
+            (b"a:\r b\r\n", Reject, b"a:\r b\r\n", true, false, Some(7)),
+            (b"a:\r", Reject, b"a:\r", true, false, Some(3)),
             (
-                b"a\r\rb\r\n",
+                b"a:\n b\r\n",
                 Normalize,
-                b"a\r\n\r\nb\r\n",
+                b"a:\r\n b\r\n",
                 false,
                 false,
-                Some(3),
+                Some(7),
             ),
             (
-                b"12345678\r\n",
+                b"a:\r\r b\r\n",
+                Normalize,
+                b"a:\r\n\r\n b\r\n",
+                false,
+                false,
+                Some(4),
+            ),
+            (
+                b"1234567:\r\n",
                 Reject,
-                b"12345678\r\n",
+                b"1234567:\r\n",
                 false,
                 false,
                 Some(10),
             ),
             (
-                b"123456789\r\n",
+                b"12345678:\r\n",
                 Reject,
-                b"123456789\r\n",
+                b"12345678:\r\n",
                 false,
                 true,
                 Some(11),
             ),
+            // not header fields: the empty line goes before them
+            (b"a\nb\r\n", Reject, b"\r\na\nb\r\n", true, false, Some(2)),
+            (b"a\r", Reject, b"\r\na\r", true, false, Some(2)),
+            (b" x: y\r\n", Reject, b"\r\n x: y\r\n", false, false, Some(7)),
         ];
         for (input, policy, out, bare, long, hend) in cases {
             let got = check(input, *policy);

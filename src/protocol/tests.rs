@@ -372,6 +372,7 @@ fn smuggling_variants_through_the_engine() {
             b"MAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\nsmuggled\r\n",
         );
         let has_bare = !v.starts_with(b"\r\n\x00") && !v.starts_with(b"\r\n.\x00");
+        let has_nul = v.contains(&0);
         for policy in [BareLineEndings::Normalize, BareLineEndings::Reject] {
             for split in 0..=input.len() {
                 let config = EngineConfig {
@@ -387,7 +388,12 @@ fn smuggling_variants_through_the_engine() {
                     !r.events.iter().any(|e| matches!(e, Event::Mail { .. })),
                     "{ctx}"
                 );
-                if policy == BareLineEndings::Reject && has_bare {
+                if has_nul {
+                    // NUL in content is refused whatever the bare CR/LF policy
+                    assert_eq!(r.codes(), [550, 250], "{ctx}");
+                    assert!(r.out.starts_with("550 5.6.0 "), "{ctx}");
+                    assert_eq!(r.count(&Event::MessageComplete), 0, "{ctx}");
+                } else if policy == BareLineEndings::Reject && has_bare {
                     assert_eq!(r.codes(), [550, 250], "{ctx}");
                     assert!(
                         r.out
@@ -625,7 +631,8 @@ fn bdat() {
         r.out,
         "250 2.0.0 5 octets received\r\n250 2.0.0 queued\r\n250 2.0.0 Ok\r\n"
     );
-    assert_eq!(r.messages, [b"hello world\r\n".to_vec()]);
+    // no header field: the empty line is inserted before the body
+    assert_eq!(r.messages, [b"\r\nhello world\r\n".to_vec()]);
     assert_eq!(
         r.events,
         [
@@ -660,7 +667,7 @@ fn bdat() {
         &mut accept,
     );
     assert_eq!(r.codes(), [250, 503, 250]);
-    assert_eq!(r.messages, [b"QUIT\r\n".to_vec()]);
+    assert_eq!(r.messages, [b"\r\nQUIT\r\n".to_vec()]);
     // sizes past 2^64 or not numbers: 501 and close
     for bad in [
         "BDAT 18446744073709551616 LAST",
@@ -1162,7 +1169,7 @@ fn postmaster_without_domain_is_accepted_as_ours() {
 
 #[test]
 fn sloppy_envelopes_accepted_unless_strict() {
-    let script = b"EHLO c.example\r\nMAIL FROM: <a@b.example>\r\nRCPT TO: c@d.example\r\nRCPT TO:e@d.example NOTIFY=NEVER\r\n";
+    let script = b"EHLO c.example\r\nMAIL FROM: <a@b.example>\r\nRCPT TO: c@d.example\r\nRCPT TO:e@d.example\r\n";
     let mut e = session(cfg());
     let r = drive(&mut e, script, &mut accept);
     assert_eq!(r.codes(), [250, 250, 250, 250]);
@@ -1175,7 +1182,8 @@ fn sloppy_envelopes_accepted_unless_strict() {
         ..cfg()
     });
     let r = drive(&mut e, script, &mut accept);
-    assert_eq!(r.codes(), [250, 501, 503, 503]);
+    // the syntax is checked before the sequence
+    assert_eq!(r.codes(), [250, 501, 501, 501]);
     assert!(r.out.contains("501 5.5.4 "), "{}", r.out);
 }
 
@@ -1189,7 +1197,7 @@ fn malformed_auth_counts_as_failure() {
         &mut accept,
     );
     assert_eq!(r.codes(), [250, 501, 501, 334, 421]);
-    assert!(r.out.ends_with("421 4.7.0 Too many authentication failures\r\n"));
+    assert!(r.out.contains("421 4.7.0 Too many authentication failures"));
     assert_eq!(r.last, Some(Action::Close));
     // mixed with refused credentials, the count is shared
     let mut e = session(cfg());
@@ -1233,11 +1241,11 @@ fn nul_in_content_refused_at_every_position() {
     let mut e = session(cfg());
     let r = drive(
         &mut e,
-        b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<c@d.example>\r\nBDAT 6 LAST\r\na\x00\r\n\r\n",
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<c@d.example>\r\nBDAT 8 LAST\r\nA: \x00\r\n\r\n",
         &mut accept,
     );
     assert_eq!(r.codes(), [250, 250, 250, 250]);
-    assert_eq!(r.messages, [b"a\x00\r\n\r\n".to_vec()]);
+    assert_eq!(r.messages, [b"A: \x00\r\n\r\n".to_vec()]);
 }
 
 #[test]
