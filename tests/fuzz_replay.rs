@@ -136,7 +136,8 @@ fn engine_input(ctl: u8, ctl2: u8, chunks: &[(&[u8], u8)]) -> Vec<u8> {
 
 #[test]
 fn engine_target() {
-    let txn: &[u8] = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n";
+    let txn: &[u8] =
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n";
     let line: &[u8] = b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
     let seeds = vec![
         // a 3 MiB message: one 72-octet line repeated 43,681 times (repeat 104)

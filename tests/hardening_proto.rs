@@ -153,7 +153,11 @@ fn unauthenticated_pipelining_after_data_refused_when_configured() {
     assert!(gw.delivered().is_empty());
     // a client that waits for the reply is served
     let mut s = gw.connect();
-    let r = s.send_mail("a@client.test", &["user@example.test"], b"Subject: y\r\n\r\nok\r\n");
+    let r = s.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: y\r\n\r\nok\r\n",
+    );
     assert_eq!(r.code, 250);
     assert_eq!(gw.delivered().len(), 1);
 }
@@ -192,18 +196,25 @@ fn junk_commands_capped_per_session() {
 
 #[test]
 fn auth_failures_limited_per_address_across_sessions() {
-    let extra = format!(
-        "{LOCAL}{}max_failures_per_ip = 2\nfailure_delay = \"10ms\"\n",
-        alice_auth(true)
+    let auth = alice_auth(true).replace(
+        "max_failures = 3\n",
+        "max_failures = 3\nmax_failures_per_ip = 2\nfailure_delay = \"10ms\"\n",
     );
+    let extra = format!("{LOCAL}{auth}");
     let gw = Gateway::start(&extra);
     let mut s = gw.connect();
     s.expect("EHLO client.test", 250);
-    s.expect(&format!("AUTH PLAIN {}", plain_auth("alice", "wrong1")), 535);
+    s.expect(
+        &format!("AUTH PLAIN {}", plain_auth("alice", "wrong1")),
+        535,
+    );
     s.expect("QUIT", 221);
     let mut s = gw.connect();
     s.expect("EHLO client.test", 250);
-    s.expect(&format!("AUTH PLAIN {}", plain_auth("alice", "wrong2")), 535);
+    s.expect(
+        &format!("AUTH PLAIN {}", plain_auth("alice", "wrong2")),
+        535,
+    );
     s.expect("QUIT", 221);
     // a third session from the same address: even the right password is
     // refused without a check
@@ -216,7 +227,10 @@ fn auth_failures_limited_per_address_across_sessions() {
 }
 
 /// The binary with the text log format: (child, smtp address, log lines).
-fn start_text_log(dir: &Path, extra: &str) -> (std::process::Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+fn start_text_log(
+    dir: &Path,
+    extra: &str,
+) -> (std::process::Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let text = common::test_config(dir, &["smtp"], extra);
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).unwrap();
@@ -249,7 +263,11 @@ fn start_text_log(dir: &Path, extra: &str) -> (std::process::Child, SocketAddr, 
             }
         });
     }
-    let addr = rx.recv_timeout(IO_GUARD).expect("no listening line").parse().unwrap();
+    let addr = rx
+        .recv_timeout(IO_GUARD)
+        .expect("no listening line")
+        .parse()
+        .unwrap();
     (child, addr, log)
 }
 
@@ -330,7 +348,10 @@ fn starttls_forgets_plugin_notes_set_before_tls() {
     c.send(b"Subject: plain\r\nnot a header\r\n\r\nx\r\n.\r\n");
     assert_eq!(c.reply().code, 250);
     let plain = header_section(&gw.delivered()[0]);
-    assert!(plain.contains("\r\nX-Wasmtp-Note: helo_check.fail="), "{plain}");
+    assert!(
+        plain.contains("\r\nX-Wasmtp-Note: helo_check.fail="),
+        "{plain}"
+    );
     assert!(plain.contains("\r\nX-Wasmtp-Session: "), "{plain}");
     assert!(!plain.contains("not a header"), "{plain}");
 
@@ -383,7 +404,9 @@ fn after_an_oversized_message_the_command_timeout_applies() {
     big.extend_from_slice(b".\r\n");
     s.send(&big);
     assert_eq!(s.reply().code, 552);
-    let r = s.try_reply().expect("the command timeout closes the session");
+    let r = s
+        .try_reply()
+        .expect("the command timeout closes the session");
     assert_eq!(r.code, 421, "{}", r.text);
     assert!(r.text.contains("4.4.2"), "{}", r.text);
 }

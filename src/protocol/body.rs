@@ -425,7 +425,14 @@ mod tests {
             // not header fields: the empty line goes before them
             (b"a\nb\r\n", Reject, b"\r\na\nb\r\n", true, false, Some(2)),
             (b"a\r", Reject, b"\r\na\r", true, false, Some(2)),
-            (b" x: y\r\n", Reject, b"\r\n x: y\r\n", false, false, Some(7)),
+            (
+                b" x: y\r\n",
+                Reject,
+                b"\r\n x: y\r\n",
+                false,
+                false,
+                Some(7),
+            ),
         ];
         for (input, policy, out, bare, long, hend) in cases {
             let got = check(input, *policy);

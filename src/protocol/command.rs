@@ -206,7 +206,9 @@ fn path_and_params(
         })?;
     let rest = &args[kw.len()..];
     if strict && !rest.starts_with('<') {
-        return Err(CommandError::Syntax("address must follow the colon, enclosed in <>"));
+        return Err(CommandError::Syntax(
+            "address must follow the colon, enclosed in <>",
+        ));
     }
     let rest = rest.trim_start_matches([' ', '\t']);
     if !rest.starts_with('<') {
@@ -427,10 +429,16 @@ mod tests {
             ),
             (b"MAIL FROM:<a@b>X", Err(Syntax("garbage after address"))),
             (b"MAIL FROM:a@b", mail("<a@b>", vec![])),
-            (b"MAIL FROM:  a@b SIZE=1", mail("<a@b>", vec![p("SIZE", Some("1"))])),
+            (
+                b"MAIL FROM:  a@b SIZE=1",
+                mail("<a@b>", vec![p("SIZE", Some("1"))]),
+            ),
             (b"MAIL FROM:\t<a@b>", mail("<a@b>", vec![])),
             (b"MAIL FROM:", Err(Syntax("address must be enclosed in <>"))),
-            (b"MAIL FROM: a<b", Err(Syntax("address must be enclosed in <>"))),
+            (
+                b"MAIL FROM: a<b",
+                Err(Syntax("address must be enclosed in <>")),
+            ),
             (b"MAIL FROM:<a@b", Err(Syntax("unterminated address"))),
             (
                 b"MAIL TO:<a@b>",

@@ -1309,7 +1309,11 @@ fn unauthenticated_pipelining_after_data_refused_when_configured() {
     // on, but the client waits for the reply: fine
     let mut e = session(on());
     drive(&mut e, TXN, &mut accept);
-    let r = drive(&mut e, b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n", &mut accept);
+    let r = drive(
+        &mut e,
+        b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n",
+        &mut accept,
+    );
     assert_eq!(r.codes(), [354, 250]);
     assert_eq!(drive(&mut e, b"QUIT\r\n", &mut accept).codes(), [221]);
     // on, authenticated clients may pipeline
@@ -1360,10 +1364,19 @@ fn junk_command_budget() {
         &mut accept,
     );
     assert_eq!(r.codes(), [250, 250, 252, 214, 250, 421]);
-    assert!(r.out.ends_with("421 4.7.0 Too many commands, closing connection\r\n"));
+    assert!(
+        r.out
+            .ends_with("421 4.7.0 Too many commands, closing connection\r\n")
+    );
     assert_eq!(r.last, Some(Action::Close));
     // the NOOP over the budget never reached the driver
-    assert_eq!(r.events.iter().filter(|e| matches!(e, Event::Noop { .. })).count(), 1);
+    assert_eq!(
+        r.events
+            .iter()
+            .filter(|e| matches!(e, Event::Noop { .. }))
+            .count(),
+        1
+    );
 }
 
 #[test]

@@ -385,8 +385,11 @@ impl Session {
             tracing::info!(user = %username, %mechanism, "authentication failed");
             // a growing delay per client address, within the session's time
             let delay = self.shared.auth_throttle.failed(ip);
-            tokio::time::sleep_until(self.session_deadline.min(tokio::time::Instant::now() + delay))
-                .await;
+            tokio::time::sleep_until(
+                self.session_deadline
+                    .min(tokio::time::Instant::now() + delay),
+            )
+            .await;
         }
         decision
     }

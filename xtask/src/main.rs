@@ -15,9 +15,9 @@
 //! - [`bench`]: `cargo xtask bench`, the side-by-side benchmark (`bench/run.sh`).
 
 mod bench;
+mod fuzz;
 mod install;
 mod langs;
-mod fuzz;
 mod plugins;
 mod run;
 mod sh;
