@@ -1406,14 +1406,9 @@ fn engine_owns_the_message_phase() {
     assert!(e.smtputf8());
     let mut seen = Vec::new();
     e.receive(b"DATA\r\nA: 1\r\n\r\nbody\r\n.\r\n");
-    loop {
-        match e.poll() {
-            Action::Event(ev) => {
-                seen.push((ev.clone(), e.headers_len(), e.receiving_message()));
-                e.decide(accept(&ev));
-            }
-            _ => break,
-        }
+    while let Action::Event(ev) = e.poll() {
+        seen.push((ev.clone(), e.headers_len(), e.receiving_message()));
+        e.decide(accept(&ev));
     }
     assert_eq!(
         seen,
