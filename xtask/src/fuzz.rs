@@ -26,6 +26,7 @@ pub fn smoke() -> Result<()> {
     }
     let seconds = std::env::var("FUZZ_SECONDS").unwrap_or_else(|_| "60".into());
     let mut failed = Vec::new();
+    let max_time = format!("-max_total_time={seconds}");
     for target in TARGETS {
         let mut cmd = sh::cmd("cargo");
         cmd.current_dir(sh::root().join("fuzz")).args([
@@ -34,7 +35,7 @@ pub fn smoke() -> Result<()> {
             "run",
             target,
             "--",
-            &format!("-max_total_time={seconds}"),
+            max_time.as_str(),
             "-rss_limit_mb=2048",
             "-max_len=65536",
         ]);
