@@ -83,6 +83,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Sessions at once from one client IP address; the excess get 421 and close.
     pub max_connections_per_ip: usize,
+    /// IPv6 clients are counted per network of this prefix length for
+    /// `max_connections_per_ip` and the AUTH failure limit (one host
+    /// usually holds a whole /64); 128 counts each address.
+    pub ipv6_prefix_per_ip: u8,
     /// On SIGTERM/SIGINT, how long open sessions may go on before they get 421.
     #[serde(deserialize_with = "units::duration")]
     pub shutdown_grace: Duration,
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             hostname: "localhost".into(),
             max_connections: 1000,
             max_connections_per_ip: 20,
+            ipv6_prefix_per_ip: 64,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -188,6 +193,15 @@ pub struct LimitsConfig {
     pub chunking: bool,
     /// Offer SMTPUTF8.
     pub smtputf8: bool,
+    /// NOOP, VRFY, HELP and RSET allowed per session; the next gets 421.
+    pub max_junk_commands: usize,
+    /// Refuse `MAIL FROM: <a>` / `RCPT TO:a@b` (space after the colon, no
+    /// angle brackets); off by default, as Postfix's `strict_rfc821_envelopes`.
+    pub strict_envelopes: bool,
+    /// Refuse (554, close) an unauthenticated client that sends commands
+    /// before the reply to the end of DATA (Postfix
+    /// `smtpd_forbid_unauth_pipelining`); off by default.
+    pub forbid_unauth_pipelining: bool,
 }
 
 impl Default for LimitsConfig {
@@ -202,6 +216,9 @@ impl Default for LimitsConfig {
             max_errors: e.max_errors,
             chunking: e.chunking,
             smtputf8: e.smtputf8,
+            max_junk_commands: e.max_junk_commands,
+            strict_envelopes: e.strict_envelopes,
+            forbid_unauth_pipelining: e.forbid_unauth_pipelining,
         }
     }
 }
@@ -289,6 +306,17 @@ pub struct AuthConfig {
     pub allow_plaintext: bool,
     /// AUTH failures in one session before 421 and close.
     pub max_failures: usize,
+    /// AUTH failures from one client address (IPv6: its
+    /// `ipv6_prefix_per_ip` network) across sessions within
+    /// `failure_window`; past it AUTH gets 421 without checking credentials.
+    pub max_failures_per_ip: u32,
+    /// Failures are forgotten this long after the last one from the address.
+    #[serde(deserialize_with = "units::duration")]
+    pub failure_window: Duration,
+    /// Delay before answering a failed AUTH: this, doubled for each earlier
+    /// failure from the same address, at most 32 times this.
+    #[serde(deserialize_with = "units::duration")]
+    pub failure_delay: Duration,
 }
 
 impl Default for AuthConfig {
@@ -297,6 +325,9 @@ impl Default for AuthConfig {
             users: Vec::new(),
             allow_plaintext: false,
             max_failures: EngineConfig::default().max_auth_failures,
+            max_failures_per_ip: 10,
+            failure_window: Duration::from_secs(3600),
+            failure_delay: Duration::from_secs(1),
         }
     }
 }
@@ -529,7 +560,23 @@ impl Config {
             bare_line_endings: self.data.bare_line_endings,
             chunking: l.chunking,
             smtputf8: l.smtputf8,
+            strict_envelopes: l.strict_envelopes,
+            postmaster: self.postmaster(),
+            forbid_unauth_pipelining: l.forbid_unauth_pipelining,
+            max_junk_commands: l.max_junk_commands,
         }
+    }
+
+    /// What `RCPT TO:<Postmaster>` (RFC 5321 4.5.1) is delivered to:
+    /// `postmaster@` the first of `[relay] local_domains`, or `[server]
+    /// hostname` when there is none.
+    pub fn postmaster(&self) -> String {
+        let domain = self
+            .relay
+            .local_domains
+            .first()
+            .unwrap_or(&self.server.hostname);
+        format!("postmaster@{domain}")
     }
 }
 

@@ -238,7 +238,8 @@ impl Message {
         }
         self.headers
             .iter()
-            .map(|h| h.name.len() + 1 + h.raw_value.len() + 2)
+            // a nameless field (a line that was not a header) is written without a colon
+            .map(|h| h.name.len() + usize::from(!h.name.is_empty()) + h.raw_value.len() + 2)
             .sum::<usize>()
             + 2
     }

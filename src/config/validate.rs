@@ -131,6 +131,9 @@ fn limits(config: &mut Config) -> Result<(), Failure> {
     if l.max_errors == 0 {
         return fail("limits.max_errors", "must be at least 1");
     }
+    if config.server.ipv6_prefix_per_ip > 128 {
+        return fail("server.ipv6_prefix_per_ip", "must be at most 128");
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::delivery::Envelope;
 use crate::message::Message;
 use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
-use crate::protocol::{Decision, EnhancedCode, Event, Reply};
+use crate::protocol::{Decision, EnhancedCode, Event, Reply, replies};
 
 use super::{Session, early_talker_reply, ids, received};
 
@@ -26,15 +26,6 @@ fn verdict_decision(verdict: Verdict) -> Option<Decision> {
         Verdict::DenyDisconnect(r) | Verdict::DenySoftDisconnect(r) => {
             Some(Decision::Disconnect(r))
         }
-    }
-}
-
-/// Whether the engine will treat the decision as acceptance.
-fn accepted(decision: &Decision) -> bool {
-    match decision {
-        Decision::Default => true,
-        Decision::Reply(r) => r.is_positive(),
-        Decision::Disconnect(_) => false,
     }
 }
 
@@ -85,13 +76,6 @@ impl Session {
 
     /// Answers one engine event.
     pub(super) async fn handle(&mut self, event: Event) -> Decision {
-        // Any command but the message's own events ends the DATA phase.
-        if !matches!(
-            event,
-            Event::Data | Event::DataHeaders | Event::MessageComplete
-        ) {
-            self.in_data = false;
-        }
         match event {
             Event::Connect => self.on_connect().await,
             Event::Helo { host } => self.on_hello(HelloKind::Helo, host).await,
@@ -99,9 +83,7 @@ impl Session {
             Event::Mail { sender, params } => self.on_mail(sender, params).await,
             Event::Rcpt { recipient, params } => self.on_rcpt(recipient, params).await,
             Event::Data => {
-                let d = verdict_decision(self.hook(Hook::Data).await).unwrap_or(Decision::Default);
-                self.in_data = accepted(&d);
-                d
+                verdict_decision(self.hook(Hook::Data).await).unwrap_or(Decision::Default)
             }
             Event::DataHeaders => {
                 let d = self.on_data_headers().await;
@@ -169,7 +151,7 @@ impl Session {
         };
         let verdict = self.plugins.run(hook, &mut self.ctx).await;
         let decision = verdict_decision(verdict).unwrap_or(Decision::Default);
-        if accepted(&decision) {
+        if decision.accepts() {
             self.ctx.conn.hello = kind;
             self.ctx.conn.hello_host = host;
             // HELO/EHLO resets any transaction (RFC 5321 4.1.4).
@@ -192,11 +174,7 @@ impl Session {
             .run(Hook::Mail(&sender, &params), &mut self.ctx)
             .await;
         let decision = verdict_decision(verdict).unwrap_or(Decision::Default);
-        if accepted(&decision) {
-            self.smtputf8 = params
-                .iter()
-                .any(|p| p.key.eq_ignore_ascii_case("SMTPUTF8"));
-        } else {
+        if !decision.accepts() {
             self.ctx.txn = None;
         }
         decision
@@ -221,7 +199,7 @@ impl Session {
                 }
             },
         };
-        if accepted(&decision)
+        if decision.accepts()
             && let Some(txn) = self.ctx.txn.as_mut()
         {
             txn.recipients.push(Recipient {
@@ -234,7 +212,6 @@ impl Session {
 
     async fn on_data_headers(&mut self) -> Decision {
         let prefix = self.engine.message_so_far().to_vec();
-        self.headers_prefix_len = prefix.len();
         if let Some(txn) = self.ctx.txn.as_mut() {
             txn.message = Some(Message::parse(prefix));
         }
@@ -242,9 +219,8 @@ impl Session {
     }
 
     async fn on_message_complete(&mut self) -> Decision {
-        self.in_data = false;
+        let prefix_len = self.engine.headers_len();
         let full = self.engine.take_message();
-        let prefix_len = std::mem::take(&mut self.headers_prefix_len);
         let Some(txn) = self.ctx.txn.as_mut() else {
             tracing::warn!("message complete without a transaction");
             return Decision::Reply(Reply::local_error());
@@ -266,7 +242,6 @@ impl Session {
             Some(_) => TransactionEnd::Refused,
         };
         self.end_transaction(end).await;
-        self.smtputf8 = false;
         decision
     }
 
@@ -362,7 +337,7 @@ impl Session {
             &self.ctx,
             &self.shared.hostname,
             &envelope.id,
-            self.smtputf8,
+            self.engine.smtputf8(),
             SystemTime::now(),
         );
         let Some(message) = txn.message.as_ref() else {
@@ -392,6 +367,11 @@ impl Session {
         username: String,
         password: String,
     ) -> Decision {
+        let ip = self.ctx.conn.remote.ip();
+        if self.shared.auth_throttle.blocked(ip) {
+            tracing::info!(user = %username, %mechanism, "authentication refused: too many failures from this address");
+            return Decision::Disconnect(replies::too_many_auth_failures_from_address());
+        }
         let verdict = self
             .plugins
             .run(
@@ -411,12 +391,20 @@ impl Session {
                 }
             }
         };
-        if accepted(&decision) {
+        if decision.accepts() {
             tracing::info!(user = %username, %mechanism, "authenticated");
             self.ctx.conn.auth_user = Some(username);
             self.ctx.conn.relay_client = true;
+            self.shared.auth_throttle.succeeded(ip);
         } else {
             tracing::info!(user = %username, %mechanism, "authentication failed");
+            // a growing delay per client address, within the session's time
+            let delay = self.shared.auth_throttle.failed(ip);
+            tokio::time::sleep_until(
+                self.session_deadline
+                    .min(tokio::time::Instant::now() + delay),
+            )
+            .await;
         }
         decision
     }

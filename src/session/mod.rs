@@ -20,6 +20,7 @@ mod events;
 pub mod ids;
 pub mod received;
 mod stream;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub relay: RelayPolicy,
     /// Users for AUTH when no plugin decides.
     pub users: Users,
+    /// AUTH failures per client address across sessions.
+    pub auth_throttle: throttle::AuthThrottle,
     /// Reverse DNS (disabled without a configured resolver).
     pub dns: ReverseDns,
     /// Where accepted messages go.
@@ -99,12 +102,6 @@ pub struct Session {
     session_deadline: Instant,
     /// When the command being received must be complete.
     command_deadline: Instant,
-    /// Between an accepted DATA/BDAT and the end of the message.
-    in_data: bool,
-    /// Bytes of the message already parsed at the data-headers hook.
-    headers_prefix_len: usize,
-    /// The transaction's MAIL had SMTPUTF8 (for the Received protocol name).
-    smtputf8: bool,
     /// Read buffer.
     buf: Box<[u8]>,
     /// This session's unit of `wasmtp_connections_active` (`[metrics]`),
@@ -144,9 +141,6 @@ impl Session {
             ctx,
             plugins,
             force_close,
-            in_data: false,
-            headers_prefix_len: 0,
-            smtputf8: false,
             buf: vec![0u8; 16 * 1024].into_boxed_slice(),
             active: None,
         }
@@ -228,16 +222,18 @@ impl Session {
         }
     }
 
-    /// After STARTTLS: RFC 3207 4.2, forget everything learnt before.
+    /// After STARTTLS: RFC 3207 4.2, forget everything learnt from the
+    /// client before, plugin connection notes included (a note set at HELO
+    /// must not vouch for the session after TLS).
     fn after_tls(&mut self) {
         let conn = &mut self.ctx.conn;
         conn.tls = self.stream.tls_info();
         conn.hello = crate::context::HelloKind::None;
         conn.hello_host.clear();
         conn.auth_user = None;
+        conn.notes = crate::context::Notes::new();
         conn.relay_client = self.shared.relay.is_relay_network(conn.remote.ip());
         self.ctx.txn = None;
-        self.in_data = false;
     }
 
     /// The TLS handshake (STARTTLS or implicit); false if it failed.
@@ -315,7 +311,9 @@ impl Session {
     /// Reads some bytes, within the current phase's deadline.
     async fn read(&mut self) -> Result<usize, ReadStop> {
         let now = Instant::now();
-        let phase = if self.in_data {
+        // the engine says whether message content is being read: a message
+        // it refused by itself is over, and commands get the command timeout
+        let phase = if self.engine.receiving_message() {
             now + self.shared.timeouts.data_block
         } else {
             self.command_deadline

@@ -89,6 +89,11 @@ pub fn test(opts: &Options) -> Result<()> {
         }
     }
 
+    if !opts.has("--no-fuzz") {
+        sh::step("fuzz smoke");
+        record("fuzz", crate::fuzz::smoke());
+    }
+
     sh::step("tests");
     // Host-side unit tests of the plugins' shared helper crate and of the
     // plugins whose logic has unit tests (the DNSBL label, the spamd reply
