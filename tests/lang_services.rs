@@ -145,8 +145,9 @@ fn js_plugin_without_grants_gets_clean_errors() {
     assert!(ask(&mut c, "XKV GET probe k").starts_with("450 KvError not-granted"));
     // The plugin keeps working.
     assert_eq!(ask(&mut c, "XLIFE"), "250 (none)");
+    // (The gateway's own reverse lookup of the client is not the plugin's.)
     assert_eq!(
-        dns.queries(),
+        dns.queries_for("host.test"),
         0,
         "an ungranted lookup never reaches the server"
     );

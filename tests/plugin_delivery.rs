@@ -73,8 +73,11 @@ async fn plugins_hear_delivered_and_bounced() {
     .unwrap();
 
     // The accepted recipient reached the upstream; the refused one was not
-    // retried after its 5xx, and the bounce went to the sender.
-    let messages = sink.messages();
+    // retried after its 5xx, and the bounce went to the sender (the bounce
+    // is queued after the hook hears `bounced`, so wait for it to arrive).
+    let messages = sink
+        .wait_for(|m| m.iter().any(|m| m.mail_from.is_empty()))
+        .await;
     assert!(
         messages
             .iter()

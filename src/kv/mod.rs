@@ -206,7 +206,7 @@ pub(crate) fn now_ms() -> u64 {
 /// The backend behind a [`KvStore`].
 enum Backend {
     Embedded(embedded::Embedded),
-    Redis(redis::RedisStore),
+    Redis(Box<redis::RedisStore>),
 }
 
 /// The gateway's key-value store: argument and quota checks in front of a
@@ -233,7 +233,7 @@ impl KvStore {
     pub async fn open(config: &KvConfig) -> Result<Self, KvError> {
         let backend = match config.backend {
             BackendKind::Embedded => Backend::Embedded(embedded::Embedded::open(config).await?),
-            BackendKind::Redis => Backend::Redis(redis::RedisStore::open(config)?),
+            BackendKind::Redis => Backend::Redis(Box::new(redis::RedisStore::open(config)?)),
         };
         Ok(Self {
             backend,

@@ -12,6 +12,11 @@ use std::time::Duration;
 
 /// A hang guard for blocking reads in tests (not a timing assertion).
 pub const IO_GUARD: Duration = Duration::from_secs(60);
+/// Upper bound on the gateway's start: a large plugin (a JavaScript
+/// component) compiled by a debug build while other tests run can take
+/// more than a minute on two cores the first time (later starts use the
+/// compile cache). Not a timing assertion, only a hang guard.
+pub const START_GUARD: Duration = Duration::from_secs(300);
 
 /// A running gateway process.
 pub struct Gateway {
@@ -117,7 +122,7 @@ impl Gateway {
             config_path,
         };
         while listeners.len() < n {
-            match rx.recv_timeout(IO_GUARD) {
+            match rx.recv_timeout(START_GUARD) {
                 Ok(Some(l)) => listeners.push(l),
                 _ => panic!(
                     "wasmtp did not start; log:\n{}",

@@ -238,9 +238,17 @@ fn ensure_python(root: &Path) -> Result<Toolchain> {
             eprintln!(
                 "langs: installing componentize-py {COMPONENTIZE_PY} into target/venv-plugins"
             );
-            if !venv.join("bin/pip").exists() {
-                run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
-                    .context("python3 -m venv (is python3 with venv installed?)")?;
+            // A venv whose interpreter no longer runs (its directory was
+            // moved or its python removed) is rebuilt from scratch.
+            let usable = Command::new(venv.join("bin/python"))
+                .args(["-c", "import pip"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !usable {
+                run(Command::new("python3")
+                    .args(["-m", "venv", "--clear"])
+                    .arg(&venv))
+                .context("python3 -m venv (is python3 with venv installed?)")?;
             }
             run(Command::new(venv.join("bin/pip")).args([
                 "install",
