@@ -185,6 +185,17 @@ pub struct LimitsConfig {
     pub chunking: bool,
     /// Offer SMTPUTF8.
     pub smtputf8: bool,
+    /// Most header fields in a received message; past it `552 5.3.4`.
+    pub max_header_fields: usize,
+    /// Most octets of a received message's header section; past it `552 5.3.4`.
+    #[serde(deserialize_with = "units::size")]
+    pub max_header_bytes: u64,
+    /// Message octets held in memory across every session at once. Each
+    /// message being received reserves `max_message_size` of it at DATA/BDAT
+    /// (the most it can grow to); when that does not fit, DATA gets
+    /// `452 4.3.1` and the client retries later. 0: no budget.
+    #[serde(deserialize_with = "units::size")]
+    pub memory_budget: u64,
 }
 
 impl Default for LimitsConfig {
@@ -199,6 +210,9 @@ impl Default for LimitsConfig {
             max_errors: e.max_errors,
             chunking: e.chunking,
             smtputf8: e.smtputf8,
+            max_header_fields: 1000,
+            max_header_bytes: 1 << 20,
+            memory_budget: 1 << 30,
         }
     }
 }

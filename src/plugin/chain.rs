@@ -193,6 +193,13 @@ impl PluginSession {
             if !p.pool.enabled() || self.failed[i] || !healthy {
                 continue;
             }
+            // An instance that grew (a large message) would keep its peak
+            // memory while idle: drop it, a fresh one starts small.
+            let memory = inst.store.data().limits.memory();
+            if inst.store.data().limits.grew_past(super::limiter::POOL_GROWTH_MAX) {
+                tracing::debug!(plugin = %p.info.name, memory, "pooled instance grew too large: dropped");
+                continue;
+            }
             let kept = p.pool.put(inst);
             tracing::debug!(plugin = %p.info.name, kept, "pooled instance released");
         }
@@ -436,6 +443,11 @@ async fn instantiate(
         Err(_) => Err("init timed out".into()),
         Ok(Err(e)) => Err(format!("instantiation failed: {}", describe(&e))),
         Ok(Ok((_, Err(msg)))) => Err(format!("init refused: {msg}")),
-        Ok(Ok((plugin, Ok(_)))) => Ok(Instance { store, plugin }),
+        Ok(Ok((plugin, Ok(_)))) => {
+            // What the instance holds after init: its pooled size is
+            // measured against it.
+            store.data_mut().limits.set_baseline();
+            Ok(Instance { store, plugin })
+        }
     }
 }

@@ -23,6 +23,7 @@ mod cache;
 mod chain;
 mod config;
 mod host;
+mod limiter;
 mod loader;
 mod metrics;
 mod pool;
@@ -35,7 +36,7 @@ pub use chain::PluginSession;
 pub use config::{
     DEFAULT_POOL_SIZE, FailurePolicy, InstanceMode, MAX_POOL_SIZE, PluginConfig, PluginHostConfig,
 };
-pub use session_host::{MAX_NOTES_BYTES, MAX_RECIPIENTS, check_mailbox};
+pub use session_host::check_mailbox;
 pub use swap::PluginHost;
 pub use verdict::{MAX_LINE, MAX_LINES};
 

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
@@ -37,8 +36,8 @@ pub(crate) struct StoreData {
     pub wasi: WasiCtx,
     /// WASI's resource table.
     pub table: ResourceTable,
-    /// Memory cap of this instance.
-    pub limits: StoreLimits,
+    /// Memory cap of this instance (all its memories together).
+    pub limits: super::limiter::InstanceLimits,
     /// Epoch ticks the current call may still run before it traps.
     pub ticks_left: u64,
 }
@@ -171,10 +170,9 @@ pub(crate) fn new_store(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX))
-        .trap_on_grow_failure(true)
-        .build();
+    let limits = super::limiter::InstanceLimits::new(
+        usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
+    );
     let data = StoreData {
         ctx: None,
         plugin: plugin.clone(),

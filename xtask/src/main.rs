@@ -18,6 +18,7 @@ mod bench;
 mod install;
 mod langs;
 mod plugins;
+mod pytools;
 mod run;
 mod sh;
 mod test;
