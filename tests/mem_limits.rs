@@ -258,7 +258,8 @@ fn plugin_header_edits_are_bounded() {
     assert!(msg.len() < 200 << 10, "delivered {} octets", msg.len());
     let text = String::from_utf8_lossy(msg).into_owned();
     assert!(text.contains("hostile.headers_added=3"), "{text}");
-    assert!(text.contains("octets of added header fields per message"), "{text}");
+    // (header-stamp's field carrying the note is folded.)
+    assert!(text.contains("at most 65536 octets of added header"), "{text}");
     drop(gw);
 
     // Many small fields stop at the number of edits.
@@ -317,4 +318,44 @@ fn header_edits_leave_received_fields_byte_exact() {
         "{:?}",
         String::from_utf8_lossy(added)
     );
+}
+
+/// The `hostile.calls` note of each of two messages, each on its own
+/// connection, through a pooled hostile plugin in mode `grow-once`.
+fn pooled_calls(size: usize) -> Vec<String> {
+    let mut c = format!("{LOCAL}\n{}", plugin_host());
+    c.push_str(&entry(
+        "hostile",
+        "hostile",
+        "instances = \"pooled\"\npool_size = 4\nmemory_mb = 128",
+        &format!("hook = 'data-post'\nmode = 'grow-once'\nsize = {size}"),
+    ));
+    c.push_str(&entry("header-stamp", "header-stamp", "", "notes = ['hostile.calls']"));
+    let gw = Gateway::start(&c);
+    for n in 1..=2 {
+        let mut s = gw.connect();
+        let r = s.send_mail("a@client.test", &["user@example.test"], b"Subject: s\r\n\r\nhi\r\n");
+        assert_eq!(r.code, 250, "{}", r.text);
+        s.expect("QUIT", 221);
+        assert!(s.closed());
+        // Its instance is back in the pool (or dropped) before the next.
+        gw.wait_disconnects(n);
+    }
+    gw.delivered()
+        .iter()
+        .map(|m| {
+            let t = String::from_utf8_lossy(m);
+            let at = t.find("hostile.calls=").expect("note stamped");
+            t[at..].split('\r').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Item 4: a pooled instance that grew past the threshold (16 MiB since
+/// init) is dropped, not kept warm: the second connection gets a fresh
+/// instance (its call count starts over); one that did not grow is reused.
+#[test]
+fn grown_pooled_instance_is_dropped() {
+    assert_eq!(pooled_calls(0), ["hostile.calls=1", "hostile.calls=2"]);
+    assert_eq!(pooled_calls(40 << 20), ["hostile.calls=1", "hostile.calls=1"]);
 }
