@@ -326,7 +326,10 @@ pub fn fold_field(name: &str, value: &str) -> Result<Vec<u8>, EditError> {
     }
     for (n, seg) in segments.iter().enumerate() {
         let has_text = seg.iter().any(|b| !wsp(b));
-        if n > 0 && has_text && col + seg.len() > FOLD_AT && matches!(seg.first(), Some(b)
+        if n > 0
+            && has_text
+            && col + seg.len() > FOLD_AT
+            && matches!(seg.first(), Some(b)
             if wsp(b))
         {
             out.extend_from_slice(b"\r\n");

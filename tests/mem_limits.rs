@@ -177,7 +177,10 @@ fn memory_budget_bounds_concurrent_messages() {
             .parse()
             .unwrap();
         assert!(accepted.contains(&id));
-        assert!(rest == message_of(id, SIZE), "message of client {id} altered");
+        assert!(
+            rest == message_of(id, SIZE),
+            "message of client {id} altered"
+        );
     }
 }
 
@@ -217,7 +220,11 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn plugin_headers_are_folded_or_refused() {
     let gw = Gateway::start(&hostile_chain("mode = 'wide-header'\nsize = 60000"));
     let mut c = gw.connect();
-    let r = c.send_mail("a@client.test", &["user@example.test"], b"Subject: s\r\n\r\nhi\r\n");
+    let r = c.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: s\r\n\r\nhi\r\n",
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     let msg = &gw.delivered()[0];
     let lines = header_lines(msg);
@@ -226,7 +233,11 @@ fn plugin_headers_are_folded_or_refused() {
         .position(|l| l.starts_with(b"X-Hostile-0: word word"))
         .expect("the added field");
     let field: Vec<&&[u8]> = std::iter::once(&lines[first])
-        .chain(lines[first + 1..].iter().take_while(|l| l.starts_with(b" ")))
+        .chain(
+            lines[first + 1..]
+                .iter()
+                .take_while(|l| l.starts_with(b" ")),
+        )
         .collect();
     assert!(field.len() > 700, "{} lines", field.len());
     let longest = field.iter().map(|l| l.len()).max().unwrap();
@@ -237,12 +248,23 @@ fn plugin_headers_are_folded_or_refused() {
     // Refused: no white space to fold at.
     let gw = Gateway::start(&hostile_chain("mode = 'huge-header'\nsize = 60000"));
     let mut c = gw.connect();
-    let r = c.send_mail("a@client.test", &["user@example.test"], b"Subject: s\r\n\r\nhi\r\n");
+    let r = c.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: s\r\n\r\nhi\r\n",
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     let text = String::from_utf8_lossy(&gw.delivered()[0]).into_owned();
-    assert!(text.contains("hostile.header_error=header field has a line longer than 998"), "{text}");
+    assert!(
+        text.contains("hostile.header_error=header field has a line longer than 998"),
+        "{text}"
+    );
     assert!(!text.contains("X-Hostile:"), "{text}");
-    assert!(header_lines(text.as_bytes()).iter().all(|l| l.len() <= 1000));
+    assert!(
+        header_lines(text.as_bytes())
+            .iter()
+            .all(|l| l.len() <= 1000)
+    );
 }
 
 /// Item 3: hundreds of large fields (the attack of the issue: a 36 MB
@@ -250,9 +272,15 @@ fn plugin_headers_are_folded_or_refused() {
 /// header octets (64 KiB); the plugin sees the error and the session goes on.
 #[test]
 fn plugin_header_edits_are_bounded() {
-    let gw = Gateway::start(&hostile_chain("mode = 'many-headers'\nsize = 20000\ncount = 500"));
+    let gw = Gateway::start(&hostile_chain(
+        "mode = 'many-headers'\nsize = 20000\ncount = 500",
+    ));
     let mut c = gw.connect();
-    let r = c.send_mail("a@client.test", &["user@example.test"], b"Subject: s\r\n\r\nhi\r\n");
+    let r = c.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: s\r\n\r\nhi\r\n",
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     c.expect("NOOP", 250);
     let msg = &gw.delivered()[0];
@@ -260,13 +288,22 @@ fn plugin_header_edits_are_bounded() {
     let text = String::from_utf8_lossy(msg).into_owned();
     assert!(text.contains("hostile.headers_added=3"), "{text}");
     // (header-stamp's field carrying the note is folded.)
-    assert!(text.contains("at most 65536 octets of added header"), "{text}");
+    assert!(
+        text.contains("at most 65536 octets of added header"),
+        "{text}"
+    );
     drop(gw);
 
     // Many small fields stop at the number of edits.
-    let gw = Gateway::start(&hostile_chain("mode = 'many-headers'\nsize = 10\ncount = 5000"));
+    let gw = Gateway::start(&hostile_chain(
+        "mode = 'many-headers'\nsize = 10\ncount = 5000",
+    ));
     let mut c = gw.connect();
-    let r = c.send_mail("a@client.test", &["user@example.test"], b"Subject: s\r\n\r\nhi\r\n");
+    let r = c.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: s\r\n\r\nhi\r\n",
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     let text = String::from_utf8_lossy(&gw.delivered()[0]).into_owned();
     // The bound is per message, for every plugin together: header-stamp
@@ -282,10 +319,17 @@ fn plugin_recipients_honour_max_recipients() {
         hostile_chain("mode = 'many-rcpts'\ncount = 5000")
     ));
     let mut c = gw.connect();
-    let r = c.send_mail("a@client.test", &["user@example.test"], b"Subject: s\r\n\r\nhi\r\n");
+    let r = c.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: s\r\n\r\nhi\r\n",
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     let text = String::from_utf8_lossy(&gw.delivered()[0]).into_owned();
-    assert!(text.contains("hostile.rcpt_error=at most 120 recipients"), "{text}");
+    assert!(
+        text.contains("hostile.rcpt_error=at most 120 recipients"),
+        "{text}"
+    );
     gw.wait_log("\"recipients\":120");
 }
 
@@ -312,7 +356,11 @@ fn header_edits_leave_received_fields_byte_exact() {
     assert_eq!(r.code, 250, "{}", r.text);
     let delivered = &gw.delivered()[0];
     let (_, rest) = split_received(delivered);
-    assert!(rest.starts_with(head), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        rest.starts_with(head),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
     assert!(rest.ends_with(&[b"\r\n".as_slice(), body].concat()));
     let added = &rest[head.len()..rest.len() - body.len() - 2];
     assert!(
@@ -332,11 +380,20 @@ fn pooled_calls(size: usize) -> Vec<String> {
         "instances = \"pooled\"\npool_size = 4\nmemory_mb = 128",
         &format!("hook = 'data-post'\nmode = 'grow-once'\nsize = {size}"),
     ));
-    c.push_str(&entry("header-stamp", "header-stamp", "", "notes = ['hostile.calls']"));
+    c.push_str(&entry(
+        "header-stamp",
+        "header-stamp",
+        "",
+        "notes = ['hostile.calls']",
+    ));
     let gw = Gateway::start(&c);
     for n in 1..=2 {
         let mut s = gw.connect();
-        let r = s.send_mail("a@client.test", &["user@example.test"], b"Subject: s\r\n\r\nhi\r\n");
+        let r = s.send_mail(
+            "a@client.test",
+            &["user@example.test"],
+            b"Subject: s\r\n\r\nhi\r\n",
+        );
         assert_eq!(r.code, 250, "{}", r.text);
         s.expect("QUIT", 221);
         assert!(s.closed());
@@ -359,5 +416,8 @@ fn pooled_calls(size: usize) -> Vec<String> {
 #[test]
 fn grown_pooled_instance_is_dropped() {
     assert_eq!(pooled_calls(0), ["hostile.calls=1", "hostile.calls=2"]);
-    assert_eq!(pooled_calls(40 << 20), ["hostile.calls=1", "hostile.calls=1"]);
+    assert_eq!(
+        pooled_calls(40 << 20),
+        ["hostile.calls=1", "hostile.calls=1"]
+    );
 }

@@ -41,7 +41,10 @@ fn edits_reach_the_output() {
     );
     assert_eq!(m.len(), m.to_bytes().len());
     let [head, body] = m.delivery_parts();
-    assert_eq!([head.as_ref(), body.as_ref()].concat(), m.to_bytes().as_ref());
+    assert_eq!(
+        [head.as_ref(), body.as_ref()].concat(),
+        m.to_bytes().as_ref()
+    );
 }
 
 /// Issue 14 item 10: fields nobody touched keep every octet (8-bit bytes,
@@ -124,7 +127,10 @@ fn added_fields_are_folded_or_refused() {
     // A token of 990 octets fits on a continuation line.
     let v = format!("a {}", "z".repeat(990));
     let f = fold_field("X-Edge", &v).unwrap();
-    assert!(f.split(|&b| b == b'\n').all(|l| l.len() <= MAX_HEADER_LINE + 1));
+    assert!(
+        f.split(|&b| b == b'\n')
+            .all(|l| l.len() <= MAX_HEADER_LINE + 1)
+    );
 }
 
 /// Issue 14 item 1: the header section is bounded before any field is
@@ -185,7 +191,10 @@ fn complete_keeps_edits_and_takes_the_buffer() {
     m.complete(full);
     assert_eq!(m.received_body_bytes().as_ptr(), ptr.wrapping_add(43));
     assert_eq!(m.body(), b"body\r\n");
-    assert!(m.to_bytes().ends_with(b"From: a@b\r\nX-Early: e\r\n\r\nbody\r\n"));
+    assert!(
+        m.to_bytes()
+            .ends_with(b"From: a@b\r\nX-Early: e\r\n\r\nbody\r\n")
+    );
 }
 
 #[test]

@@ -196,7 +196,12 @@ impl PluginSession {
             // An instance that grew (a large message) would keep its peak
             // memory while idle: drop it, a fresh one starts small.
             let memory = inst.store.data().limits.memory();
-            if inst.store.data().limits.grew_past(super::limiter::POOL_GROWTH_MAX) {
+            if inst
+                .store
+                .data()
+                .limits
+                .grew_past(super::limiter::POOL_GROWTH_MAX)
+            {
                 tracing::debug!(plugin = %p.info.name, memory, "pooled instance grew too large: dropped");
                 continue;
             }

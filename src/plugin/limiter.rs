@@ -58,9 +58,7 @@ impl ResourceLimiter for InstanceLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .memory
-            .saturating_add(desired.saturating_sub(current));
+        let total = self.memory.saturating_add(desired.saturating_sub(current));
         if total > self.cap {
             // A trap, not a failed grow: the plugin stops and its failure
             // policy answers (a guest allocator would only retry).

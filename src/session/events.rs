@@ -259,7 +259,8 @@ impl Session {
     /// anything is allocated; only the section is copied) and runs the
     /// data-headers hook.
     async fn on_data_headers(&mut self) -> Decision {
-        let parsed = Message::parse_prefix(self.engine.message_so_far(), &self.shared.header_limits);
+        let parsed =
+            Message::parse_prefix(self.engine.message_so_far(), &self.shared.header_limits);
         let message = match parsed {
             Ok(m) => m,
             Err(e) => {
@@ -328,7 +329,13 @@ impl Session {
         }
         // A shared handle on the received body (no copy): the context it
         // lives in is lent to the plugins during each call.
-        let body = self.ctx.txn.as_ref()?.message.as_ref()?.received_body_bytes();
+        let body = self
+            .ctx
+            .txn
+            .as_ref()?
+            .message
+            .as_ref()?
+            .received_body_bytes();
         let mut offset = 0usize;
         loop {
             if offset >= body.len() {

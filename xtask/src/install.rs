@@ -411,7 +411,10 @@ mod tests {
         let err = format!("{:#}", tool.preflight().unwrap_err());
         assert!(err.contains("TLS support"), "{err}");
         assert!(err.contains("requires Net::SSLeay"), "{err}");
-        assert!(err.contains("apt-get install dash libexample-perl"), "{err}");
+        assert!(
+            err.contains("apt-get install dash libexample-perl"),
+            "{err}"
+        );
         let missing = Tool {
             program: "/nonexistent/wasmtp-tool",
             packages: &["wasmtp-tool"],
