@@ -14,8 +14,9 @@
 # 4. writes bench/RESULTS.md (bench/report.py) and keeps the raw JSON lines
 #    in bench/results/.
 #
-# Everything stays on 127.0.0.1 (ports 2525-2533). Needs root for apt and the
-# Postfix peer. Knobs (environment):
+# Everything stays on 127.0.0.1 (ports 2525-2599; the host-services stage runs
+# its DNS server on 2553). Needs root for apt and the Postfix peer. Knobs
+# (environment):
 #   WASMTP_BIN=target/release/wasmtp   the gateway binary
 #   VARIANTS="wasmtp wasmtp-rust wasmtp-mixed wasmtp-saf"   bench/configs/<name>.toml
 #   PEERS="sink qpsmtpd haraka haraka_nodelay postfix"
@@ -28,6 +29,10 @@
 #   NO_INSTALL=1       skip the install step; INSTALL_ONLY=1: only install
 #   MAIN_LOADS=0       skip the loads above; LANG_COST=0 skip the plugin-cost
 #                      stage (bench/configs/lang/, LANG_REPS=3 LANG_MSGS=2000)
+#   SERVICES=0         skip the host-services stage (dnsbl + greylist + ratelimit,
+#                      bench/configs/wasmtp-services.toml; SERVICES_REPS=3
+#                      SERVICES_MSGS=2000 SERVICES_LOADS=10:1024; DNS on :2553)
+#                      Run it alone: MAIN_LOADS=0 LANG_COST=0 IDLE_CONNS=0 NO_INSTALL=1
 #   PEERS_DIR=...      the shared peers folder (default: ../shared/bench/peers)
 #   RESULTS_MD=bench/RESULTS.md
 set -euo pipefail
@@ -123,6 +128,7 @@ mode_label() {
     wasmtp-rust) echo "fwd-sync, Rust chain" ;;
     wasmtp-mixed) echo "fwd-sync, Rust+JS+Python+C chain" ;;
     wasmtp-saf) echo "store-and-forward" ;;
+    wasmtp-services) echo "fwd-sync, dnsbl+greylist+ratelimit" ;;
     lang-*-percon) local l=${1#lang-}; echo "fwd-sync, one ${l%-percon} plugin, per-connection instances" ;;
     lang-*-pooled) local l=${1#lang-}; echo "fwd-sync, one ${l%-pooled} plugin, pooled instances" ;;
     *) echo "fwd" ;;
@@ -199,6 +205,44 @@ if [ "${LANG_COST:-1}" = 1 ]; then
     || { log "plugin-cost stage failed; its table is left out"; LANG_JSONL=""; }
 fi
 
+# ------------------------------------------------------------------ host services (issue 13)
+# dnsbl + greylist + ratelimit (bench/configs/wasmtp-services.toml) next to
+# the gateway with no plugins, same run, one load (10 sessions, 1 KiB, a new
+# connection per message). The DNSBL zone is served by bench/dnsd.py on
+# 127.0.0.1:2553 (started here, stopped by its PID); the state lives in the
+# embedded store under the gateway's runtime folder.
+SERVICES_JSONL=""
+if [ "${SERVICES:-1}" = 1 ]; then
+  VARIANT_LINES=""
+  SVC_ORDER="sink"
+  prepare_variant wasmtp "$HERE/configs/wasmtp.toml" && SVC_ORDER+=" wasmtp"
+  if prepare_variant wasmtp-services "$HERE/configs/wasmtp-services.toml"; then
+    SVC_ORDER+=" wasmtp-services"
+    python3 "$HERE/dnsd.py" --port 2553 --zone bl.bench \
+      --entry '2.0.0.127=127.0.0.2:listed by the benchmark zone' > "$WORK/dnsd.log" 2>&1 &
+    dnsd_pid=$!
+    stop_dnsd() { kill -TERM "$dnsd_pid" 2>/dev/null || true; wait "$dnsd_pid" 2>/dev/null || true; }
+    trap stop_dnsd EXIT
+    SERVICES_JSONL="$RESULTS_DIR/run-$STAMP-services.jsonl"
+    log "host services: ${SERVICES_LOADS:-10:1024} x ${SERVICES_REPS:-3}, targets: $SVC_ORDER (dnsd pid $dnsd_pid)"
+    STAMP="$STAMP-services" GW_VARIANTS="$VARIANT_LINES" PEERS="$SVC_ORDER" \
+      LOADS="${SERVICES_LOADS:-10:1024}" REPS="${SERVICES_REPS:-3}" \
+      MSGS="${SERVICES_MSGS:-2000}" MSGS_sink="${SERVICES_MSGS:-2000}" \
+      RESULTS_DIR="$RESULTS_DIR" METRICS_DIR="$METRICS_OUT" \
+      START_WAIT=180 bash "$HERE/peers.sh" \
+      || { log "host-services stage failed; its table is left out"; SERVICES_JSONL=""; }
+    stop_dnsd
+    trap - EXIT
+    if [ -n "$SERVICES_JSONL" ]; then
+      python3 "$HERE/report.py" --services-only --services-results "$SERVICES_JSONL" \
+        --metrics-dir "$METRICS_OUT" --root "$ROOT" --out "$RESULTS_DIR/services-$STAMP.md" \
+        && { log "host services:"; cat "$RESULTS_DIR/services-$STAMP.md" >&2; }
+    fi
+  else
+    for s in "${SKIPPED[@]}"; do [[ "$s" == wasmtp-services* ]] && log "host-services stage skipped: $s"; done
+  fi
+fi
+
 # ------------------------------------------------------------------ idle connections
 IDLE_JSON=""
 idle_variant=""
@@ -234,11 +278,12 @@ SKIP_ARGS=()
 for s in "${SKIPPED[@]}"; do SKIP_ARGS+=(--skipped "$s"); done
 if [ ! -s "$RESULTS_DIR/run-$STAMP.jsonl" ]; then
   log "no main loads in this run (MAIN_LOADS=0): ${RESULTS_MD#"$ROOT"/} left as it is"
-  log "raw: ${LANG_JSONL:-none} ${IDLE_JSON:-}"
+  log "raw: ${LANG_JSONL:-none} ${SERVICES_JSONL:-} ${IDLE_JSON:-}"
   exit 0
 fi
 python3 "$HERE/report.py" --results "$RESULTS_DIR/run-$STAMP.jsonl" \
   ${LANG_JSONL:+--lang-results "$LANG_JSONL"} \
+  ${SERVICES_JSONL:+--services-results "$SERVICES_JSONL"} \
   ${IDLE_JSON:+--idle "$IDLE_JSON"} "${SKIP_ARGS[@]}" \
   --metrics-dir "$METRICS_OUT" \
   --wasmtp-bin "$WASMTP_BIN" --haraka-dir "$HARAKA_DIR" --root "$ROOT" \

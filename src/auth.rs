@@ -1,9 +1,17 @@
 //! AUTH against the users of `[auth]`: argon2 PHC hashes, verified off the
 //! reactor (`spawn_blocking`), with the same work done for unknown users so
 //! timing does not reveal which names exist.
+//!
+//! Verifications go through a bounded pool: a semaphore with one permit per
+//! core, taken before the blocking task is spawned, so a flood of AUTH
+//! attempts queues here instead of filling tokio's blocking pool (shared
+//! with the spool's fsyncs and file I/O) with argon2 work.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Semaphore;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -45,6 +53,12 @@ pub struct Users {
     by_name: Arc<HashMap<String, String>>,
     /// Verified when the user is unknown, so both paths cost the same.
     dummy: Arc<String>,
+    /// One permit per verification running at once.
+    slots: Arc<Semaphore>,
+    /// The permits `slots` started with.
+    slot_count: usize,
+    /// Verifications running now, and the most seen at once.
+    running: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl Users {
@@ -59,10 +73,32 @@ impl Users {
             || hash_password("dummy password").unwrap_or_default(),
             |u| u.password_hash.0.clone(),
         );
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             by_name: Arc::new(by_name),
             dummy: Arc::new(dummy),
+            slots: Arc::new(Semaphore::new(cores)),
+            slot_count: cores,
+            running: Arc::new((AtomicUsize::new(0), AtomicUsize::new(0))),
         }
+    }
+
+    /// The same users with at most `n` (at least 1) verifications at once.
+    pub fn with_verify_slots(mut self, n: usize) -> Self {
+        let n = n.max(1);
+        self.slots = Arc::new(Semaphore::new(n));
+        self.slot_count = n;
+        self
+    }
+
+    /// How many verifications may run at once.
+    pub fn verify_slots(&self) -> usize {
+        self.slot_count
+    }
+
+    /// The most verifications seen running at once.
+    pub fn peak_verifications(&self) -> usize {
+        self.running.1.load(Ordering::Relaxed)
     }
 
     /// True if no users are configured.
@@ -71,21 +107,29 @@ impl Users {
     }
 
     /// Whether `password` is right for `username`. Runs argon2 on the
-    /// blocking pool.
+    /// blocking pool, at most [`Users::verify_slots`] at once.
     pub async fn verify(&self, username: &str, password: &str) -> bool {
+        let Ok(_permit) = self.slots.clone().acquire_owned().await else {
+            return false;
+        };
         let (known, hash) = match self.by_name.get(username) {
             Some(h) => (true, h.clone()),
             None => (false, self.dummy.as_ref().clone()),
         };
         let password = password.to_string();
+        let running = self.running.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
+            let now = running.0.fetch_add(1, Ordering::Relaxed) + 1;
+            running.1.fetch_max(now, Ordering::Relaxed);
+            let ok = PasswordHash::new(&hash)
                 .map(|parsed| {
                     Argon2::default()
                         .verify_password(password.as_bytes(), &parsed)
                         .is_ok()
                 })
-                .unwrap_or(false)
+                .unwrap_or(false);
+            running.0.fetch_sub(1, Ordering::Relaxed);
+            ok
         })
         .await
         .unwrap_or(false);
@@ -114,6 +158,33 @@ mod tests {
         assert!(users.verify("alice", "s3cret").await);
         assert!(!users.verify("alice", "wrong").await);
         assert!(!users.verify("bob", "s3cret").await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verifications_bounded_by_the_pool() {
+        let config = AuthConfig {
+            users: vec![AuthUser {
+                username: "alice".into(),
+                password_hash: CfgHash(hash_password("s3cret").unwrap()),
+            }],
+            ..AuthConfig::default()
+        };
+        let users = Users::new(&config);
+        assert_eq!(
+            users.verify_slots(),
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
+        let users = users.with_verify_slots(1);
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let u = users.clone();
+                tokio::spawn(async move { u.verify("alice", &format!("wrong{i}")).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(!t.await.unwrap());
+        }
+        assert_eq!(users.peak_verifications(), 1);
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //! Durations are humane strings (`"30s"`, `"5m"`, `"250ms"`) or integers
 //! (seconds); sizes are strings (`"35M"`, `"512k"`) or integers (octets).
 //!
-//! The `[delivery]`, `[plugin_host]`, `[[plugins]]` and `[metrics]`
+//! The `[delivery]`, `[plugin_host]`, `[[plugins]]`, `[metrics]` and `[kv]`
 //! sections belong to their modules ([`crate::delivery`], [`crate::plugin`],
-//! [`crate::metrics`]) and are composed here as they are.
+//! [`crate::metrics`], [`crate::kv`]) and are composed here as they are.
 
 mod locate;
 pub mod units;
@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::delivery::DeliveryConfig;
+use crate::kv::KvConfig;
 use crate::metrics::MetricsConfig;
 use crate::plugin::{PluginConfig, PluginHostConfig};
 use crate::protocol::{BareLineEndings, EngineConfig};
@@ -65,6 +66,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// `[metrics]`: the Prometheus endpoint; owned by [`crate::metrics`].
     pub metrics: MetricsConfig,
+    /// `[kv]`: the plugins' key-value store; owned by [`crate::kv`].
+    pub kv: KvConfig,
     /// Where the config was read from (for reloads and messages); not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
@@ -80,6 +83,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Sessions at once from one client IP address; the excess get 421 and close.
     pub max_connections_per_ip: usize,
+    /// IPv6 clients are counted per network of this prefix length for
+    /// `max_connections_per_ip` and the AUTH failure limit (one host
+    /// usually holds a whole /64); 128 counts each address.
+    pub ipv6_prefix_per_ip: u8,
     /// On SIGTERM/SIGINT, how long open sessions may go on before they get 421.
     #[serde(deserialize_with = "units::duration")]
     pub shutdown_grace: Duration,
@@ -91,6 +98,7 @@ impl Default for ServerConfig {
             hostname: "localhost".into(),
             max_connections: 1000,
             max_connections_per_ip: 20,
+            ipv6_prefix_per_ip: 64,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -196,6 +204,15 @@ pub struct LimitsConfig {
     /// `452 4.3.1` and the client retries later. 0: no budget.
     #[serde(deserialize_with = "units::size")]
     pub memory_budget: u64,
+    /// NOOP, VRFY, HELP and RSET allowed per session; the next gets 421.
+    pub max_junk_commands: usize,
+    /// Refuse `MAIL FROM: <a>` / `RCPT TO:a@b` (space after the colon, no
+    /// angle brackets); off by default, as Postfix's `strict_rfc821_envelopes`.
+    pub strict_envelopes: bool,
+    /// Refuse (554, close) an unauthenticated client that sends commands
+    /// before the reply to the end of DATA (Postfix
+    /// `smtpd_forbid_unauth_pipelining`); off by default.
+    pub forbid_unauth_pipelining: bool,
 }
 
 impl Default for LimitsConfig {
@@ -213,6 +230,9 @@ impl Default for LimitsConfig {
             max_header_fields: 1000,
             max_header_bytes: 1 << 20,
             memory_budget: 1 << 30,
+            max_junk_commands: e.max_junk_commands,
+            strict_envelopes: e.strict_envelopes,
+            forbid_unauth_pipelining: e.forbid_unauth_pipelining,
         }
     }
 }
@@ -300,6 +320,17 @@ pub struct AuthConfig {
     pub allow_plaintext: bool,
     /// AUTH failures in one session before 421 and close.
     pub max_failures: usize,
+    /// AUTH failures from one client address (IPv6: its
+    /// `ipv6_prefix_per_ip` network) across sessions within
+    /// `failure_window`; past it AUTH gets 421 without checking credentials.
+    pub max_failures_per_ip: u32,
+    /// Failures are forgotten this long after the last one from the address.
+    #[serde(deserialize_with = "units::duration")]
+    pub failure_window: Duration,
+    /// Delay before answering a failed AUTH: this, doubled for each earlier
+    /// failure from the same address, at most 32 times this.
+    #[serde(deserialize_with = "units::duration")]
+    pub failure_delay: Duration,
 }
 
 impl Default for AuthConfig {
@@ -308,6 +339,9 @@ impl Default for AuthConfig {
             users: Vec::new(),
             allow_plaintext: false,
             max_failures: EngineConfig::default().max_auth_failures,
+            max_failures_per_ip: 10,
+            failure_window: Duration::from_secs(3600),
+            failure_delay: Duration::from_secs(1),
         }
     }
 }
@@ -358,6 +392,11 @@ pub struct DnsConfig {
     /// Timeout of one lookup.
     #[serde(deserialize_with = "units::duration")]
     pub timeout: Duration,
+    /// Most `dns` lookups the plugins of one session may send (cache hits
+    /// included); past it a lookup fails with `refused`.
+    pub max_queries_per_session: u32,
+    /// Most answers kept in the plugins' DNS cache (entries).
+    pub cache_size: u64,
 }
 
 impl Default for DnsConfig {
@@ -365,6 +404,8 @@ impl Default for DnsConfig {
         Self {
             resolver: None,
             timeout: Duration::from_secs(5),
+            max_queries_per_session: 50,
+            cache_size: 10_000,
         }
     }
 }
@@ -533,7 +574,23 @@ impl Config {
             bare_line_endings: self.data.bare_line_endings,
             chunking: l.chunking,
             smtputf8: l.smtputf8,
+            strict_envelopes: l.strict_envelopes,
+            postmaster: self.postmaster(),
+            forbid_unauth_pipelining: l.forbid_unauth_pipelining,
+            max_junk_commands: l.max_junk_commands,
         }
+    }
+
+    /// What `RCPT TO:<Postmaster>` (RFC 5321 4.5.1) is delivered to:
+    /// `postmaster@` the first of `[relay] local_domains`, or `[server]
+    /// hostname` when there is none.
+    pub fn postmaster(&self) -> String {
+        let domain = self
+            .relay
+            .local_domains
+            .first()
+            .unwrap_or(&self.server.hostname);
+        format!("postmaster@{domain}")
     }
 }
 

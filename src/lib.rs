@@ -14,6 +14,7 @@
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
+//! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
 //! - [`queue`]: store-and-forward: durable spool, retries, bounces, queue admin.
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod context;
 pub mod delivery;
 pub mod dns;
+pub mod kv;
 pub mod logging;
 pub mod message;
 pub mod metrics;

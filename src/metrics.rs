@@ -138,7 +138,7 @@ fn describe() {
     );
     describe_counter!(
         FAILURES,
-        "Failed plugin calls (trap, timeout, out of memory, invalid answer, failed instantiation)"
+        "Failed plugin calls by reason (timeout, cpu-budget, out-of-memory, trap, init, invalid-verdict, host-call-refused, other)"
     );
     describe_counter!(VERDICTS, "Valid plugin answers by verdict");
     describe_counter!(CONNECTIONS, "SMTP sessions started");

@@ -20,6 +20,8 @@ use crate::protocol::{EnhancedCode, Reply};
 pub struct RelayPolicy {
     local_domains: HashSet<String>,
     networks: Vec<IpNet>,
+    /// What `<Postmaster>` was mapped to (RFC 5321 4.5.1): always accepted.
+    postmaster: String,
 }
 
 /// `550 5.7.1 Relay access denied`.
@@ -37,7 +39,15 @@ impl RelayPolicy {
                 .map(|d| normalize_domain(d))
                 .collect(),
             networks: config.relay_networks.iter().map(|n| n.0).collect(),
+            postmaster: String::new(),
         }
+    }
+
+    /// Also accepts `address`, what `RCPT TO:<Postmaster>` stands for
+    /// (it may be at the server's host name, not a local domain).
+    pub fn with_postmaster(mut self, address: &str) -> Self {
+        self.postmaster = address.to_string();
+        self
     }
 
     /// Whether a client address is in a relay network. IPv4-mapped IPv6
@@ -62,7 +72,9 @@ impl RelayPolicy {
             return Ok(());
         }
         // RFC 5321 4.5.1: "Postmaster" without a domain must be accepted.
-        if recipient.eq_ignore_ascii_case("postmaster") {
+        if recipient.eq_ignore_ascii_case("postmaster")
+            || (!self.postmaster.is_empty() && recipient.eq_ignore_ascii_case(&self.postmaster))
+        {
             return Ok(());
         }
         if recipient.starts_with('@') {

@@ -54,6 +54,8 @@ struct Limits {
     global: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max_per_ip: usize,
+    /// IPv6 clients are counted per network of this prefix length.
+    v6_prefix: u8,
 }
 
 /// Held by a session for its lifetime: a global permit and an IP slot.
@@ -81,6 +83,7 @@ impl Drop for IpSlot {
 
 impl Limits {
     fn admit(&self, ip: IpAddr) -> Option<Admission> {
+        let ip = crate::session::throttle::client_key(ip, self.v6_prefix);
         let permit = self.global.clone().try_acquire_owned().ok()?;
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
@@ -154,7 +157,21 @@ impl Server {
             plugin_host.max_connections =
                 u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
         }
-        let plugins = PluginHost::load(&plugin_host, &config.plugins)
+        let mut services = crate::plugin::HostServices::new(&config.dns);
+        // The key-value store is opened once, when a plugin is granted a
+        // bucket, and kept across reloads (SIGHUP swaps plugins, not state).
+        let wants_kv = config
+            .plugins
+            .iter()
+            .any(|p| p.grants().is_ok_and(|g| !g.kv.is_empty()));
+        if wants_kv {
+            let store = crate::kv::KvStore::open(&config.kv)
+                .await
+                .context("opening the [kv] store")?;
+            tracing::info!(backend = ?config.kv.backend, "kv store open");
+            services = services.with_kv(Arc::new(store));
+        }
+        let plugins = PluginHost::load_with(&plugin_host, &config.plugins, services)
             .await
             .context("loading plugins")?;
         if let Some(reports) = deliverer.subscribe_reports() {
@@ -163,7 +180,13 @@ impl Server {
         let shared = Arc::new(Shared {
             hostname: config.server.hostname.clone(),
             timeouts: config.timeouts.clone(),
-            relay: RelayPolicy::new(&config.relay),
+            relay: RelayPolicy::new(&config.relay).with_postmaster(&config.postmaster()),
+            auth_throttle: crate::session::throttle::AuthThrottle::new(
+                config.auth.max_failures_per_ip,
+                config.auth.failure_window,
+                config.auth.failure_delay,
+                config.server.ipv6_prefix_per_ip,
+            ),
             users: Users::new(&config.auth),
             dns: ReverseDns::new(&config.dns),
             deliverer,
@@ -200,6 +223,7 @@ impl Server {
                 global: Arc::new(Semaphore::new(config.server.max_connections)),
                 per_ip: Arc::new(Mutex::new(HashMap::new())),
                 max_per_ip: config.server.max_connections_per_ip,
+                v6_prefix: config.server.ipv6_prefix_per_ip,
             },
             grace: config.server.shutdown_grace,
             origin: config.origin.clone(),

@@ -276,13 +276,24 @@ fn per_connection_chain_hook_latency_instances_and_messages() {
         .is_empty(),
         "disconnect has no verdict"
     );
+    // One series per reason; summed over them.
     let failures = |plugin, hook| {
-        m.value(
+        m.matching(
             "wasmtp_plugin_failures_total",
             &[("plugin", plugin), ("hook", hook)],
         )
+        .iter()
+        .map(|s| s.2)
+        .sum::<f64>()
     };
     assert_eq!(failures("probe", "help"), 1.0);
+    assert_eq!(
+        m.value(
+            "wasmtp_plugin_failures_total",
+            &[("plugin", "probe"), ("hook", "help"), ("reason", "trap")]
+        ),
+        1.0
+    );
     assert_eq!(failures("probe", "rcpt"), 0.0);
     assert_eq!(failures("filter", "data-post"), 0.0);
 

@@ -209,3 +209,64 @@ fn unknown_metrics_key_is_named() {
     assert_eq!((key.as_str(), line, col), ("metrics.path", 3, 1));
     assert!(msg.contains("unknown field"), "{msg}");
 }
+
+#[test]
+fn kv_defaults_and_bucket_quotas() {
+    let c = Config::from_str(
+        "[kv]\nmax_keys = 50\n[kv.buckets.greylist]\nmax_value_bytes = \"1k\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.kv.backend, crate::kv::BackendKind::Embedded);
+    assert_eq!(c.kv.path, std::path::PathBuf::from("var/kv"));
+    let q = c.kv.quota("greylist");
+    assert_eq!((q.max_value_bytes, q.max_keys), (1024, 50));
+    let q = c.kv.quota("other");
+    assert_eq!((q.max_value_bytes, q.max_keys), (64 * 1024, 50));
+}
+
+#[test]
+fn kv_errors_are_named_with_position() {
+    let (key, line, column, message) = err("[kv]\nbackend = \"redis\"\n");
+    assert_eq!((key.as_str(), line, column), ("kv.backend", 2, 11));
+    assert!(message.contains("url"), "{message}");
+    let (key, line, _, message) = err("[kv]\nbackend = \"redis\"\nurl = \"http://x\"\n");
+    assert_eq!((key.as_str(), line), ("kv.url", 3));
+    assert!(message.contains("Redis URL"), "{message}");
+    let (key, line, _, _) = err("[kv]\nkey_prefix = \"a{b}\"\n");
+    assert_eq!((key.as_str(), line), ("kv.key_prefix", 2));
+    let (key, line, _, _) = err("[kv]\n[kv.buckets.greylist]\nmax_keys = 0\n");
+    assert_eq!((key.as_str(), line), ("kv.buckets.greylist.max_keys", 3));
+    let (key, line, _, _) = err("[kv.buckets.\"bad name\"]\nmax_keys = 1\n");
+    assert_eq!((key.as_str(), line), ("kv.buckets.bad name", 1));
+    let (key, line, _, _) = err("[kv]\nbackend = \"memcached\"\n");
+    assert_eq!((key.as_str(), line), ("kv.backend", 2));
+    let (key, line, _, _) = err("[kv]\npool_size = 0\n");
+    assert_eq!((key.as_str(), line), ("kv.pool_size", 2));
+}
+
+#[test]
+fn malformed_grants_are_named_with_position() {
+    let base = "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\n";
+    let (key, line, col, msg) = err(&format!(
+        "{base}connect = [\"127.0.0.1:783\", \"host:25\"]\n"
+    ));
+    assert_eq!((key.as_str(), line, col), ("plugins[0].connect[1]", 4, 29));
+    assert!(msg.contains("invalid connect grant"), "{msg}");
+    let (key, line, col, _) = err(&format!("{base}kv = [\"grey list\"]\n"));
+    assert_eq!((key.as_str(), line, col), ("plugins[0].kv[0]", 4, 7));
+    let (key, _, _, msg) = err(&format!("{base}http = [\"http://127.0.0.1:1/path\"]\n"));
+    assert_eq!(key, "plugins[0].http[0]");
+    assert!(msg.contains("no path"), "{msg}");
+    let (key, _, _, _) = err(&format!("{base}dns = \"yes\"\n"));
+    assert_eq!(key, "plugins[0].dns");
+    let ok = Config::from_str(
+        &format!("{base}dns = true\nkv = [\"greylist\"]\nconnect = [\"10.0.0.0/8:783\"]\nhttp = [\"http://127.0.0.1:11333\"]\n"),
+        "t",
+    )
+    .unwrap();
+    let g = ok.plugins[0].grants().unwrap();
+    assert!(g.dns && g.kv_bucket("greylist"));
+    assert!(g.connect_to("10.1.2.3:783".parse().unwrap()));
+    assert!(g.http_to("http", "127.0.0.1", 11333));
+}

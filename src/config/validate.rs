@@ -23,12 +23,16 @@ pub fn validate(config: &mut Config) -> Result<(), Failure> {
     auth(config)?;
     plugins(config)?;
     config.metrics.check()?;
+    config.kv.check()?;
     Ok(())
 }
 
 fn plugins(config: &mut Config) -> Result<(), Failure> {
     for (i, p) in config.plugins.iter().enumerate() {
         if let Err((key, message)) = p.check_instances() {
+            return fail(format!("plugins[{i}].{key}"), message);
+        }
+        if let Err((key, message)) = p.grants() {
             return fail(format!("plugins[{i}].{key}"), message);
         }
     }
@@ -141,6 +145,9 @@ fn limits(config: &mut Config) -> Result<(), Failure> {
     }
     if l.max_errors == 0 {
         return fail("limits.max_errors", "must be at least 1");
+    }
+    if config.server.ipv6_prefix_per_ip > 128 {
+        return fail("server.ipv6_prefix_per_ip", "must be at most 128");
     }
     Ok(())
 }

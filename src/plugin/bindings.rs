@@ -1,16 +1,28 @@
 //! The one `bindgen!` of the gateway: host-side bindings of the
-//! `wasmtp:plugin` world (`wit/plugin.wit`).
+//! `wasmtp:plugin` package (`wit/plugin.wit`), world `plugin-with-lifecycle`
+//! (the `plugin` world plus the optional `lifecycle` export).
 //!
-//! Imports (`session`, `host`) are synchronous host functions that may trap
-//! (`trappable`): they only touch the session state lent to the store, so an
-//! async host function would cost a fiber switch for nothing. Exports (the
+//! Imports `session` and `host` are synchronous host functions that may trap
+//! (`trappable`): they only touch state lent to the store, so an async host
+//! function would cost a fiber switch for nothing. `dns` and `kv` are
+//! generated `async`: a plugin waiting on a DNS server or a key-value
+//! backend parks its fiber and holds no tokio worker thread. Exports (the
 //! hooks) are called with `call_async`, which runs the guest on a fiber so
 //! epoch deadlines can yield to tokio and wall-clock timeouts can fire.
+//!
+//! Each import interface is linked on its own view of the store (see
+//! `super::loader::linker`); the world-level linker function is not used.
+//! The `lifecycle` export is optional: the host looks it up per component
+//! (`lifecycle::GuestIndices::new`) and calls it only where it exists.
 
 wasmtime::component::bindgen!({
     path: "wit",
-    world: "plugin",
-    imports: { default: trappable },
+    world: "plugin-with-lifecycle",
+    imports: {
+        "wasmtp:plugin/dns": async | trappable,
+        "wasmtp:plugin/kv": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     with: {
         "wasmtp:plugin/session.connection": ConnectionHandle,
@@ -29,6 +41,10 @@ pub struct ConnectionHandle;
 pub struct TransactionHandle;
 
 // `self::`: under rustdoc the crate `wasmtp` is in scope too.
+pub use self::exports::wasmtp::plugin::hooks::{Guest as HooksGuest, GuestIndices as HooksIndices};
+pub use self::exports::wasmtp::plugin::lifecycle::{
+    Guest as LifecycleGuest, GuestIndices as LifecycleIndices, TransactionEnd as WitTransactionEnd,
+};
 pub use self::wasmtp::plugin::types::{
     DeliveryReport as WitDeliveryReport, DeliveryStatus as WitDeliveryStatus, Header as WitHeader,
     HelloKind as WitHelloKind, HooksWanted, LogLevel, Param as WitParam, Recipient as WitRecipient,

@@ -6,6 +6,13 @@
 //! version, target and compiler settings). A restart or a reload of an
 //! unchanged file maps the cached artefact (`Component::deserialize_file`);
 //! the same component used twice in a chain is compiled once.
+//!
+//! A cached artefact is native code the gateway maps and runs, so it is
+//! trusted only when nobody else could have written it: the directory and
+//! each file must be owned by the gateway's user and not writable by group
+//! or others. A directory that fails the check disables the disk cache
+//! (components are compiled in memory); a file that fails it is compiled
+//! anew and replaced.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -55,7 +62,7 @@ impl Cache {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_digest = hex::encode(&h.0.finalize()[..8]);
-        let dir = match std::fs::create_dir_all(dir) {
+        let dir = match std::fs::create_dir_all(dir).and_then(|()| private_dir(dir)) {
             Ok(()) => Some(dir.to_path_buf()),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), "plugin cache disabled: {e}");
@@ -100,11 +107,16 @@ impl Cache {
             hex::encode(digest),
             self.engine_digest
         ));
-        if file.exists() {
+        if file.exists()
+            && let Err(e) = trusted(&file)
+        {
+            tracing::warn!(file = %file.display(), "recompiling, cached artefact not trusted: {e}");
+        } else if file.exists() {
             // SAFETY: the file was written by `precompile_component` of an
             // engine with the same compatibility hash (it is in the name),
             // atomically (temp file + rename), into the gateway's own cache
-            // directory.
+            // directory; `trusted` checked that only the gateway's user
+            // could have written it.
             match unsafe { Component::deserialize_file(engine, &file) } {
                 Ok(c) => {
                     self.remember(digest, &c);
@@ -128,7 +140,7 @@ impl Cache {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::write(&tmp, &compiled)
+        write_private(&tmp, &compiled)
             .and_then(|()| std::fs::rename(&tmp, &file))
             .with_context(|| format!("cannot write {}", file.display()))?;
         // SAFETY: as above; we just wrote it.
@@ -139,10 +151,102 @@ impl Cache {
     }
 }
 
+/// Writes a new file readable and writable by its owner only (0600).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+/// The effective user id of the gateway.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether `meta` is owned by us and not writable by group or others.
+fn private(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != euid() {
+        return Err(format!(
+            "owned by uid {}, not the gateway's uid {}",
+            meta.uid(),
+            euid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the cache directory; a directory we own that is writable by
+/// others is tightened to 0700 first.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("not a directory"));
+    }
+    if meta.uid() == euid() && meta.mode() & 0o022 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    private(&meta).map_err(std::io::Error::other)
+}
+
+/// Whether a cached file may be mapped as code: a regular file (not a
+/// symlink) owned by us, not writable by group or others.
+fn trusted(file: &Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(file).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    private(&meta)
+}
+
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("dir", &self.dir)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn only_private_files_are_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.cwasm");
+        write_private(&f, b"x").unwrap();
+        assert!(trusted(&f).is_ok());
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(trusted(&f).unwrap_err().contains("writable"));
+        let link = dir.path().join("b.cwasm");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(trusted(&link).is_err());
+    }
+
+    #[test]
+    fn an_open_directory_is_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("cache");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        private_dir(&d).unwrap();
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 }

@@ -8,8 +8,10 @@
 //! connection. The session state is moved into the store for each call and
 //! taken back after it, whatever happened, so the host side of the handles
 //! works on it directly.
+//!
+//! Failures are typed ([`PluginFailure`]): the log keeps the whole cause
+//! chain, the metrics count them by reason.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,20 +19,23 @@ use wasmtime::component::Resource;
 use wasmtime::{Engine, Store};
 
 use super::bindings::{
-    self, ConnectionHandle, HooksWanted, TransactionHandle, WitDeliveryReport, WitDeliveryStatus,
-    WitParam, WitVerdict,
+    ConnectionHandle, HooksGuest, HooksWanted, LifecycleGuest, TransactionHandle,
+    WitDeliveryReport, WitDeliveryStatus, WitParam, WitTransactionEnd, WitVerdict,
 };
+use super::failure::PluginFailure;
 use super::loader::{Chain, LoadedPlugin};
-use super::sandbox::{StoreData, arm, new_store};
+use super::sandbox::{StoreData, arm, new_store, placeholder};
+use super::services::{HostServices, SessionBudget};
 use super::verdict::{check, failure_verdict};
-use super::{DELIVERY_SLOT, DENY_SLOT, Hook, Verdict};
-use crate::context::{Connection, Param, SessionContext};
+use super::{DELIVERY_SLOT, DENY_SLOT, Hook, TransactionEnd, Verdict};
+use crate::context::{Param, SessionContext};
 use crate::queue::{DeliveryReport, DeliveryStatus};
 
 /// A live plugin instance of one connection (or idle in a pool).
 pub(crate) struct Instance {
     store: Store<StoreData>,
-    plugin: bindings::Plugin,
+    hooks: HooksGuest,
+    lifecycle: Option<LifecycleGuest>,
 }
 
 /// The chain as one connection sees it: the chain current at accept, and
@@ -38,6 +43,9 @@ pub(crate) struct Instance {
 pub struct PluginSession {
     chain: Arc<Chain>,
     engine: Engine,
+    services: HostServices,
+    /// What this session may still spend (DNS lookups), shared by its instances.
+    budget: Arc<SessionBudget>,
     instances: Vec<Option<Instance>>,
     /// Plugins that trapped, timed out, ran out of memory or answered
     /// invalidly during this connection: their instances are not pooled.
@@ -53,17 +61,6 @@ impl std::fmt::Debug for PluginSession {
                 &self.instances.iter().filter(|i| i.is_some()).count(),
             )
             .finish()
-    }
-}
-
-/// A context holding nothing, left in the driver's place while the real one
-/// is lent to a store (allocation-free).
-fn placeholder() -> SessionContext {
-    let nowhere = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-    SessionContext {
-        conn: Connection::new(String::new(), nowhere, nowhere),
-        txn: None,
-        max_message_size: 0,
     }
 }
 
@@ -93,6 +90,8 @@ enum Call<'a, 'h> {
     Deny(&'static str, &'a str, u16),
     /// A store-and-forward outcome for one recipient.
     Delivery(&'a WitDeliveryReport),
+    /// The end of a transaction (`lifecycle.transaction-ended`).
+    Ended(TransactionEnd),
 }
 
 impl Call<'_, '_> {
@@ -102,16 +101,35 @@ impl Call<'_, '_> {
             Call::Hook(hook) => hook.slot(),
             Call::Deny(..) => DENY_SLOT,
             Call::Delivery(_) => DELIVERY_SLOT,
+            // Not a hook: timed and counted under no hook slot.
+            Call::Ended(_) => usize::MAX,
         }
+    }
+}
+
+fn wit_end(end: TransactionEnd) -> WitTransactionEnd {
+    match end {
+        TransactionEnd::Delivered => WitTransactionEnd::Delivered,
+        TransactionEnd::Refused => WitTransactionEnd::Refused,
+        TransactionEnd::Reset => WitTransactionEnd::Reset,
+        TransactionEnd::Hello => WitTransactionEnd::Hello,
+        TransactionEnd::Starttls => WitTransactionEnd::Starttls,
+        TransactionEnd::Disconnect => WitTransactionEnd::Disconnect,
     }
 }
 
 /// Calls the export; `None` for calls without a verdict.
 async fn dispatch(inst: &mut Instance, call: Call<'_, '_>) -> wasmtime::Result<Option<WitVerdict>> {
-    let g = inst.plugin.wasmtp_plugin_hooks();
+    let g = &inst.hooks;
     let s = &mut inst.store;
     let (c, t) = (conn_handle(), txn_handle());
     let hook = match call {
+        Call::Ended(end) => {
+            if let Some(l) = &inst.lifecycle {
+                l.call_transaction_ended(s, c, wit_end(end)).await?;
+            }
+            return Ok(None);
+        }
         Call::Hook(hook) => hook,
         Call::Deny(hook, plugin, code) => {
             g.call_deny(s, c, hook, plugin, code).await?;
@@ -152,20 +170,27 @@ async fn dispatch(inst: &mut Instance, call: Call<'_, '_>) -> wasmtime::Result<O
     Ok(Some(v))
 }
 
-/// Why a call failed, for the log.
-fn describe(e: &wasmtime::Error) -> String {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("trap ({trap}): {e:?}"),
-        None => format!("{e:?}"),
+/// A failure with its cause chain, for the log.
+fn describe(f: &PluginFailure) -> String {
+    let mut out = f.to_string();
+    let mut source = std::error::Error::source(f);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
     }
+    out
 }
 
 impl PluginSession {
-    pub(crate) fn new(chain: Arc<Chain>, engine: Engine) -> Self {
+    pub(crate) fn new(chain: Arc<Chain>, engine: Engine, services: HostServices) -> Self {
         let n = chain.plugins.len();
+        let budget = Arc::new(SessionBudget::new(services.dns_budget));
         Self {
             chain,
             engine,
+            services,
+            budget,
             instances: (0..n).map(|_| None).collect(),
             failed: vec![false; n],
         }
@@ -189,7 +214,7 @@ impl PluginSession {
             let p = &self.chain.plugins[i];
             // The session state is always taken back after a call; an
             // instance still holding it was interrupted mid-call.
-            let healthy = inst.store.data().ctx.is_none();
+            let healthy = !inst.store.data().lent;
             if !p.pool.enabled() || self.failed[i] || !healthy {
                 continue;
             }
@@ -237,14 +262,14 @@ impl PluginSession {
                 continue;
             }
             let outcome = match self.call(i, &hook, ctx).await {
-                Ok(Some(v)) => check(v, &hook),
+                Ok(Some(v)) => check(v, &hook).map_err(PluginFailure::InvalidVerdict),
                 Ok(None) => Ok(Verdict::Declined),
                 Err(e) => Err(e),
             };
             if let Some(m) = &p.metrics {
                 match &outcome {
                     Ok(v) => m.verdict(slot, v),
-                    Err(_) => m.failure(slot),
+                    Err(f) => m.failure(slot, f.reason()),
                 }
             }
             match outcome {
@@ -254,15 +279,17 @@ impl PluginSession {
                     decider = Some(i);
                     break;
                 }
-                Err(reason) => {
+                Err(failure) => {
                     self.discard(i);
                     let policy = p.info.limits.failure;
                     tracing::warn!(
                         plugin = %p.info.name,
                         session = %ctx.conn.id,
                         hook = hook.name(),
+                        reason = failure.reason(),
                         ?policy,
-                        "plugin failed: {reason}"
+                        "plugin failed: {}",
+                        describe(&failure)
                     );
                     if let Some(v) = failure_verdict(policy) {
                         verdict = v;
@@ -310,12 +337,12 @@ impl PluginSession {
             if !p.wanted.contains(HooksWanted::DELIVERY) {
                 continue;
             }
-            if let Err(reason) = self.with_instance(i, &mut ctx, Call::Delivery(&wit)).await {
+            if let Err(f) = self.with_instance(i, &mut ctx, Call::Delivery(&wit)).await {
                 if let Some(m) = &p.metrics {
-                    m.failure(DELIVERY_SLOT);
+                    m.failure(DELIVERY_SLOT, f.reason());
                 }
                 self.discard(i);
-                tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", "plugin failed: {reason}");
+                tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", reason = f.reason(), "plugin failed: {}", describe(&f));
             }
         }
         self.release();
@@ -348,12 +375,39 @@ impl PluginSession {
             let result = self
                 .with_instance(i, ctx, Call::Deny(hook.name(), &denier, code))
                 .await;
-            if let Err(reason) = result {
+            if let Err(f) = result {
                 if let Some(m) = &p.metrics {
-                    m.failure(DENY_SLOT);
+                    m.failure(DENY_SLOT, f.reason());
                 }
                 self.discard(i);
-                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", "plugin failed: {reason}");
+                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", reason = f.reason(), "plugin failed: {}", describe(&f));
+            }
+        }
+    }
+
+    /// Tells every plugin exporting `lifecycle` that the open transaction
+    /// ended, and why. Called by the driver at each end (after the reply
+    /// at the end of data, RSET, a new HELO/EHLO, STARTTLS, disconnect)
+    /// only when a transaction was open, before its state is dropped.
+    /// Answers are none; a failure is logged and counted, the plugin's
+    /// instance is discarded, the session goes on.
+    pub async fn transaction_ended(&mut self, end: TransactionEnd, ctx: &mut SessionContext) {
+        if !self.chain.plugins.iter().any(|p| p.lifecycle.is_some()) {
+            return;
+        }
+        for i in 0..self.chain.plugins.len() {
+            let p = self.chain.plugins[i].clone();
+            // Only instances this session already has: a plugin that never
+            // ran in this session holds no transaction state to clear.
+            if p.lifecycle.is_none() || self.instances[i].is_none() {
+                continue;
+            }
+            if let Err(f) = self.with_instance(i, ctx, Call::Ended(end)).await {
+                if let Some(m) = &p.metrics {
+                    m.failure(usize::MAX, f.reason());
+                }
+                self.discard(i);
+                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "transaction-ended", reason = f.reason(), "plugin failed: {}", describe(&f));
             }
         }
     }
@@ -363,7 +417,7 @@ impl PluginSession {
         i: usize,
         hook: &Hook<'_>,
         ctx: &mut SessionContext,
-    ) -> Result<Option<WitVerdict>, String> {
+    ) -> Result<Option<WitVerdict>, PluginFailure> {
         self.with_instance(i, ctx, Call::Hook(hook)).await
     }
 
@@ -376,17 +430,19 @@ impl PluginSession {
         i: usize,
         ctx: &mut SessionContext,
         call: Call<'_, '_>,
-    ) -> Result<Option<WitVerdict>, String> {
+    ) -> Result<Option<WitVerdict>, PluginFailure> {
         let p: Arc<LoadedPlugin> = self.chain.plugins[i].clone();
         let metrics = p.metrics.as_deref();
         if self.instances[i].is_none() {
             // A connection that saw the plugin fail takes no warm instance.
             let warm = if self.failed[i] { None } else { p.pool.take() };
             let inst = match warm {
-                Some(inst) => {
+                Some(mut inst) => {
                     // Host-side state is per connection: only the log
-                    // records' session id lives in the store between calls.
+                    // records' session id and the session's budget live
+                    // in the store between calls.
                     inst.store.data().session.set(&ctx.conn.id);
+                    inst.store.data_mut().budget = self.budget.clone();
                     if let Some(m) = metrics {
                         m.pooled.increment(1);
                     }
@@ -395,7 +451,9 @@ impl PluginSession {
                 None => {
                     let start = metrics.map(|_| Instant::now());
                     let session = Arc::from(ctx.conn.id.as_str());
-                    let inst = instantiate(&self.engine, &p, session).await?;
+                    let budget = self.budget.clone();
+                    let inst =
+                        instantiate(&self.engine, &p, &self.services, budget, session).await?;
                     if let (Some(m), Some(start)) = (metrics, start) {
                         m.instantiate.record(start.elapsed().as_secs_f64());
                         m.fresh.increment(1);
@@ -406,9 +464,13 @@ impl PluginSession {
             self.instances[i] = Some(inst);
         }
         let Some(inst) = self.instances[i].as_mut() else {
-            return Err("no instance".into());
+            return Err(PluginFailure::Init("no instance".into()));
         };
-        inst.store.data_mut().ctx = Some(std::mem::replace(ctx, placeholder()));
+        {
+            let data = inst.store.data_mut();
+            std::mem::swap(&mut data.ctx, ctx);
+            data.lent = true;
+        }
         arm(&mut inst.store);
         let limit = p.info.limits.timeout;
         let slot = call.slot();
@@ -417,12 +479,17 @@ impl PluginSession {
         if let (Some(m), Some(start)) = (metrics, start) {
             m.call(slot, start.elapsed().as_secs_f64());
         }
-        if let Some(lent) = inst.store.data_mut().ctx.take() {
-            *ctx = lent;
+        {
+            let data = inst.store.data_mut();
+            if data.lent {
+                std::mem::swap(&mut data.ctx, ctx);
+                data.ctx = placeholder();
+                data.lent = false;
+            }
         }
         match result {
-            Err(_) => Err(format!("timed out after {} ms", limit.as_millis())),
-            Ok(Err(e)) => Err(describe(&e)),
+            Err(_) => Err(PluginFailure::Timeout(limit)),
+            Ok(Err(e)) => Err(PluginFailure::from_wasmtime(e)),
             Ok(Ok(v)) => Ok(v),
         }
     }
@@ -432,27 +499,38 @@ impl PluginSession {
 async fn instantiate(
     engine: &Engine,
     p: &LoadedPlugin,
+    services: &HostServices,
+    budget: Arc<SessionBudget>,
     session: Arc<str>,
-) -> Result<Instance, String> {
-    let mut store = new_store(engine, &p.info, session);
+) -> Result<Instance, PluginFailure> {
+    let mut store = new_store(engine, &p.info, services, budget, session);
     arm(&mut store);
     let run = async {
-        let plugin = p.pre.instantiate_async(&mut store).await?;
-        let init = plugin
-            .wasmtp_plugin_hooks()
-            .call_init(&mut store, &p.info.config_json)
-            .await?;
-        wasmtime::Result::Ok((plugin, init))
+        let instance = p.pre.instantiate_async(&mut store).await?;
+        let hooks = p.hooks.load(&mut store, &instance)?;
+        let lifecycle = match &p.lifecycle {
+            Some(l) => Some(l.load(&mut store, &instance)?),
+            None => None,
+        };
+        let init = hooks.call_init(&mut store, &p.info.config_json).await?;
+        wasmtime::Result::Ok((hooks, lifecycle, init))
     };
     match tokio::time::timeout(p.info.limits.timeout, run).await {
-        Err(_) => Err("init timed out".into()),
-        Ok(Err(e)) => Err(format!("instantiation failed: {}", describe(&e))),
-        Ok(Ok((_, Err(msg)))) => Err(format!("init refused: {msg}")),
-        Ok(Ok((plugin, Ok(_)))) => {
+        Err(_) => Err(PluginFailure::Timeout(p.info.limits.timeout)),
+        Ok(Err(e)) => match PluginFailure::from_wasmtime(e) {
+            PluginFailure::Other(cause) => Err(PluginFailure::Init(cause.to_string())),
+            other => Err(other),
+        },
+        Ok(Ok((_, _, Err(msg)))) => Err(PluginFailure::InitRefused(msg)),
+        Ok(Ok((hooks, lifecycle, Ok(_)))) => {
             // What the instance holds after init: its pooled size is
             // measured against it.
             store.data_mut().limits.set_baseline();
-            Ok(Instance { store, plugin })
+            Ok(Instance {
+                store,
+                hooks,
+                lifecycle,
+            })
         }
     }
 }

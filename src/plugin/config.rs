@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::grants::Grants;
+
 /// `[plugin_host]`: engine-wide settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +114,20 @@ pub struct PluginConfig {
     /// default [`DEFAULT_POOL_SIZE`]).
     #[serde(default)]
     pub pool_size: Option<u32>,
+    /// Grant: the `dns` interface answers (default false: `refused`).
+    #[serde(default)]
+    pub dns: bool,
+    /// Grant: key-value buckets the plugin may use (default none).
+    #[serde(default)]
+    pub kv: Vec<String>,
+    /// Grant: TCP destinations of `wasi:sockets` (`"ip:port"`,
+    /// `"cidr:port"`, `"[ipv6]:port"`; default none).
+    #[serde(default)]
+    pub connect: Vec<String>,
+    /// Grant: origins of `wasi:http` outgoing requests
+    /// (`"http://127.0.0.1:11333"`; default none).
+    #[serde(default)]
+    pub http: Vec<String>,
 }
 
 fn default_cpu_ms() -> u64 {
@@ -137,7 +153,16 @@ impl PluginConfig {
             memory_mb: default_memory_mb(),
             instances: InstanceMode::default(),
             pool_size: None,
+            dns: false,
+            kv: Vec::new(),
+            connect: Vec::new(),
+            http: Vec::new(),
         }
+    }
+
+    /// The parsed capability grants; the error names the key (`kv[1]`) and why.
+    pub fn grants(&self) -> Result<Grants, (String, String)> {
+        super::grants::parse(self.dns, &self.kv, &self.connect, &self.http)
     }
 
     /// Idle warm instances to keep: 0 in per-connection mode.

@@ -62,10 +62,7 @@ impl ResourceLimiter for InstanceLimits {
         if total > self.cap {
             // A trap, not a failed grow: the plugin stops and its failure
             // policy answers (a guest allocator would only retry).
-            return Err(wasmtime::Error::msg(format!(
-                "plugin instance memory would exceed its cap of {} octets",
-                self.cap
-            )));
+            return Err(wasmtime::Error::new(super::failure::MemoryCapReached));
         }
         self.memory = total;
         Ok(true)

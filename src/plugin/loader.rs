@@ -1,25 +1,49 @@
 //! Loading a chain: read, compile (through the cache), link against the
 //! `plugin` world, and probe each plugin once (`init` with its config) to
-//! learn which hooks it wants. Any failure names the plugin and what is wrong.
+//! learn which hooks it wants. Any failure names the plugin and what is
+//! wrong, with its cause chain (`anyhow` context).
+//!
+//! The linker links each WIT interface on its own view of the store
+//! (`StoreData::session_view`, `log_view`, `dns_view`, `kv_view`), as
+//! wasmtime-wasi does with `WasiCtxView`. The optional `lifecycle` export is
+//! looked up per component: present, it is called at every transaction end.
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{InstancePre, Linker};
 
-use super::bindings::{HooksWanted, PluginPre};
+use super::bindings::wasmtp::plugin::{dns, host, kv, session, types};
+use super::bindings::{HooksIndices, HooksWanted, LifecycleIndices};
 use super::cache::{Cache, sha256};
 use super::config::{PluginConfig, PluginHostConfig, PluginLimits};
+use super::failure::PluginFailure;
+use super::host_dns::DnsHost;
+use super::host_kv::KvHost;
+use super::host_log::LogHost;
+use super::host_session::SessionHost;
 use super::metrics::PluginMetrics;
 use super::pool::{IdleBudget, InstancePool};
 use super::sandbox::{PluginInfo, StoreData, arm, new_store};
+use super::services::{HostServices, SessionBudget};
+
+/// A wasmtime error as an `anyhow` one, keeping its cause chain.
+pub(crate) fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+    anyhow::Error::from_boxed(boxed)
+}
 
 /// One plugin of a chain, ready to instantiate.
 pub(crate) struct LoadedPlugin {
     /// Name, config and limits.
     pub info: Arc<PluginInfo>,
-    /// The component, linked and checked against the world.
-    pub pre: PluginPre<StoreData>,
+    /// The component, linked against the host's imports.
+    pub pre: InstancePre<StoreData>,
+    /// Where its `hooks` export functions are.
+    pub hooks: HooksIndices,
+    /// Where its `lifecycle` export is, if it has one.
+    pub lifecycle: Option<LifecycleIndices>,
     /// The hooks its `init` asked for (the host never calls the others).
     pub wanted: HooksWanted,
     /// Warm instances kept across connections (`instances = "pooled"`);
@@ -34,6 +58,7 @@ impl std::fmt::Debug for LoadedPlugin {
         f.debug_struct("LoadedPlugin")
             .field("name", &self.info.name)
             .field("wanted", &self.wanted)
+            .field("lifecycle", &self.lifecycle.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -67,14 +92,25 @@ pub(crate) struct Loader {
     pub cfg: PluginHostConfig,
     /// Idle instances kept across every pool.
     pub budget: Arc<IdleBudget>,
+    /// DNS and key-value services for granted plugins.
+    pub services: HostServices,
 }
 
-/// The linker every plugin is instantiated with.
+/// The linker every plugin is instantiated with: WASI (granting nothing
+/// but a plugin's `connect` grant, see the sandbox) and each `wasmtp:plugin`
+/// interface on its own view.
 pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-    super::bindings::Plugin::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(wasm_err)
+        .context("linking WASI")?;
+    let l = &mut linker;
+    types::add_to_linker::<StoreData, LogHost>(l, StoreData::log_view).map_err(wasm_err)?;
+    session::add_to_linker::<StoreData, SessionHost>(l, StoreData::session_view)
+        .map_err(wasm_err)?;
+    host::add_to_linker::<StoreData, LogHost>(l, StoreData::log_view).map_err(wasm_err)?;
+    dns::add_to_linker::<StoreData, DnsHost>(l, StoreData::dns_view).map_err(wasm_err)?;
+    kv::add_to_linker::<StoreData, KvHost>(l, StoreData::kv_view).map_err(wasm_err)?;
     Ok(linker)
 }
 
@@ -89,7 +125,7 @@ impl Loader {
             let loaded = self
                 .plugin(p)
                 .await
-                .map_err(|e| anyhow::anyhow!("plugin {:?} ({}): {e}", p.name, p.path.display()))?;
+                .with_context(|| format!("plugin {:?} ({})", p.name, p.path.display()))?;
             chain.wanted |= loaded.wanted;
             chain.plugins.push(Arc::new(loaded));
         }
@@ -98,36 +134,45 @@ impl Loader {
 
     async fn plugin(&self, p: &PluginConfig) -> anyhow::Result<LoadedPlugin> {
         let limits = PluginLimits::resolve(&self.cfg, p).map_err(anyhow::Error::msg)?;
+        let grants = p
+            .grants()
+            .map_err(|(key, msg)| anyhow::anyhow!("{key}: {msg}"))?;
         let config = serde_json::to_value(&p.config)?;
         let info = Arc::new(PluginInfo {
             name: Arc::from(p.name.as_str()),
             config_json: config.to_string(),
             config,
             limits,
+            grants,
         });
         let wasm = tokio::fs::read(&p.path)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot read the component: {e}"))?;
+            .context("cannot read the component")?;
         let digest = sha256(&wasm);
         let (engine, cache) = (self.engine.clone(), self.cache.clone());
         let component =
             tokio::task::spawn_blocking(move || cache.component(&engine, &wasm, digest))
                 .await?
-                .map_err(|e| anyhow::anyhow!("not a valid component: {e}"))?;
+                .context("not a valid component")?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("imports something the host does not provide: {e}"))?;
-        let pre = PluginPre::new(pre).map_err(|e| {
-            anyhow::anyhow!("does not export the wasmtp:plugin/hooks interface it needs: {e}")
-        })?;
-        let wanted = self.probe(&pre, &info).await?;
+            .map_err(wasm_err)
+            .context("imports something the host does not provide")?;
+        let hooks = HooksIndices::new(&pre)
+            .map_err(wasm_err)
+            .context("does not export the wasmtp:plugin/hooks interface it needs")?;
+        // Optional: a plugin built for world `plugin` has no lifecycle export.
+        let lifecycle = LifecycleIndices::new(&pre).ok();
+        let wanted = self.probe(&pre, &hooks, &info).await?;
         let pool = InstancePool::new(limits.pool_size, self.budget.clone());
         let metrics = crate::metrics::enabled()
             .then(|| Box::new(PluginMetrics::new(&p.name, wanted, pool.enabled())));
         Ok(LoadedPlugin {
             info,
             pre,
+            hooks,
+            lifecycle,
             wanted,
             pool,
             metrics,
@@ -137,22 +182,30 @@ impl Loader {
     /// Instantiates once and calls `init`: checks the config and learns the hooks.
     async fn probe(
         &self,
-        pre: &PluginPre<StoreData>,
+        pre: &InstancePre<StoreData>,
+        hooks: &HooksIndices,
         info: &Arc<PluginInfo>,
     ) -> anyhow::Result<HooksWanted> {
-        let mut store = new_store(&self.engine, info, Arc::from("load"));
+        let budget = Arc::new(SessionBudget::new(self.services.dns_budget));
+        let mut store = new_store(
+            &self.engine,
+            info,
+            &self.services,
+            budget,
+            Arc::from("load"),
+        );
         arm(&mut store);
         let run = async {
-            let plugin = pre.instantiate_async(&mut store).await?;
-            plugin
-                .wasmtp_plugin_hooks()
-                .call_init(&mut store, &info.config_json)
-                .await
+            let instance = pre.instantiate_async(&mut store).await?;
+            let guest = hooks.load(&mut store, &instance)?;
+            guest.call_init(&mut store, &info.config_json).await
         };
         match tokio::time::timeout(info.limits.timeout, run).await {
-            Err(_) => anyhow::bail!("init timed out after {:?}", info.limits.timeout),
-            Ok(Err(e)) => anyhow::bail!("init failed: {e}"),
-            Ok(Ok(Err(msg))) => anyhow::bail!("init refused its config: {msg}"),
+            Err(_) => Err(PluginFailure::Timeout(info.limits.timeout)).context("init"),
+            Ok(Err(e)) => Err(PluginFailure::from_wasmtime(e)).context("init failed"),
+            Ok(Ok(Err(msg))) => {
+                Err(PluginFailure::InitRefused(msg)).context("init refused its config")
+            }
             Ok(Ok(Ok(wanted))) => Ok(wanted),
         }
     }

@@ -7,6 +7,7 @@
 use metrics::{Counter, Histogram};
 
 use super::bindings::HooksWanted;
+use super::failure::PluginFailure;
 use super::{DELIVERY_SLOT, DENY_SLOT, HOOKS, Hook, Verdict};
 use crate::metrics::{FAILURES, HOOK_DURATION, INSTANCES, INSTANTIATE_DURATION, VERDICTS};
 
@@ -43,8 +44,9 @@ fn has_verdict(slot: usize) -> bool {
 struct HookMetrics {
     /// `wasmtp_plugin_hook_duration_seconds{plugin, hook}`.
     duration: Histogram,
-    /// `wasmtp_plugin_failures_total{plugin, hook}`.
-    failures: Counter,
+    /// `wasmtp_plugin_failures_total{plugin, hook, reason}`, by
+    /// [`PluginFailure::REASONS`] index.
+    failures: Vec<Counter>,
     /// `wasmtp_plugin_verdicts_total{plugin, hook, verdict}`, by
     /// [`verdict_index`]; empty for hooks without a verdict.
     verdicts: Vec<Counter>,
@@ -85,7 +87,12 @@ impl PluginMetrics {
             };
             Some(HookMetrics {
                 duration: metrics::histogram!(HOOK_DURATION, &labels),
-                failures: metrics::counter!(FAILURES, &labels),
+                failures: PluginFailure::REASONS
+                    .iter()
+                    .map(|r| {
+                        metrics::counter!(FAILURES, "plugin" => plugin.clone(), "hook" => hook, "reason" => *r)
+                    })
+                    .collect(),
                 verdicts,
             })
         });
@@ -108,10 +115,13 @@ impl PluginMetrics {
         }
     }
 
-    /// Counts a failed call in `slot`.
-    pub fn failure(&self, slot: usize) {
-        if let Some(Some(h)) = self.hooks.get(slot) {
-            h.failures.increment(1);
+    /// Counts a failed call in `slot`, by reason (a [`PluginFailure::reason`]).
+    pub fn failure(&self, slot: usize, reason: &str) {
+        if let Some(Some(h)) = self.hooks.get(slot)
+            && let Some(i) = PluginFailure::REASONS.iter().position(|r| *r == reason)
+            && let Some(c) = h.failures.get(i)
+        {
+            c.increment(1);
         }
     }
 

@@ -6,8 +6,14 @@
 //!
 //! # Layout
 //! - `bindings`: the one `bindgen!` of the `wasmtp:plugin` world.
-//! - `session_host` / `host`: host side of the `session` resources and the
-//!   `host` interface, working on the [`SessionContext`] lent to the store.
+//! - `host_session`, `host_log`, `host_dns`, `host_kv`: host side of the
+//!   `session`, `host`, `dns` and `kv` interfaces, each on its own view of
+//!   the store borrowed for one call (the session view sees only the
+//!   [`SessionContext`] lent to the store).
+//! - `services`: the DNS and key-value services granted plugins use, and
+//!   the per-session budget.
+//! - `grants`: the capability grants of a `[[plugins]]` entry.
+//! - `failure`: [`PluginFailure`], why a plugin call failed.
 //! - `chain`: [`PluginSession`], running a hook through the chain, failure
 //!   policies and `deny` notifications.
 //! - `verdict`: completing and checking plugin replies.
@@ -22,13 +28,18 @@ mod bindings;
 mod cache;
 mod chain;
 mod config;
-mod host;
+mod failure;
+pub mod grants;
+mod host_dns;
+mod host_kv;
+mod host_log;
+mod host_session;
 mod limiter;
 mod loader;
 mod metrics;
 mod pool;
 mod sandbox;
-mod session_host;
+mod services;
 mod swap;
 mod verdict;
 
@@ -36,7 +47,10 @@ pub use chain::PluginSession;
 pub use config::{
     DEFAULT_POOL_SIZE, FailurePolicy, InstanceMode, MAX_POOL_SIZE, PluginConfig, PluginHostConfig,
 };
-pub use session_host::check_mailbox;
+pub use failure::PluginFailure;
+pub use grants::Grants;
+pub use host_session::{MAX_NOTES_BYTES, MAX_RECIPIENTS, check_mailbox};
+pub use services::HostServices;
 pub use swap::PluginHost;
 pub use verdict::{MAX_LINE, MAX_LINES};
 
@@ -64,6 +78,24 @@ pub enum Verdict {
     DenySoftDisconnect(Reply),
     /// The plugin's own reply.
     Done(Reply),
+}
+
+/// What ended a transaction (the `lifecycle.transaction-ended` argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionEnd {
+    /// The message was accepted and handed to delivery.
+    Delivered,
+    /// Refused after the message was read (data-headers, data-post, queue,
+    /// or the gateway's own end-of-data refusal).
+    Refused,
+    /// RSET.
+    Reset,
+    /// A new HELO or EHLO.
+    Hello,
+    /// STARTTLS.
+    Starttls,
+    /// The connection ended with a transaction open.
+    Disconnect,
 }
 
 /// A hook invocation with its arguments.

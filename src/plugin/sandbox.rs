@@ -1,7 +1,12 @@
 //! The sandbox: one engine with a pooling allocator sized from the
 //! connection limit, epoch interruption driven by a ticker thread, and one
 //! store per plugin instance with a memory cap, a CPU budget and a WASI
-//! context that grants nothing (no files, no network, no environment).
+//! context that grants nothing (no files, no environment, no name lookup)
+//! but the TCP destinations of the plugin's `connect` grant.
+//!
+//! [`StoreData`] holds everything an instance's host calls may need; each
+//! WIT interface sees only its own view of it (`host_session`, `host_log`,
+//! `host_dns`, `host_kv`; WASI through [`WasiView`]).
 
 use std::io;
 use std::pin::Pin;
@@ -15,17 +20,31 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::PluginHostConfig;
 use super::config::PluginLimits;
-use crate::context::SessionContext;
+use super::failure::{CpuBudgetExhausted, MemoryCapReached};
+use super::grants::Grants;
+use super::host_dns::DnsView;
+use super::host_kv::KvView;
+use super::host_log::LogView;
+use super::host_session::SessionView;
+use super::services::{HostServices, SessionBudget};
+use crate::context::{Connection, SessionContext};
 
 /// What a plugin instance's store holds.
 pub(crate) struct StoreData {
-    /// The session state, lent for the duration of one hook call (`None`
-    /// between calls and during `init`).
-    pub ctx: Option<SessionContext>,
+    /// The session state, lent for the duration of one hook call (an empty
+    /// placeholder between calls and during `init`).
+    pub ctx: SessionContext,
+    /// Whether `ctx` is the lent session state (a call is in progress).
+    pub lent: bool,
+    /// The host services (DNS, key-value).
+    pub services: HostServices,
+    /// The budget of the session the instance serves now.
+    pub budget: Arc<SessionBudget>,
     /// Name and config of the plugin (for `host.config` and log records).
     pub plugin: Arc<PluginInfo>,
     /// Session id for log records (also available while `ctx` is lent out);
@@ -74,6 +93,8 @@ pub(crate) struct PluginInfo {
     pub config: serde_json::Value,
     /// Sandbox limits.
     pub limits: PluginLimits,
+    /// Capability grants.
+    pub grants: Grants,
 }
 
 impl WasiView for StoreData {
@@ -82,6 +103,49 @@ impl WasiView for StoreData {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl StoreData {
+    /// The `session` interface's view.
+    pub fn session_view(&mut self) -> SessionView<'_> {
+        SessionView { ctx: &mut self.ctx }
+    }
+
+    /// The `host` (and `types`) interface's view.
+    pub fn log_view(&mut self) -> LogView<'_> {
+        LogView {
+            plugin: &self.plugin,
+            session: &self.session,
+        }
+    }
+
+    /// The `dns` interface's view.
+    pub fn dns_view(&mut self) -> DnsView<'_> {
+        DnsView {
+            plugin: &self.plugin,
+            lookups: self.services.dns.as_deref(),
+            budget: &self.budget,
+        }
+    }
+
+    /// The `kv` interface's view.
+    pub fn kv_view(&mut self) -> KvView<'_> {
+        KvView {
+            plugin: &self.plugin,
+            backend: self.services.kv.as_ref(),
+        }
+    }
+}
+
+/// A context holding nothing, kept in a store between calls and left in
+/// the driver's place while the real one is lent to a store (allocation-free).
+pub(crate) fn placeholder() -> SessionContext {
+    let nowhere = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    SessionContext {
+        conn: Connection::new(String::new(), nowhere, nowhere),
+        txn: None,
+        max_message_size: 0,
     }
 }
 
@@ -154,9 +218,14 @@ impl std::fmt::Debug for Ticker {
 }
 
 /// A fresh store for one instance of `plugin` in session `session`.
+///
+/// TCP is enabled only when the plugin has a `connect` grant, and every
+/// connect is checked against it; UDP, binding and name lookups stay off.
 pub(crate) fn new_store(
     engine: &Engine,
     plugin: &Arc<PluginInfo>,
+    services: &HostServices,
+    budget: Arc<SessionBudget>,
     session: Arc<str>,
 ) -> Store<StoreData> {
     let session = SessionTag::new(&session);
@@ -167,14 +236,34 @@ pub(crate) fn new_store(
     };
     wasi.stdout(out.clone())
         .stderr(out)
-        .allow_tcp(false)
+        .allow_tcp(!plugin.grants.connect.is_empty())
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    if !plugin.grants.connect.is_empty() {
+        let grants = plugin.grants.clone();
+        let name = plugin.name.clone();
+        wasi.socket_addr_check(move |addr, use_| {
+            let allowed = match use_ {
+                SocketAddrUse::TcpConnect => grants.connect_to(addr),
+                // The check wasmtime-wasi makes for the OS's implicit bind
+                // before a connect (nothing is bound by it).
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            if !allowed {
+                tracing::info!(plugin = %name, %addr, ?use_, "socket use outside the connect grant refused");
+            }
+            Box::pin(std::future::ready(allowed))
+        });
+    }
     let limits = super::limiter::InstanceLimits::new(
         usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
     );
     let data = StoreData {
-        ctx: None,
+        ctx: placeholder(),
+        lent: false,
+        services: services.clone(),
+        budget,
         plugin: plugin.clone(),
         session,
         wasi: wasi.build(),
@@ -187,7 +276,7 @@ pub(crate) fn new_store(
     store.epoch_deadline_callback(|mut cx| {
         let d = cx.data_mut();
         if d.ticks_left == 0 {
-            return Err(wasmtime::Error::msg("CPU budget of the hook exhausted"));
+            return Err(wasmtime::Error::new(CpuBudgetExhausted));
         }
         d.ticks_left -= 1;
         // Yield to tokio so the wall-clock timeout and other sessions run.

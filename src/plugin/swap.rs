@@ -16,6 +16,7 @@ use super::config::{PluginConfig, PluginHostConfig};
 use super::loader::{Chain, Loader, linker};
 use super::pool::IdleBudget;
 use super::sandbox::{Ticker, engine};
+use super::services::HostServices;
 
 /// The loaded, swappable plugin chain. Cheap to share (`Arc`).
 pub struct PluginHost {
@@ -46,6 +47,16 @@ impl PluginHost {
     pub async fn load(
         host: &PluginHostConfig,
         plugins: &[PluginConfig],
+    ) -> anyhow::Result<Arc<Self>> {
+        Self::load_with(host, plugins, HostServices::default()).await
+    }
+
+    /// [`PluginHost::load`] with the DNS and key-value services that
+    /// granted plugins use (the server passes those of its config).
+    pub async fn load_with(
+        host: &PluginHostConfig,
+        plugins: &[PluginConfig],
+        services: HostServices,
     ) -> anyhow::Result<Arc<Self>> {
         let per_conn = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
         let connections = match host.max_connections {
@@ -80,6 +91,7 @@ impl PluginHost {
             engine,
             cfg: host.clone(),
             budget: Arc::new(IdleBudget::new(idle as usize)),
+            services,
         };
         let chain = loader.chain(plugins).await?;
         let me = Arc::new(Self {
@@ -101,7 +113,11 @@ impl PluginHost {
     /// A per-connection view of the current chain (call it at accept: the
     /// connection keeps this chain even if a reload happens meanwhile).
     pub fn session(self: &Arc<Self>) -> PluginSession {
-        PluginSession::new(self.chain.load_full(), self.loader.engine.clone())
+        PluginSession::new(
+            self.chain.load_full(),
+            self.loader.engine.clone(),
+            self.loader.services.clone(),
+        )
     }
 
     /// Replaces the chain (SIGHUP, file watcher): loads and validates every

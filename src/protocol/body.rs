@@ -1,5 +1,12 @@
 //! What DATA and BDAT share: the bounded message buffer and the line checks
-//! on message content (bare CR/LF, text line length, end of the header block).
+//! on message content (bare CR/LF, NUL, text line length, end of the header
+//! block).
+//!
+//! The header block ends at the first empty line, or at the first line that
+//! is not a header field (no `name:`, not a continuation): there the empty
+//! line is inserted (as Postfix does), so every parser sees that line as the
+//! body's first and fields the gateway or plugins add stay in the header
+//! section.
 
 use super::event::BareLineEndings;
 
@@ -73,18 +80,56 @@ impl MessageBuffer {
         &self.data
     }
 
+    /// Octets stored so far (0 once discarding).
+    pub fn stored_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Inserts octets at `at` (of the stored octets), with size accounting;
+    /// ignored once discarding.
+    pub fn insert(&mut self, at: usize, bytes: &[u8]) {
+        self.size = self.size.saturating_add(bytes.len() as u64);
+        if self.discard {
+            return;
+        }
+        if self.size > self.limit || at > self.data.len() {
+            self.discard();
+            return;
+        }
+        let tail = self.data.split_off(at);
+        self.data.extend_from_slice(bytes);
+        self.data.extend_from_slice(&tail);
+    }
+
     /// Takes the stored octets, leaving the buffer empty.
     pub fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.data)
     }
 }
 
+/// How far the current header-block line is known to be a header field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderLine {
+    /// Nothing seen on this line yet.
+    Start,
+    /// Field-name octets so far (RFC 5322 ftext).
+    Name,
+    /// White space after the name (obsolete `Name :` syntax).
+    NameSpace,
+    /// A field (`name:` seen) or a continuation line: a header line.
+    Header,
+    /// Not a header field.
+    Invalid,
+}
+
 /// Line checks on message content (after dot-unstuffing for DATA).
 ///
 /// Tracks bare CR and bare LF (a CR not followed by LF, a LF not preceded
-/// by CR), text lines longer than the limit, and the end of the header
-/// block (the first empty line). With [`BareLineEndings::Normalize`] each
-/// bare CR or LF is written as CRLF; otherwise content is stored unchanged.
+/// by CR), NUL octets, text lines longer than the limit, and the end of
+/// the header block (the first empty line, or the first line that is not a
+/// header field, before which an empty line is inserted). With
+/// [`BareLineEndings::Normalize`] each bare CR or LF is written as CRLF;
+/// otherwise content is stored unchanged.
 #[derive(Debug)]
 pub struct TextChecks {
     /// The previous octet was a CR whose LF has not been seen yet.
@@ -103,6 +148,14 @@ pub struct TextChecks {
     bare: bool,
     /// A line longer than `max_line` was seen.
     long_line: bool,
+    /// A NUL octet was seen (text content only).
+    nul: bool,
+    /// What the current header-block line is so far.
+    header_line: HeaderLine,
+    /// Where the current line starts in the stored octets.
+    line_start: usize,
+    /// A header field was seen (a continuation needs one before it).
+    seen_field: bool,
 }
 
 impl TextChecks {
@@ -118,7 +171,25 @@ impl TextChecks {
             in_headers: true,
             bare: false,
             long_line: false,
+            nul: false,
+            header_line: HeaderLine::Start,
+            line_start: 0,
+            seen_field: false,
         }
+    }
+
+    /// The same checks with the header block already over (tests of the
+    /// body-only receivers).
+    #[cfg(test)]
+    pub(crate) fn in_body(mut self) -> Self {
+        self.in_headers = false;
+        self
+    }
+
+    /// A NUL octet was seen in text content (RFC 5322 2.3, RFC 6152: only
+    /// BODY=BINARYMIME may carry it).
+    pub fn nul(&self) -> bool {
+        self.nul
     }
 
     /// A bare CR or LF was seen (and not normalised away).
@@ -152,7 +223,7 @@ impl TextChecks {
                 if input[i] == b'\n' {
                     buf.push(b"\r\n");
                     i += 1;
-                    if self.end_line() {
+                    if self.end_line(buf) {
                         return (i, true);
                     }
                 } else if self.bare_ending(b"\r", buf) {
@@ -166,6 +237,12 @@ impl TextChecks {
                 self.line_len = self.line_len.saturating_add(run.len());
                 if self.check && self.line_len.saturating_add(2) > self.max_line {
                     self.long_line = true;
+                }
+                if self.check && memchr::memchr(0, run).is_some() {
+                    self.nul = true;
+                }
+                if self.in_headers {
+                    self.header_bytes(run);
                 }
                 buf.push(run);
                 i = j;
@@ -185,11 +262,20 @@ impl TextChecks {
     /// End of the content: a trailing CR is bare. Returns true when the
     /// header block ends here (the message had no empty line).
     pub fn finish(&mut self, buf: &mut MessageBuffer) -> bool {
+        let mut ended = false;
         if self.pending_cr {
             self.pending_cr = false;
-            self.bare_ending(b"\r", buf);
+            ended = self.bare_ending(b"\r", buf);
         }
-        std::mem::replace(&mut self.in_headers, false)
+        if self.check
+            && self.in_headers
+            && self.line_len > 0
+            && self.header_line != HeaderLine::Header
+        {
+            // an unterminated last line that is not a header field (BDAT)
+            buf.insert(self.line_start, b"\r\n");
+        }
+        std::mem::replace(&mut self.in_headers, false) || ended
     }
 
     /// A bare CR or LF; returns true when it closed the header block.
@@ -202,18 +288,50 @@ impl TextChecks {
                 self.bare = true;
             }
         }
-        self.end_line()
+        self.end_line(buf)
     }
 
-    /// A line ended; returns true when it was the empty line ending the headers.
-    fn end_line(&mut self) -> bool {
+    /// Follows the header-line state over octets of one header-block line.
+    fn header_bytes(&mut self, run: &[u8]) {
+        use HeaderLine::*;
+        for &b in run {
+            self.header_line = match (self.header_line, b) {
+                (Header | Invalid, _) => break,
+                (Start, b' ' | b'\t') if self.seen_field => Header,
+                (Start, b':') => Invalid,
+                (Name | NameSpace, b':') => Header,
+                (Start | Name, 33..=126) => Name,
+                (Name | NameSpace, b' ' | b'\t') => NameSpace,
+                _ => Invalid,
+            };
+        }
+    }
+
+    /// A line ended; returns true when it ended the header block: the empty
+    /// line, or a line that is not a header field (the empty line is then
+    /// inserted before it).
+    fn end_line(&mut self, buf: &mut MessageBuffer) -> bool {
         let empty = self.line_len == 0;
+        let state = std::mem::replace(&mut self.header_line, HeaderLine::Start);
+        let start = std::mem::replace(&mut self.line_start, buf.stored_len());
         self.line_len = 0;
-        if self.in_headers && empty {
+        if !self.in_headers {
+            return false;
+        }
+        if empty {
             self.in_headers = false;
             return true;
         }
-        false
+        if state == HeaderLine::Header || !self.check {
+            // (BODY=BINARYMIME content is stored unchanged)
+            self.seen_field = true;
+            return false;
+        }
+        // Not a header field: the body starts with this line.
+        buf.insert(start, b"\r\n");
+        self.line_start = buf.stored_len();
+        self.in_headers = false;
+        true
     }
 }
 
@@ -259,42 +377,61 @@ mod tests {
                 false,
                 Some(8),
             ),
+            // a line that is not a header field starts the body
             (
                 b"a: b\r\nbody\r\n",
                 Reject,
-                b"a: b\r\nbody\r\n",
+                b"a: b\r\n\r\nbody\r\n",
                 false,
                 false,
                 Some(12),
             ),
             (b"\r\nbody", Reject, b"\r\nbody", false, false, Some(2)),
-            (b"a\nb\r\n", Reject, b"a\nb\r\n", true, false, Some(5)),
-            (b"a\rb\r\n", Reject, b"a\rb\r\n", true, false, Some(5)),
-            (b"a\r", Reject, b"a\r", true, false, Some(2)),
-            (b"a\nb\r\n", Normalize, b"a\r\nb\r\n", false, false, Some(5)),
+            (b"a:\n b\r\n", Reject, b"a:\n b\r\n", true, false, Some(7)),
+            (b"a:\r b\r\n", Reject, b"a:\r b\r\n", true, false, Some(7)),
+            (b"a:\r", Reject, b"a:\r", true, false, Some(3)),
             (
-                b"a\r\rb\r\n",
+                b"a:\n b\r\n",
                 Normalize,
-                b"a\r\n\r\nb\r\n",
+                b"a:\r\n b\r\n",
                 false,
                 false,
-                Some(3),
+                Some(7),
             ),
             (
-                b"12345678\r\n",
+                b"a:\r\r b\r\n",
+                Normalize,
+                b"a:\r\n\r\n b\r\n",
+                false,
+                false,
+                Some(4),
+            ),
+            (
+                b"1234567:\r\n",
                 Reject,
-                b"12345678\r\n",
+                b"1234567:\r\n",
                 false,
                 false,
                 Some(10),
             ),
             (
-                b"123456789\r\n",
+                b"12345678:\r\n",
                 Reject,
-                b"123456789\r\n",
+                b"12345678:\r\n",
                 false,
                 true,
                 Some(11),
+            ),
+            // not header fields: the empty line goes before them
+            (b"a\nb\r\n", Reject, b"\r\na\nb\r\n", true, false, Some(2)),
+            (b"a\r", Reject, b"\r\na\r", true, false, Some(2)),
+            (
+                b" x: y\r\n",
+                Reject,
+                b"\r\n x: y\r\n",
+                false,
+                false,
+                Some(7),
             ),
         ];
         for (input, policy, out, bare, long, hend) in cases {

@@ -109,8 +109,18 @@ impl Command {
                 .any(|v| prefix[..4].eq_ignore_ascii_case(v))
     }
 
-    /// Parses one line without its CRLF.
+    /// Parses one line without its CRLF, accepting the common sloppy
+    /// envelope forms (see [`Command::parse_with`]).
     pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
+        Self::parse_with(line, false)
+    }
+
+    /// Parses one line without its CRLF. Unless `strict_envelopes`, MAIL
+    /// and RCPT also accept white space after the colon and an address
+    /// without angle brackets (`RCPT TO: user@example.test`), as Postfix
+    /// does with `strict_rfc821_envelopes = no`; the path is returned with
+    /// its brackets either way.
+    pub fn parse_with(line: &[u8], strict_envelopes: bool) -> Result<Command, CommandError> {
         if line.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n')) {
             return Err(CommandError::BadBytes);
         }
@@ -125,11 +135,11 @@ impl Command {
             "HELO" => Command::Helo(one_arg(args, "HELO requires a domain")?),
             "EHLO" => Command::Ehlo(one_arg(args, "EHLO requires a domain")?),
             "MAIL" => {
-                let (path, params) = path_and_params(args, "FROM:")?;
+                let (path, params) = path_and_params(args, "FROM:", strict_envelopes)?;
                 Command::Mail { path, params }
             }
             "RCPT" => {
-                let (path, params) = path_and_params(args, "TO:")?;
+                let (path, params) = path_and_params(args, "TO:", strict_envelopes)?;
                 Command::Rcpt { path, params }
             }
             "DATA" => no_args(args, Command::Data)?,
@@ -179,9 +189,13 @@ fn one_arg(args: &str, err: &'static str) -> Result<String, CommandError> {
     Ok(a.to_string())
 }
 
-/// `FROM:<path> params` / `TO:<path> params`. One optional space after the
-/// colon is tolerated (common client behaviour).
-fn path_and_params(args: &str, keyword: &str) -> Result<(String, Vec<Param>), CommandError> {
+/// `FROM:<path> params` / `TO:<path> params`. Unless `strict`, white space
+/// after the colon and a bare address (up to the next space) are accepted.
+fn path_and_params(
+    args: &str,
+    keyword: &str,
+    strict: bool,
+) -> Result<(String, Vec<Param>), CommandError> {
     let kw = args
         .get(..keyword.len())
         .filter(|k| k.eq_ignore_ascii_case(keyword))
@@ -191,9 +205,20 @@ fn path_and_params(args: &str, keyword: &str) -> Result<(String, Vec<Param>), Co
             CommandError::Syntax("expected RCPT TO:<address>")
         })?;
     let rest = &args[kw.len()..];
-    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    if strict && !rest.starts_with('<') {
+        return Err(CommandError::Syntax(
+            "address must follow the colon, enclosed in <>",
+        ));
+    }
+    let rest = rest.trim_start_matches([' ', '\t']);
     if !rest.starts_with('<') {
-        return Err(CommandError::Syntax("address must be enclosed in <>"));
+        // sloppy form: a bare address up to the next space
+        let (addr, tail) = rest.split_at(rest.find([' ', '\t']).unwrap_or(rest.len()));
+        if addr.is_empty() || addr.contains(['<', '>']) {
+            return Err(CommandError::Syntax("address must be enclosed in <>"));
+        }
+        let params = parse_params(tail)?;
+        return Ok((format!("<{addr}>"), params));
     }
     let end = path_end(rest.as_bytes()).ok_or(CommandError::Syntax("unterminated address"))?;
     let (path, tail) = rest.split_at(end);
@@ -328,6 +353,35 @@ mod tests {
     }
 
     #[test]
+    fn strict_envelopes_refuse_sloppy_forms() {
+        let strict = |l: &[u8]| Command::parse_with(l, true);
+        let bad = CommandError::Syntax("address must follow the colon, enclosed in <>");
+        for line in [
+            &b"MAIL FROM: <a@b>"[..],
+            b"MAIL FROM:a@b",
+            b"RCPT TO: user@example.test",
+            b"RCPT TO:user@example.test",
+        ] {
+            assert_eq!(strict(line), Err(bad.clone()), "{line:?}");
+        }
+        assert_eq!(
+            strict(b"RCPT TO:<user@example.test>"),
+            Ok(Command::Rcpt {
+                path: "<user@example.test>".into(),
+                params: vec![]
+            })
+        );
+        // lenient (the default): the same lines are accepted
+        assert_eq!(
+            Command::parse(b"RCPT TO: user@example.test NOTIFY=NEVER"),
+            Ok(Command::Rcpt {
+                path: "<user@example.test>".into(),
+                params: vec![p("NOTIFY", Some("NEVER"))]
+            })
+        );
+    }
+
+    #[test]
     fn table() {
         use Command::*;
         use CommandError::*;
@@ -374,8 +428,15 @@ mod tests {
                 Err(Syntax("invalid parameter keyword")),
             ),
             (b"MAIL FROM:<a@b>X", Err(Syntax("garbage after address"))),
+            (b"MAIL FROM:a@b", mail("<a@b>", vec![])),
             (
-                b"MAIL FROM:a@b",
+                b"MAIL FROM:  a@b SIZE=1",
+                mail("<a@b>", vec![p("SIZE", Some("1"))]),
+            ),
+            (b"MAIL FROM:\t<a@b>", mail("<a@b>", vec![])),
+            (b"MAIL FROM:", Err(Syntax("address must be enclosed in <>"))),
+            (
+                b"MAIL FROM: a<b",
                 Err(Syntax("address must be enclosed in <>")),
             ),
             (b"MAIL FROM:<a@b", Err(Syntax("unterminated address"))),

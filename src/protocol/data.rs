@@ -146,7 +146,7 @@ mod tests {
         policy: BareLineEndings,
     ) -> (Vec<u8>, Option<usize>, bool) {
         let mut r = DataReceiver::new();
-        let mut text = TextChecks::new(1000, policy, false);
+        let mut text = TextChecks::new(1000, policy, false).in_body();
         let mut buf = MessageBuffer::new(1 << 20);
         let mut bounds = vec![0];
         bounds.extend_from_slice(splits);

@@ -20,9 +20,16 @@
 //!   reply at all (for the first BDAT, whose chunk reply comes later).
 //! - Any 421 reply, from the engine or the driver, closes the session.
 //! - Protocol errors (500-504, 555 from the engine's own checks or the
-//!   default reply to an unknown verb) count towards `max_errors`; the
-//!   `max_errors`-th is answered `421 4.7.0` and the session closes. The
-//!   `max_auth_failures`-th refused AUTH is likewise answered `421 4.7.0`.
+//!   default reply to an unknown verb) and RCPTs refused with a 5xx count
+//!   towards `max_errors`; the `max_errors`-th is answered `421 4.7.0` and
+//!   the session closes. The `max_auth_failures`-th failed AUTH (refused
+//!   credentials, or a malformed or cancelled exchange) is likewise
+//!   answered `421 4.7.0`, and so is the NOOP/VRFY/HELP/RSET past
+//!   `max_junk_commands` (it never becomes an event).
+//! - The engine owns the protocol state the driver needs:
+//!   [`Engine::receiving_message`] (which read timeout applies),
+//!   [`Engine::smtputf8`], [`Engine::headers_len`], and
+//!   [`Decision::accepts`] is the one rule for what a decision accepts.
 
 use std::sync::Arc;
 
@@ -113,6 +120,10 @@ struct Reception {
     headers_done: bool,
     /// A refusal decided at DataHeaders, sent at the end of the message.
     rejection: Option<Reply>,
+    /// Octets stored when the header block was reported (`DataHeaders`).
+    headers_len: usize,
+    /// The session closes after the refusal (a pipelining violation).
+    close_after: bool,
 }
 
 /// One SMTP session's protocol state. See the module docs for the loop.
@@ -155,8 +166,10 @@ pub struct Engine {
     message: MessageBuffer,
     /// Protocol errors so far.
     errors: usize,
-    /// AUTH failures so far.
+    /// AUTH failures so far (refused credentials and malformed exchanges).
     auth_failures: usize,
+    /// NOOP/VRFY/HELP/RSET so far.
+    junk_commands: usize,
 }
 
 impl Engine {
@@ -181,6 +194,7 @@ impl Engine {
             message,
             errors: 0,
             auth_failures: 0,
+            junk_commands: 0,
         }
     }
 
@@ -211,6 +225,7 @@ impl Engine {
         let Some((event, pending)) = self.pending.take() else {
             return;
         };
+        let positive = decision.accepts();
         let reply = match decision {
             Decision::Disconnect(r) => {
                 self.send(&r);
@@ -220,7 +235,6 @@ impl Engine {
             Decision::Default => None,
             Decision::Reply(r) => Some(r),
         };
-        let positive = reply.as_ref().is_none_or(Reply::is_positive);
         self.apply(event, pending, reply, positive);
     }
 
@@ -292,6 +306,29 @@ impl Engine {
     /// Whether a mail transaction (accepted MAIL, not yet ended) is open.
     pub fn in_transaction(&self) -> bool {
         self.txn.is_some()
+    }
+
+    /// Whether message content is being read (DATA after 354, a BDAT chunk
+    /// being stored or discarded): the driver then reads with the data-block
+    /// timeout, otherwise with the command timeout. False again as soon as
+    /// the content ended, whether the message was accepted or refused.
+    pub fn receiving_message(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Data(_) | Phase::Bdat(_) | Phase::Skip { .. }
+        )
+    }
+
+    /// Whether the open transaction's MAIL carried SMTPUTF8 (RFC 6531).
+    pub fn smtputf8(&self) -> bool {
+        self.txn.as_ref().is_some_and(|t| t.params.smtputf8)
+    }
+
+    /// Octets of the message that `message_so_far` held when
+    /// `Event::DataHeaders` was reported (0 if it was not): the driver parses
+    /// that prefix once and appends only the rest at `MessageComplete`.
+    pub fn headers_len(&self) -> usize {
+        self.reception.as_ref().map_or(0, |r| r.headers_len)
     }
 
     /// Whether the session is over.
@@ -411,7 +448,10 @@ impl Engine {
         match step {
             DataStep::NeedMore => {}
             DataStep::HeadersEnd => self.headers_end(),
-            DataStep::End => self.content_end(),
+            DataStep::End => {
+                self.check_pipelining();
+                self.content_end();
+            }
         }
         true
     }
@@ -474,6 +514,23 @@ impl Engine {
         }
     }
 
+    /// RFC 2920 3.1: the end of DATA must be the last command of a group.
+    /// With `forbid_unauth_pipelining`, input already waiting from an
+    /// unauthenticated client refuses the message and closes the session.
+    fn check_pipelining(&mut self) {
+        if !self.config.forbid_unauth_pipelining
+            || self.authenticated
+            || self.pos >= self.input.len()
+        {
+            return;
+        }
+        if let Some(rec) = self.reception.as_mut() {
+            rec.rejection = Some(replies::pipelining_violation());
+            rec.close_after = true;
+            self.message.discard();
+        }
+    }
+
     /// The header block ended: report it once, unless the message is refused already.
     fn headers_end(&mut self) {
         let Some(rec) = self.reception.as_mut() else {
@@ -483,6 +540,7 @@ impl Engine {
             return;
         }
         rec.headers_done = true;
+        rec.headers_len = self.message.stored_len();
         if self.refusal().is_none() {
             self.pending = Some((Event::DataHeaders, Pending::Plain));
         }
@@ -501,9 +559,13 @@ impl Engine {
     /// After DataHeaders (if any): refuse, or ask for the final decision.
     fn step_finish(&mut self) {
         if let Some(r) = self.refusal() {
+            let close = self.reception.as_ref().is_some_and(|r| r.close_after);
             self.message.discard();
             self.end_transaction();
             self.send(&r);
+            if close {
+                self.close();
+            }
         } else {
             self.pending = Some((Event::MessageComplete, Pending::Plain));
         }
@@ -524,6 +586,9 @@ impl Engine {
         if rec.text.long_line() {
             return Some(replies::text_line_too_long());
         }
+        if rec.text.nul() {
+            return Some(replies::nul_in_content());
+        }
         None
     }
 
@@ -543,6 +608,8 @@ impl Engine {
             ),
             headers_done: false,
             rejection: None,
+            headers_len: 0,
+            close_after: false,
         });
     }
 
@@ -576,6 +643,27 @@ impl Engine {
         }
     }
 
+    /// A failed or malformed AUTH exchange: the `max_auth_failures`-th is
+    /// answered `421 4.7.0` and the session closes.
+    fn auth_failure(&mut self, reply: Reply) {
+        self.auth_failures += 1;
+        if self.auth_failures >= self.config.max_auth_failures.max(1) {
+            self.send(&replies::too_many_auth_failures());
+        } else {
+            self.send(&reply);
+        }
+    }
+
+    /// Counts a NOOP/VRFY/HELP/RSET; false (after `421`) past the budget.
+    fn junk_allowed(&mut self) -> bool {
+        self.junk_commands += 1;
+        if self.junk_commands > self.config.max_junk_commands {
+            self.send(&replies::too_many_commands());
+            return false;
+        }
+        true
+    }
+
     fn close(&mut self) {
         self.closed = true;
         self.pending = None;
@@ -599,7 +687,7 @@ impl Engine {
     }
 
     fn command_line(&mut self, line: &[u8]) {
-        let cmd = match Command::parse(line) {
+        let cmd = match Command::parse_with(line, self.config.strict_envelopes) {
             Ok(cmd) => cmd,
             Err(CommandError::BadBytes) => return self.error(replies::bad_bytes()),
             Err(CommandError::Syntax(what)) => return self.error(replies::syntax(what)),
@@ -623,6 +711,8 @@ impl Engine {
             Command::Rcpt { path, params } => self.rcpt(&path, &params),
             Command::Data => self.data(),
             Command::Bdat { size, last } => self.bdat(size, last),
+            Command::Rset | Command::Noop(_) | Command::Vrfy(_) | Command::Help(_)
+                if !self.junk_allowed() => {}
             Command::Rset => {
                 self.end_transaction();
                 self.ask(Event::Rset);
@@ -684,6 +774,10 @@ impl Engine {
         };
         let recipient = match address::parse_path(path, utf8) {
             Ok(Path::Null) => return self.error(replies::bad_address(false, "null recipient")),
+            // RFC 5321 4.5.1: accepted, and meant for our postmaster
+            Ok(Path::Postmaster) if !self.config.postmaster.is_empty() => {
+                self.config.postmaster.clone()
+            }
             Ok(p) => p.into_string(),
             Err(e) => return self.address_error(false, e),
         };
@@ -797,15 +891,17 @@ impl Engine {
     /// A line answering a 334 challenge.
     fn auth_line(&mut self, step: AuthStep, line: &[u8]) {
         if line == b"*" {
-            return self.error(replies::auth_cancelled());
+            return self.auth_failure(replies::auth_cancelled());
         }
         self.auth_step(step, line);
     }
 
     fn auth_step(&mut self, step: AuthStep, response: &[u8]) {
+        // A malformed response is a failed attempt, not a mere syntax
+        // error: it counts towards `max_auth_failures`.
         let decoded = match auth::decode_response(response) {
             Ok(d) => d,
-            Err(r) => return self.error(r),
+            Err(r) => return self.auth_failure(r),
         };
         let mechanism = match step {
             AuthStep::Plain => Mechanism::Plain.name(),
@@ -819,7 +915,7 @@ impl Engine {
                         self.phase = Phase::Auth(AuthStep::LoginPass { username });
                         self.send(&replies::auth_challenge(auth::LOGIN_PASSWORD));
                     }
-                    Err(r) => self.error(r),
+                    Err(r) => self.auth_failure(r),
                 };
             }
             AuthStep::LoginPass { username } => auth::utf8(&decoded).map(|password| Credentials {
@@ -835,7 +931,7 @@ impl Engine {
                 username: c.username,
                 password: c.password,
             }),
-            Err(r) => self.error(r),
+            Err(r) => self.auth_failure(r),
         }
     }
 
@@ -889,7 +985,12 @@ impl Engine {
                 if positive && let Some(txn) = self.txn.as_mut() {
                     txn.recipients += 1;
                 }
-                self.send(&or(reply, replies::rcpt_ok));
+                match reply {
+                    // A permanently refused recipient counts towards
+                    // `max_errors`: recipient probing is capped.
+                    Some(r) if r.code >= 500 => self.error(r),
+                    r => self.send(&or(r, replies::rcpt_ok)),
+                }
             }
             Event::Data => self.apply_data(pending, reply, positive),
             Event::DataHeaders => {
@@ -920,12 +1021,7 @@ impl Engine {
                     self.authenticated = true;
                     self.send(&or(reply, replies::auth_ok));
                 } else {
-                    self.auth_failures += 1;
-                    if self.auth_failures >= self.config.max_auth_failures.max(1) {
-                        self.send(&replies::too_many_auth_failures());
-                    } else if let Some(r) = reply {
-                        self.send(&r);
-                    }
+                    self.auth_failure(reply.unwrap_or_else(Reply::permanent_local_error));
                 }
             }
         }

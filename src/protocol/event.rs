@@ -201,6 +201,34 @@ pub struct EngineConfig {
     pub chunking: bool,
     /// Offer SMTPUTF8.
     pub smtputf8: bool,
+    /// Refuse the sloppy envelope forms (a space after `FROM:`/`TO:`, an
+    /// address without `<>`) as Postfix's `strict_rfc821_envelopes` does;
+    /// off by default: printers, scanners and scripts send them.
+    pub strict_envelopes: bool,
+    /// The address `RCPT TO:<Postmaster>` (no domain, RFC 5321 4.5.1)
+    /// stands for: `postmaster@<first local domain>`, else
+    /// `postmaster@<hostname>`. Plugins, relay policy and delivery see it.
+    pub postmaster: String,
+    /// Refuse (554 and close) an unauthenticated client that sends commands
+    /// before the reply to the end of DATA (Postfix
+    /// `smtpd_forbid_unauth_pipelining`). Off by default.
+    pub forbid_unauth_pipelining: bool,
+    /// NOOP, VRFY, HELP and RSET allowed per session (each one may call
+    /// plugins); the next gets `421 4.7.0` and the session closes (Postfix
+    /// `smtpd_junk_command_limit`).
+    pub max_junk_commands: usize,
+}
+
+impl Decision {
+    /// Whether the engine treats this decision as acceptance (the one rule
+    /// [`Engine::decide`](super::Engine::decide) and the driver share).
+    pub fn accepts(&self) -> bool {
+        match self {
+            Decision::Default => true,
+            Decision::Reply(r) => r.is_positive(),
+            Decision::Disconnect(_) => false,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -222,6 +250,10 @@ impl Default for EngineConfig {
             bare_line_endings: BareLineEndings::Reject,
             chunking: true,
             smtputf8: true,
+            strict_envelopes: false,
+            postmaster: "postmaster@localhost".into(),
+            forbid_unauth_pipelining: false,
+            max_junk_commands: 100,
         }
     }
 }

@@ -195,3 +195,33 @@ pub fn too_many_auth_failures() -> Reply {
         "Too many authentication failures, closing connection",
     )
 }
+/// `550 5.6.0 Message contains NUL octets`: RFC 5322 2.3 and RFC 6152 allow
+/// NUL only in BODY=BINARYMIME; a downstream that drops NULs could see a
+/// different message (or an end of data) than we checked.
+pub fn nul_in_content() -> Reply {
+    Reply::new(550, esc(5, 6, 0), "Message contains NUL octets")
+}
+/// `421 4.7.0 Too many commands` when NOOP/VRFY/HELP/RSET exceed the
+/// per-session budget (Postfix `smtpd_junk_command_limit`).
+pub fn too_many_commands() -> Reply {
+    Reply::new(421, esc(4, 7, 0), "Too many commands, closing connection")
+}
+/// `554 5.5.0 SMTP protocol synchronization error` for an unauthenticated
+/// client that sent commands before the reply to the end of DATA (Postfix
+/// `smtpd_forbid_unauth_pipelining`); the session then closes.
+pub fn pipelining_violation() -> Reply {
+    Reply::new(
+        554,
+        esc(5, 5, 0),
+        "SMTP protocol synchronization error (commands sent before the reply to the end of DATA)",
+    )
+}
+/// `421 4.7.0` for AUTH from an address with too many recent failures
+/// (across sessions); the session closes.
+pub fn too_many_auth_failures_from_address() -> Reply {
+    Reply::new(
+        421,
+        esc(4, 7, 0),
+        "Too many authentication failures from your address, try later",
+    )
+}

@@ -372,6 +372,7 @@ fn smuggling_variants_through_the_engine() {
             b"MAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\nsmuggled\r\n",
         );
         let has_bare = !v.starts_with(b"\r\n\x00") && !v.starts_with(b"\r\n.\x00");
+        let has_nul = v.contains(&0);
         for policy in [BareLineEndings::Normalize, BareLineEndings::Reject] {
             for split in 0..=input.len() {
                 let config = EngineConfig {
@@ -387,7 +388,12 @@ fn smuggling_variants_through_the_engine() {
                     !r.events.iter().any(|e| matches!(e, Event::Mail { .. })),
                     "{ctx}"
                 );
-                if policy == BareLineEndings::Reject && has_bare {
+                if has_nul {
+                    // NUL in content is refused whatever the bare CR/LF policy
+                    assert_eq!(r.codes(), [550, 250], "{ctx}");
+                    assert!(r.out.starts_with("550 5.6.0 "), "{ctx}");
+                    assert_eq!(r.count(&Event::MessageComplete), 0, "{ctx}");
+                } else if policy == BareLineEndings::Reject && has_bare {
                     assert_eq!(r.codes(), [550, 250], "{ctx}");
                     assert!(
                         r.out
@@ -625,7 +631,8 @@ fn bdat() {
         r.out,
         "250 2.0.0 5 octets received\r\n250 2.0.0 queued\r\n250 2.0.0 Ok\r\n"
     );
-    assert_eq!(r.messages, [b"hello world\r\n".to_vec()]);
+    // no header field: the empty line is inserted before the body
+    assert_eq!(r.messages, [b"\r\nhello world\r\n".to_vec()]);
     assert_eq!(
         r.events,
         [
@@ -660,7 +667,7 @@ fn bdat() {
         &mut accept,
     );
     assert_eq!(r.codes(), [250, 503, 250]);
-    assert_eq!(r.messages, [b"QUIT\r\n".to_vec()]);
+    assert_eq!(r.messages, [b"\r\nQUIT\r\n".to_vec()]);
     // sizes past 2^64 or not numbers: 501 and close
     for bad in [
         "BDAT 18446744073709551616 LAST",
@@ -1125,4 +1132,298 @@ fn auth_password_never_in_debug() {
     };
     let text = format!("{ev:?} {:?}", Action::Event(ev.clone()));
     assert!(!text.contains("s3cret") && text.contains("bob"));
+}
+
+// ---- issue 14: conformance and abuse limits ----
+
+#[test]
+fn postmaster_without_domain_is_accepted_as_ours() {
+    let mut e = session(EngineConfig {
+        postmaster: "postmaster@example.test".into(),
+        ..cfg()
+    });
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<PostMaster>\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.codes(), [250, 250, 250, 250]);
+    let rcpts: Vec<_> = r
+        .events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Rcpt { recipient, .. } => Some(recipient.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rcpts, ["postmaster@example.test"; 2]);
+    // MAIL FROM:<postmaster> stays refused (a reverse-path needs a domain)
+    let mut e = session(cfg());
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<postmaster>\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.codes(), [250, 501]);
+}
+
+#[test]
+fn sloppy_envelopes_accepted_unless_strict() {
+    let script = b"EHLO c.example\r\nMAIL FROM: <a@b.example>\r\nRCPT TO: c@d.example\r\nRCPT TO:e@d.example\r\n";
+    let mut e = session(cfg());
+    let r = drive(&mut e, script, &mut accept);
+    assert_eq!(r.codes(), [250, 250, 250, 250]);
+    assert!(r.events.contains(&Event::Rcpt {
+        recipient: "c@d.example".into(),
+        params: vec![],
+    }));
+    let mut e = session(EngineConfig {
+        strict_envelopes: true,
+        ..cfg()
+    });
+    let r = drive(&mut e, script, &mut accept);
+    // the syntax is checked before the sequence
+    assert_eq!(r.codes(), [250, 501, 501, 501]);
+    assert!(r.out.contains("501 5.5.4 "), "{}", r.out);
+}
+
+#[test]
+fn malformed_auth_counts_as_failure() {
+    // three undecodable responses: 501, 501, then 421 and close
+    let mut e = session(cfg());
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nAUTH PLAIN !!!\r\nAUTH PLAIN =\r\nAUTH LOGIN\r\n%%%\r\nNOOP\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.codes(), [250, 501, 501, 334, 421]);
+    assert!(r.out.contains("421 4.7.0 Too many authentication failures"));
+    assert_eq!(r.last, Some(Action::Close));
+    // mixed with refused credentials, the count is shared
+    let mut e = session(cfg());
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nAUTH PLAIN AGJvYgBwdw==\r\nAUTH PLAIN !!!\r\nAUTH PLAIN AGJvYgBwdw==\r\n",
+        &mut |ev| match ev {
+            Event::Auth { .. } => {
+                Decision::Reply(Reply::new(535, EnhancedCode::new(5, 7, 8), "no"))
+            }
+            other => accept(other),
+        },
+    );
+    assert_eq!(r.codes(), [250, 535, 501, 421]);
+}
+
+#[test]
+fn nul_in_content_refused_at_every_position() {
+    let cases: &[&[u8]] = &[
+        b"Subject: a\x00b\r\n\r\nbody\r\n.\r\n",
+        b"Subject: a\r\n\r\nbo\x00dy\r\n.\r\n",
+        b"Subject: a\r\n\r\nbody\r\n\x00.\r\nQUIT\r\n.\r\n",
+        b"Subject: a\r\n\r\nbody\r\n.\x00\r\nQUIT\r\n.\r\n",
+        b"Subject: a\r\n\r\nbody\x00\r\n.\r\n",
+        b"\x00\r\n.\r\n",
+    ];
+    for content in cases {
+        for split in 0..content.len() {
+            let mut e = session(cfg());
+            drive(&mut e, TXN, &mut accept);
+            let mut input = b"DATA\r\n".to_vec();
+            input.extend_from_slice(content);
+            input.extend_from_slice(b"NOOP\r\n");
+            let r = drive_split(&mut e, &input, &[6 + split], &mut accept);
+            assert_eq!(r.codes(), [354, 550, 250], "{content:?} split {split}");
+            assert!(r.out.contains("550 5.6.0 Message contains NUL octets\r\n"));
+            assert_eq!(r.count(&Event::MessageComplete), 0, "{content:?}");
+        }
+    }
+    // BODY=BINARYMIME may carry NUL (BDAT only)
+    let mut e = session(cfg());
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<c@d.example>\r\nBDAT 8 LAST\r\nA: \x00\r\n\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.codes(), [250, 250, 250, 250]);
+    assert_eq!(r.messages, [b"A: \x00\r\n\r\n".to_vec()]);
+}
+
+#[test]
+fn non_header_line_starts_the_body() {
+    // (content, message stored, DataHeaders prefix)
+    let cases: &[(&[u8], &[u8], &[u8])] = &[
+        (
+            b"Subject: x\r\nnot a header\r\nX-A: 1\r\n",
+            b"Subject: x\r\n\r\nnot a header\r\nX-A: 1\r\n",
+            b"Subject: x\r\n\r\nnot a header\r\n",
+        ),
+        (
+            b"Subject: x\r\nbad name: y\r\n\r\nbody\r\n",
+            b"Subject: x\r\n\r\nbad name: y\r\n\r\nbody\r\n",
+            b"Subject: x\r\n\r\nbad name: y\r\n",
+        ),
+        (b"hello\r\n", b"\r\nhello\r\n", b"\r\nhello\r\n"),
+        (b" lead\r\n", b"\r\n lead\r\n", b"\r\n lead\r\n"),
+        (b":x\r\n", b"\r\n:x\r\n", b"\r\n:x\r\n"),
+        // valid forms stay as they are: folding, `Name :`, empty value
+        (
+            b"Subject: x\r\n folded\r\nX-A : 1\r\nX-B:\r\n\r\nbody\r\nno colon\r\n",
+            b"Subject: x\r\n folded\r\nX-A : 1\r\nX-B:\r\n\r\nbody\r\nno colon\r\n",
+            b"Subject: x\r\n folded\r\nX-A : 1\r\nX-B:\r\n\r\n",
+        ),
+    ];
+    for (content, message, prefix) in cases {
+        for split in 0..content.len() {
+            let mut e = session(cfg());
+            drive(&mut e, TXN, &mut accept);
+            let mut input = b"DATA\r\n".to_vec();
+            input.extend_from_slice(content);
+            input.extend_from_slice(b".\r\n");
+            let r = drive_split(&mut e, &input, &[6 + split], &mut accept);
+            assert_eq!(r.codes(), [354, 250], "{content:?}");
+            assert_eq!(r.messages, [message.to_vec()], "{content:?} split {split}");
+            assert_eq!(r.headers, [prefix.to_vec()], "{content:?} split {split}");
+        }
+    }
+}
+
+#[test]
+fn unauthenticated_pipelining_after_data_refused_when_configured() {
+    let script = b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+    // off (default): answered in order
+    let mut e = session(cfg());
+    drive(&mut e, TXN, &mut accept);
+    let r = drive(&mut e, script, &mut accept);
+    assert_eq!(r.codes(), [354, 250, 221]);
+    // on: 554 and close, the message is not delivered
+    let on = || EngineConfig {
+        forbid_unauth_pipelining: true,
+        ..cfg()
+    };
+    let mut e = session(on());
+    drive(&mut e, TXN, &mut accept);
+    let r = drive(&mut e, script, &mut accept);
+    assert_eq!(r.codes(), [354, 554]);
+    assert_eq!(r.count(&Event::MessageComplete), 0);
+    assert_eq!(r.last, Some(Action::Close));
+    // on, but the client waits for the reply: fine
+    let mut e = session(on());
+    drive(&mut e, TXN, &mut accept);
+    let r = drive(
+        &mut e,
+        b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.codes(), [354, 250]);
+    assert_eq!(drive(&mut e, b"QUIT\r\n", &mut accept).codes(), [221]);
+    // on, authenticated clients may pipeline
+    let mut e = session(on());
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nAUTH PLAIN AGJvYgBwdw==\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.codes(), [250, 235, 250, 250]);
+    let r = drive(&mut e, script, &mut accept);
+    assert_eq!(r.codes(), [354, 250, 221]);
+}
+
+#[test]
+fn refused_recipients_count_as_errors() {
+    let mut e = session(EngineConfig {
+        max_errors: 3,
+        ..cfg()
+    });
+    let mut input = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n".to_vec();
+    for i in 0..5 {
+        input.extend_from_slice(format!("RCPT TO:<probe{i}@d.example>\r\n").as_bytes());
+    }
+    let r = drive(&mut e, &input, &mut |ev| match ev {
+        Event::Rcpt { recipient, .. } if recipient.starts_with("probe1") => {
+            Decision::Reply(Reply::new(450, EnhancedCode::new(4, 2, 0), "greylisted"))
+        }
+        Event::Rcpt { .. } => {
+            Decision::Reply(Reply::new(550, EnhancedCode::new(5, 1, 1), "unknown"))
+        }
+        other => accept(other),
+    });
+    // 4xx refusals do not count; the third 5xx is replaced by 421
+    assert_eq!(r.codes(), [250, 250, 550, 450, 550, 421]);
+    assert_eq!(r.last, Some(Action::Close));
+}
+
+#[test]
+fn junk_command_budget() {
+    let mut e = session(EngineConfig {
+        max_junk_commands: 4,
+        ..cfg()
+    });
+    let r = drive(
+        &mut e,
+        b"EHLO c.example\r\nNOOP\r\nVRFY x\r\nHELP\r\nRSET\r\nNOOP\r\nQUIT\r\n",
+        &mut accept,
+    );
+    assert_eq!(r.codes(), [250, 250, 252, 214, 250, 421]);
+    assert!(
+        r.out
+            .ends_with("421 4.7.0 Too many commands, closing connection\r\n")
+    );
+    assert_eq!(r.last, Some(Action::Close));
+    // the NOOP over the budget never reached the driver
+    assert_eq!(
+        r.events
+            .iter()
+            .filter(|e| matches!(e, Event::Noop { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn engine_owns_the_message_phase() {
+    // a message the engine refuses by itself (552) ends the content phase
+    // with no event: the driver must read commands with the command timeout
+    let mut e = session(EngineConfig {
+        max_message_size: 10,
+        ..cfg()
+    });
+    drive(&mut e, TXN, &mut accept);
+    assert!(!e.receiving_message());
+    let r = drive(&mut e, b"DATA\r\nSubject: xxxxxxxxxx\r\n", &mut accept);
+    assert_eq!(r.codes(), [354]);
+    assert!(e.receiving_message());
+    let r = drive(&mut e, b"\r\nbody\r\n.\r\n", &mut accept);
+    assert_eq!(r.codes(), [552]);
+    assert!(r.events.is_empty());
+    assert!(!e.receiving_message());
+    // SMTPUTF8 and the DataHeaders prefix come from the engine
+    let mut e = session(cfg());
+    drive(
+        &mut e,
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example> SMTPUTF8\r\nRCPT TO:<c@d.example>\r\n",
+        &mut accept,
+    );
+    assert!(e.smtputf8());
+    let mut seen = Vec::new();
+    e.receive(b"DATA\r\nA: 1\r\n\r\nbody\r\n.\r\n");
+    while let Action::Event(ev) = e.poll() {
+        seen.push((ev.clone(), e.headers_len(), e.receiving_message()));
+        e.decide(accept(&ev));
+    }
+    assert_eq!(
+        seen,
+        [
+            (Event::Data, 0, false),
+            (Event::DataHeaders, 8, true),
+            (Event::MessageComplete, 8, false),
+        ]
+    );
+    assert!(!e.smtputf8());
+    // BDAT: between chunks the client sends commands
+    let mut e = session(cfg());
+    drive(&mut e, TXN, &mut accept);
+    drive(&mut e, b"BDAT 4\r\nA: ", &mut accept);
+    assert!(e.receiving_message());
+    drive(&mut e, b"1", &mut accept);
+    assert!(!e.receiving_message());
 }

@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use crate::context::{HelloKind, Recipient, Transaction};
 use crate::delivery::Envelope;
 use crate::message::{HeaderError, Message};
-use crate::plugin::{Hook, Verdict};
+use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
-use crate::protocol::{Decision, EnhancedCode, Event, Reply};
+use crate::protocol::{Decision, EnhancedCode, Event, Reply, replies};
 
 use super::{Session, early_talker_reply, ids, received};
 
@@ -26,15 +26,6 @@ fn verdict_decision(verdict: Verdict) -> Option<Decision> {
         Verdict::DenyDisconnect(r) | Verdict::DenySoftDisconnect(r) => {
             Some(Decision::Disconnect(r))
         }
-    }
-}
-
-/// Whether the engine will treat the decision as acceptance.
-fn accepted(decision: &Decision) -> bool {
-    match decision {
-        Decision::Default => true,
-        Decision::Reply(r) => r.is_positive(),
-        Decision::Disconnect(_) => false,
     }
 }
 
@@ -93,6 +84,15 @@ impl Session {
         self.plugins.run(hook, &mut self.ctx).await
     }
 
+    /// Ends the open transaction, if any: tells the plugins exporting
+    /// `lifecycle` why, then drops its state.
+    pub(super) async fn end_transaction(&mut self, end: TransactionEnd) {
+        if self.ctx.txn.is_some() {
+            self.plugins.transaction_ended(end, &mut self.ctx).await;
+        }
+        self.ctx.txn = None;
+    }
+
     /// Answers one engine event.
     pub(super) async fn handle(&mut self, event: Event) -> Decision {
         // Any command but the message's own events ends the DATA phase.
@@ -100,7 +100,6 @@ impl Session {
             event,
             Event::Data | Event::DataHeaders | Event::MessageComplete
         ) {
-            self.in_data = false;
             self.reservation = None;
         }
         match event {
@@ -121,8 +120,7 @@ impl Session {
                     return Decision::Reply(memory_full());
                 };
                 let d = verdict_decision(self.hook(Hook::Data).await).unwrap_or(Decision::Default);
-                self.in_data = accepted(&d);
-                self.reservation = self.in_data.then_some(reservation);
+                self.reservation = d.accepts().then_some(reservation);
                 d
             }
             Event::DataHeaders => {
@@ -133,6 +131,7 @@ impl Session {
                     self.count_message(Some(code));
                     // The engine stores nothing more of this message.
                     self.reservation = None;
+                    self.end_transaction(TransactionEnd::Refused).await;
                 }
                 d
             }
@@ -140,7 +139,7 @@ impl Session {
             Event::Rset => {
                 // The verdict of the reset hook is informational.
                 let _ = self.hook(Hook::Reset).await;
-                self.ctx.txn = None;
+                self.end_transaction(TransactionEnd::Reset).await;
                 Decision::Default
             }
             Event::Quit => {
@@ -192,11 +191,11 @@ impl Session {
         };
         let verdict = self.plugins.run(hook, &mut self.ctx).await;
         let decision = verdict_decision(verdict).unwrap_or(Decision::Default);
-        if accepted(&decision) {
+        if decision.accepts() {
             self.ctx.conn.hello = kind;
             self.ctx.conn.hello_host = host;
             // HELO/EHLO resets any transaction (RFC 5321 4.1.4).
-            self.ctx.txn = None;
+            self.end_transaction(TransactionEnd::Hello).await;
         }
         decision
     }
@@ -215,11 +214,7 @@ impl Session {
             .run(Hook::Mail(&sender, &params), &mut self.ctx)
             .await;
         let decision = verdict_decision(verdict).unwrap_or(Decision::Default);
-        if accepted(&decision) {
-            self.smtputf8 = params
-                .iter()
-                .any(|p| p.key.eq_ignore_ascii_case("SMTPUTF8"));
-        } else {
+        if !decision.accepts() {
             self.ctx.txn = None;
         }
         decision
@@ -244,7 +239,7 @@ impl Session {
                 }
             },
         };
-        if accepted(&decision)
+        if decision.accepts()
             && let Some(txn) = self.ctx.txn.as_mut()
         {
             txn.recipients.push(Recipient {
@@ -275,11 +270,14 @@ impl Session {
     }
 
     async fn on_message_complete(&mut self) -> Decision {
-        self.in_data = false;
         let decision = self.complete_and_deliver().await;
-        self.count_message(refusal_code(&decision));
-        self.ctx.txn = None;
-        self.smtputf8 = false;
+        let refused = refusal_code(&decision);
+        self.count_message(refused);
+        let end = match refused {
+            None => TransactionEnd::Delivered,
+            Some(_) => TransactionEnd::Refused,
+        };
+        self.end_transaction(end).await;
         self.reservation = None;
         decision
     }
@@ -401,7 +399,7 @@ impl Session {
             &self.ctx,
             &self.shared.hostname,
             &envelope.id,
-            self.smtputf8,
+            self.engine.smtputf8(),
             SystemTime::now(),
         );
         let Some(message) = txn.message.as_ref() else {
@@ -434,6 +432,11 @@ impl Session {
         username: String,
         password: String,
     ) -> Decision {
+        let ip = self.ctx.conn.remote.ip();
+        if self.shared.auth_throttle.blocked(ip) {
+            tracing::info!(user = %username, %mechanism, "authentication refused: too many failures from this address");
+            return Decision::Disconnect(replies::too_many_auth_failures_from_address());
+        }
         let verdict = self
             .plugins
             .run(
@@ -453,12 +456,20 @@ impl Session {
                 }
             }
         };
-        if accepted(&decision) {
+        if decision.accepts() {
             tracing::info!(user = %username, %mechanism, "authenticated");
             self.ctx.conn.auth_user = Some(username);
             self.ctx.conn.relay_client = true;
+            self.shared.auth_throttle.succeeded(ip);
         } else {
             tracing::info!(user = %username, %mechanism, "authentication failed");
+            // a growing delay per client address, within the session's time
+            let delay = self.shared.auth_throttle.failed(ip);
+            tokio::time::sleep_until(
+                self.session_deadline
+                    .min(tokio::time::Instant::now() + delay),
+            )
+            .await;
         }
         decision
     }

@@ -21,6 +21,7 @@ mod events;
 pub mod ids;
 pub mod received;
 mod stream;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct Shared {
     pub relay: RelayPolicy,
     /// Users for AUTH when no plugin decides.
     pub users: Users,
+    /// AUTH failures per client address across sessions.
+    pub auth_throttle: throttle::AuthThrottle,
     /// Reverse DNS (disabled without a configured resolver).
     pub dns: ReverseDns,
     /// Where accepted messages go.
@@ -109,12 +112,8 @@ pub struct Session {
     session_deadline: Instant,
     /// When the command being received must be complete.
     command_deadline: Instant,
-    /// Between an accepted DATA/BDAT and the end of the message.
-    in_data: bool,
     /// The message being received's share of the memory budget.
     reservation: Option<Reservation>,
-    /// The transaction's MAIL had SMTPUTF8 (for the Received protocol name).
-    smtputf8: bool,
     /// Read buffer.
     buf: Box<[u8]>,
     /// This session's unit of `wasmtp_connections_active` (`[metrics]`),
@@ -158,9 +157,7 @@ impl Session {
             ctx,
             plugins,
             force_close,
-            in_data: false,
             reservation: None,
-            smtputf8: false,
             buf: vec![0u8; 16 * 1024].into_boxed_slice(),
             active: None,
         }
@@ -229,6 +226,8 @@ impl Session {
                         return;
                     }
                     self.engine.tls_established();
+                    self.end_transaction(crate::plugin::TransactionEnd::Starttls)
+                        .await;
                     self.after_tls();
                     self.command_deadline = Instant::now() + self.shared.timeouts.command;
                 }
@@ -240,16 +239,18 @@ impl Session {
         }
     }
 
-    /// After STARTTLS: RFC 3207 4.2, forget everything learnt before.
+    /// After STARTTLS: RFC 3207 4.2, forget everything learnt from the
+    /// client before, plugin connection notes included (a note set at HELO
+    /// must not vouch for the session after TLS).
     fn after_tls(&mut self) {
         let conn = &mut self.ctx.conn;
         conn.tls = self.stream.tls_info();
         conn.hello = crate::context::HelloKind::None;
         conn.hello_host.clear();
         conn.auth_user = None;
+        conn.notes = crate::context::Notes::new();
         conn.relay_client = self.shared.relay.is_relay_network(conn.remote.ip());
         self.ctx.txn = None;
-        self.in_data = false;
         self.reservation = None;
     }
 
@@ -328,7 +329,9 @@ impl Session {
     /// Reads some bytes, within the current phase's deadline.
     async fn read(&mut self) -> Result<usize, ReadStop> {
         let now = Instant::now();
-        let phase = if self.in_data {
+        // the engine says whether message content is being read: a message
+        // it refused by itself is over, and commands get the command timeout
+        let phase = if self.engine.receiving_message() {
             now + self.shared.timeouts.data_block
         } else {
             self.command_deadline
@@ -371,6 +374,8 @@ impl Session {
 
     /// Disconnect hook, then a graceful close.
     async fn finish(&mut self) {
+        self.end_transaction(crate::plugin::TransactionEnd::Disconnect)
+            .await;
         let _ = self.plugins.run(Hook::Disconnect, &mut self.ctx).await;
         close_gracefully(&mut self.stream).await;
         self.active = None;

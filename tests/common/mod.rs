@@ -279,7 +279,18 @@ impl Smtp {
 
     /// Connects without reading anything.
     pub fn connect_raw(addr: SocketAddr) -> Self {
-        let tcp = TcpStream::connect(addr).unwrap();
+        Self::raw_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Wraps a connected stream (e.g. one bound to another loopback source
+    /// address) and reads the greeting.
+    pub fn from_stream(tcp: TcpStream) -> Self {
+        let mut s = Self::raw_stream(tcp);
+        s.greeting = s.reply();
+        s
+    }
+
+    fn raw_stream(tcp: TcpStream) -> Self {
         tcp.set_read_timeout(Some(IO_GUARD)).unwrap();
         Self {
             reader: BufReader::new(tcp),

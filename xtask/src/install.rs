@@ -135,18 +135,50 @@ pub const TEST_TOOLS: &[Tool] = &[
 ];
 
 /// Installed only when a test mentions it (see [`optional_test_tools`]).
-const OPTIONAL_TEST_TOOLS: &[(&str, Tool)] = &[(
-    "redis-server",
-    Tool {
-        program: "/usr/bin/redis-server",
-        packages: &["redis-server"],
-        check: Some(Check {
-            args: &["--version"],
-            expect: "Redis server",
-            what: "a Redis server",
-        }),
-    },
-)];
+const OPTIONAL_TEST_TOOLS: &[(&str, Tool)] = &[
+    (
+        "redis-server",
+        Tool {
+            program: "/usr/bin/redis-server",
+            packages: &["redis-server"],
+            check: Some(Check {
+                args: &["--version"],
+                expect: "Redis server",
+                what: "a Redis server",
+            }),
+        },
+    ),
+    // SpamAssassin's daemon for the spam-scanner plugin's tests, which run
+    // it as `spamd --local` on loopback. Only Depends are installed (spamc,
+    // sa-compile, SPF/DMARC modules are Recommends the offline scan does
+    // not use); Debian 12 ships the daemon in `spamd`, the rules and the
+    // Perl modules in `spamassassin`.
+    ("spamd", SPAMD),
+    ("spamd", SPAMASSASSIN),
+];
+
+/// SpamAssassin's daemon (`spamd`).
+pub const SPAMD: Tool = Tool {
+    program: "/usr/sbin/spamd",
+    packages: &["spamd", "spamassassin"],
+    check: Some(Check {
+        args: &["--version"],
+        expect: "SpamAssassin Server version",
+        what: "SpamAssassin's spamd",
+    }),
+};
+
+/// SpamAssassin's rules and modules, checked by scanning its built-in lint
+/// message offline (`--local`), as spamd does in the tests.
+pub const SPAMASSASSIN: Tool = Tool {
+    program: "/usr/bin/spamassassin",
+    packages: &["spamassassin"],
+    check: Some(Check {
+        args: &["--local", "--lint", "-D", "check"],
+        expect: "dbg: check: is spam?",
+        what: "an offline scan with the installed rules",
+    }),
+};
 
 /// The optional tools whose name appears in a file under `tests/`.
 pub fn optional_test_tools(root: &Path) -> Vec<Tool> {

@@ -15,6 +15,7 @@
 //! - [`bench`]: `cargo xtask bench`, the side-by-side benchmark (`bench/run.sh`).
 
 mod bench;
+mod fuzz;
 mod install;
 mod langs;
 mod plugins;
@@ -31,10 +32,12 @@ usage: cargo xtask <command> [options] [-- args]
 commands:
   run [--release] [-- ARGS]   install what is missing, build the plugins and the
                               gateway, then run `wasmtp run --config config/gateway.toml ARGS`
-  test [--no-lint] [--no-install] [-- ARGS]
+  test [--no-lint] [--no-install] [--no-fuzz] [-- ARGS]
                               install everything the tests need, build the plugins,
                               check fmt and clippy, run every test (ARGS go to the
-                              test runner: cargo nextest run, or cargo test)
+                              test runner: cargo nextest run, or cargo test), then a
+                              fuzz smoke (FUZZ_SECONDS per target, default 60) when
+                              cargo-fuzz and nightly are installed
   plugins                     build every example plugin and test fixture into
                               target/plugins/ (installs the toolchains first)
   bench [-- ARGS]             build release, install the peers and run bench/run.sh
@@ -57,7 +60,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "run" => opts.only(&["--release"]).and_then(|()| run::run(&opts)),
         "test" => opts
-            .only(&["--no-lint", "--no-install"])
+            .only(&["--no-lint", "--no-install", "--no-fuzz"])
             .and_then(|()| test::test(&opts)),
         "plugins" => opts.only(&[]).and_then(|()| plugins::plugins()),
         "bench" => opts.only(&[]).and_then(|()| bench::bench(&opts)),

@@ -220,6 +220,203 @@ const char *wasmtp_param(const wasmtp_params_t *params, const char *key) {
     return NULL;
 }
 
+/* ---- DNS and key-value state ---------------------------------------------- */
+
+static char last_error[256];
+
+const char *wasmtp_last_error(void) { return last_error; }
+
+static void set_last_error(const plugin_string_t *text) {
+    size_t n = text && text->len < sizeof last_error ? text->len : sizeof last_error - 1;
+    if (text && text->ptr) memcpy(last_error, text->ptr, n);
+    else n = 0;
+    last_error[n] = '\0';
+}
+
+static wasmtp_dns_status_t dns_failure(wasmtp_plugin_dns_dns_error_t *err) {
+    wasmtp_dns_status_t status = WASMTP_DNS_SERVFAIL;
+    last_error[0] = '\0';
+    switch (err->tag) {
+    case WASMTP_PLUGIN_DNS_DNS_ERROR_NX_DOMAIN: status = WASMTP_DNS_NXDOMAIN; break;
+    case WASMTP_PLUGIN_DNS_DNS_ERROR_NO_DATA: status = WASMTP_DNS_NODATA; break;
+    case WASMTP_PLUGIN_DNS_DNS_ERROR_TIMEOUT: status = WASMTP_DNS_TIMEOUT; break;
+    case WASMTP_PLUGIN_DNS_DNS_ERROR_SERVER_FAILURE:
+        set_last_error(&err->val.server_failure);
+        status = WASMTP_DNS_SERVFAIL;
+        break;
+    case WASMTP_PLUGIN_DNS_DNS_ERROR_REFUSED:
+        set_last_error(&err->val.refused);
+        status = WASMTP_DNS_REFUSED;
+        break;
+    case WASMTP_PLUGIN_DNS_DNS_ERROR_INVALID:
+        set_last_error(&err->val.invalid);
+        status = WASMTP_DNS_INVALID;
+        break;
+    }
+    wasmtp_plugin_dns_dns_error_free(err);
+    return status;
+}
+
+/* Moves a generated answer into the SDK's flat form and frees it. */
+static void flatten_answer(wasmtp_plugin_dns_answer_t *a, wasmtp_dns_answer_t *out) {
+    size_t n = a->records.len;
+    out->count = n;
+    out->ttl = a->ttl;
+    out->records = xmalloc(sizeof(char *) * (n ? n : 1));
+    out->preference = xmalloc(sizeof(uint16_t) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        wasmtp_plugin_dns_record_data_t *r = &a->records.ptr[i];
+        out->preference[i] = 0;
+        switch (r->tag) {
+        case WASMTP_PLUGIN_DNS_RECORD_DATA_MX:
+            out->preference[i] = r->val.mx.preference;
+            out->records[i] = cstr(&r->val.mx.exchange);
+            break;
+        case WASMTP_PLUGIN_DNS_RECORD_DATA_TXT: {
+            size_t total = 0;
+            for (size_t j = 0; j < r->val.txt.len; j++) total += r->val.txt.ptr[j].len;
+            char *joined = xmalloc(total + 1);
+            size_t at = 0;
+            for (size_t j = 0; j < r->val.txt.len; j++) {
+                memcpy(joined + at, r->val.txt.ptr[j].ptr, r->val.txt.ptr[j].len);
+                at += r->val.txt.ptr[j].len;
+            }
+            joined[at] = '\0';
+            out->records[i] = joined;
+            break;
+        }
+        default:
+            /* a, aaaa, ptr, cname, ns: one string, the same layout in each arm */
+            out->records[i] = cstr(&r->val.a);
+            break;
+        }
+    }
+    wasmtp_plugin_dns_answer_free(a);
+}
+
+wasmtp_dns_status_t wasmtp_dns_lookup(const char *name, wasmtp_dns_type_t type,
+                                      wasmtp_dns_answer_t *out) {
+    memset(out, 0, sizeof *out);
+    plugin_string_t n = view(name);
+    wasmtp_plugin_dns_answer_t answer;
+    wasmtp_plugin_dns_dns_error_t err;
+    if (!wasmtp_plugin_dns_lookup(&n, (wasmtp_plugin_dns_record_type_t)type, &answer, &err))
+        return dns_failure(&err);
+    flatten_answer(&answer, out);
+    return WASMTP_DNS_OK;
+}
+
+wasmtp_dns_status_t wasmtp_dns_reverse(const char *ip, wasmtp_dns_answer_t *out) {
+    memset(out, 0, sizeof *out);
+    plugin_string_t a = view(ip);
+    wasmtp_plugin_dns_answer_t answer;
+    wasmtp_plugin_dns_dns_error_t err;
+    if (!wasmtp_plugin_dns_reverse(&a, &answer, &err)) return dns_failure(&err);
+    flatten_answer(&answer, out);
+    return WASMTP_DNS_OK;
+}
+
+void wasmtp_dns_answer_free(wasmtp_dns_answer_t *answer) {
+    for (size_t i = 0; answer->records && i < answer->count; i++) free(answer->records[i]);
+    free(answer->records);
+    free(answer->preference);
+    memset(answer, 0, sizeof *answer);
+}
+
+const char *wasmtp_dns_status_name(wasmtp_dns_status_t status) {
+    static const char *const names[] = {"ok",      "nx-domain", "no-data", "server-failure",
+                                        "timeout", "refused",   "invalid"};
+    return (unsigned)status < sizeof names / sizeof names[0] ? names[status] : "unknown";
+}
+
+static wasmtp_kv_status_t kv_failure(wasmtp_plugin_kv_kv_error_t *err) {
+    wasmtp_kv_status_t status = WASMTP_KV_UNAVAILABLE;
+    switch (err->tag) {
+    case WASMTP_PLUGIN_KV_KV_ERROR_NOT_GRANTED: status = WASMTP_KV_NOT_GRANTED; break;
+    case WASMTP_PLUGIN_KV_KV_ERROR_QUOTA: status = WASMTP_KV_QUOTA; break;
+    case WASMTP_PLUGIN_KV_KV_ERROR_UNAVAILABLE: status = WASMTP_KV_UNAVAILABLE; break;
+    case WASMTP_PLUGIN_KV_KV_ERROR_INVALID: status = WASMTP_KV_INVALID; break;
+    }
+    /* every case carries one string, the same layout in each arm */
+    set_last_error(&err->val.not_granted);
+    wasmtp_plugin_kv_kv_error_free(err);
+    return status;
+}
+
+static plugin_list_u8_t bytes_view(const void *p, size_t len) {
+    plugin_list_u8_t out = {(uint8_t *)p, len};
+    return out;
+}
+
+/* `option<u64>` arguments are passed as a pointer, NULL for none. */
+static uint64_t *ttl_opt(uint64_t *ttl_ms) { return *ttl_ms ? ttl_ms : NULL; }
+
+wasmtp_kv_status_t wasmtp_kv_get(const char *bucket, const char *key, char **value, size_t *len) {
+    *value = NULL;
+    if (len) *len = 0;
+    plugin_string_t b = view(bucket), k = view(key);
+    plugin_option_list_u8_t ret;
+    wasmtp_plugin_kv_kv_error_t err;
+    if (!wasmtp_plugin_kv_get(&b, &k, &ret, &err)) return kv_failure(&err);
+    if (ret.is_some) {
+        char *copy = xmalloc(ret.val.len + 1);
+        memcpy(copy, ret.val.ptr, ret.val.len);
+        copy[ret.val.len] = '\0';
+        *value = copy;
+        if (len) *len = ret.val.len;
+        plugin_list_u8_free(&ret.val);
+    }
+    return WASMTP_KV_OK;
+}
+
+wasmtp_kv_status_t wasmtp_kv_set(const char *bucket, const char *key, const void *value,
+                                 size_t len, uint64_t ttl_ms) {
+    plugin_string_t b = view(bucket), k = view(key);
+    plugin_list_u8_t v = bytes_view(value, len);
+    wasmtp_plugin_kv_kv_error_t err;
+    if (!wasmtp_plugin_kv_set(&b, &k, &v, ttl_opt(&ttl_ms), &err)) return kv_failure(&err);
+    return WASMTP_KV_OK;
+}
+
+wasmtp_kv_status_t wasmtp_kv_delete(const char *bucket, const char *key, bool *existed) {
+    plugin_string_t b = view(bucket), k = view(key);
+    bool ret = false;
+    wasmtp_plugin_kv_kv_error_t err;
+    if (!wasmtp_plugin_kv_delete(&b, &k, &ret, &err)) return kv_failure(&err);
+    if (existed) *existed = ret;
+    return WASMTP_KV_OK;
+}
+
+wasmtp_kv_status_t wasmtp_kv_increment(const char *bucket, const char *key, int64_t delta,
+                                       uint64_t ttl_ms, int64_t *value) {
+    plugin_string_t b = view(bucket), k = view(key);
+    int64_t ret = 0;
+    wasmtp_plugin_kv_kv_error_t err;
+    if (!wasmtp_plugin_kv_increment(&b, &k, delta, ttl_opt(&ttl_ms), &ret, &err)) return kv_failure(&err);
+    if (value) *value = ret;
+    return WASMTP_KV_OK;
+}
+
+wasmtp_kv_status_t wasmtp_kv_compare_and_set(const char *bucket, const char *key,
+                                             const void *expected, size_t expected_len,
+                                             const void *value, size_t len, uint64_t ttl_ms,
+                                             bool *swapped) {
+    plugin_string_t b = view(bucket), k = view(key);
+    plugin_list_u8_t want = bytes_view(expected, expected ? expected_len : 0);
+    plugin_list_u8_t v = bytes_view(value, len);
+    bool ret = false;
+    wasmtp_plugin_kv_kv_error_t err;
+    if (!wasmtp_plugin_kv_compare_and_set(&b, &k, expected ? &want : NULL, &v, ttl_opt(&ttl_ms), &ret, &err))
+        return kv_failure(&err);
+    if (swapped) *swapped = ret;
+    return WASMTP_KV_OK;
+}
+
+const char *wasmtp_kv_status_name(wasmtp_kv_status_t status) {
+    static const char *const names[] = {"ok", "not-granted", "quota", "unavailable", "invalid"};
+    return (unsigned)status < sizeof names / sizeof names[0] ? names[status] : "unknown";
+}
+
 /* ---- export glue ----------------------------------------------------------- */
 
 /* Converted MAIL/RCPT parameters, freed after the hook. */
@@ -416,3 +613,14 @@ void exports_wasmtp_plugin_hooks_delivery(exports_wasmtp_plugin_hooks_delivery_r
     if (wasmtp_plugin.delivery) wasmtp_plugin.delivery(report);
     exports_wasmtp_plugin_hooks_delivery_report_free(report);
 }
+
+#ifdef WASMTP_LIFECYCLE
+void exports_wasmtp_plugin_lifecycle_transaction_ended(
+    exports_wasmtp_plugin_lifecycle_borrow_connection_t conn,
+    exports_wasmtp_plugin_lifecycle_transaction_end_t why) {
+    static const char *const names[] = {"delivered", "refused",  "reset",
+                                        "hello",     "starttls", "disconnect"};
+    const char *name = why < sizeof names / sizeof names[0] ? names[why] : "unknown";
+    if (wasmtp_plugin.transaction_ended) wasmtp_plugin.transaction_ended(conn, name);
+}
+#endif

@@ -19,6 +19,11 @@
  * malloc'd: free() them. Borrowed connection/transaction handles are
  * released by the generated glue when the hook returns (never store them).
  * The generated bindings (`plugin.h`) are produced by `cargo xtask langs`.
+ *
+ * DNS (`wasmtp_dns_*`) and key-value state (`wasmtp_kv_*`) return a status:
+ * 0 (`WASMTP_DNS_OK` / `WASMTP_KV_OK`) on success, else the WIT error case;
+ * `wasmtp_last_error()` holds the host's text of the last failure. Without
+ * the operator's grant they return `WASMTP_DNS_REFUSED` / `WASMTP_KV_NOT_GRANTED`.
  */
 #ifndef WASMTP_H
 #define WASMTP_H
@@ -91,6 +96,13 @@ typedef struct {
                              const char *username, const char *password);
     void (*deny)(wasmtp_conn_t conn, const char *hook, const char *plugin, uint16_t code);
     void (*delivery)(const wasmtp_delivery_report_t *report);
+    /**
+     * Optional `lifecycle` export: the transaction ended; `why` is the WIT
+     * case ("delivered", "refused", "reset", "hello", "starttls",
+     * "disconnect"). Setting it makes the build use the world
+     * `plugin-with-lifecycle`.
+     */
+    void (*transaction_ended)(wasmtp_conn_t conn, const char *why);
 } wasmtp_plugin_t;
 
 /** The plugin's hooks; define it once with WASMTP_PLUGIN(...). */
@@ -158,5 +170,105 @@ void wasmtp_txn_set_note(wasmtp_txn_t txn, const char *key, const char *value);
 
 /** The value of an ESMTP parameter (case-insensitive key); NULL if absent or valueless. */
 const char *wasmtp_param(const wasmtp_params_t *params, const char *key);
+
+/* ---- DNS (granted with `dns = true`) ------------------------------------ */
+
+/** Record types a lookup may ask for. */
+typedef enum {
+    WASMTP_DNS_A = WASMTP_PLUGIN_DNS_RECORD_TYPE_A,
+    WASMTP_DNS_AAAA = WASMTP_PLUGIN_DNS_RECORD_TYPE_AAAA,
+    WASMTP_DNS_MX = WASMTP_PLUGIN_DNS_RECORD_TYPE_MX,
+    WASMTP_DNS_TXT = WASMTP_PLUGIN_DNS_RECORD_TYPE_TXT,
+    WASMTP_DNS_PTR = WASMTP_PLUGIN_DNS_RECORD_TYPE_PTR,
+    WASMTP_DNS_CNAME = WASMTP_PLUGIN_DNS_RECORD_TYPE_CNAME,
+    WASMTP_DNS_NS = WASMTP_PLUGIN_DNS_RECORD_TYPE_NS,
+} wasmtp_dns_type_t;
+
+/** Outcome of a lookup: OK, or the WIT `dns-error` case. */
+typedef enum {
+    WASMTP_DNS_OK = 0,
+    /** The name does not exist: for a DNSBL, "not listed". */
+    WASMTP_DNS_NXDOMAIN,
+    /** The name exists but has no record of this type. */
+    WASMTP_DNS_NODATA,
+    /** SERVFAIL, REFUSED or a malformed answer. */
+    WASMTP_DNS_SERVFAIL,
+    /** No answer within `[dns] timeout`. */
+    WASMTP_DNS_TIMEOUT,
+    /** Not granted, no resolver configured, or the session's budget spent. */
+    WASMTP_DNS_REFUSED,
+    /** Not a valid name (or IP address, for reverse). */
+    WASMTP_DNS_INVALID,
+} wasmtp_dns_status_t;
+
+/**
+ * A positive answer. `records[i]` is an address (A, AAAA), a name (PTR,
+ * CNAME, NS, and the exchange of MX) or a TXT record's strings joined;
+ * `preference[i]` is the MX preference (0 for other types). Free with
+ * wasmtp_dns_answer_free().
+ */
+typedef struct {
+    size_t count;
+    char **records;
+    uint16_t *preference;
+    /** Smallest TTL of the records, in seconds. */
+    uint32_t ttl;
+} wasmtp_dns_answer_t;
+
+/** Records of `type` for `name`; fills `*out` (zeroed on failure). */
+wasmtp_dns_status_t wasmtp_dns_lookup(const char *name, wasmtp_dns_type_t type,
+                                      wasmtp_dns_answer_t *out);
+/** PTR names of an IP address (not forward-confirmed); fills `*out`. */
+wasmtp_dns_status_t wasmtp_dns_reverse(const char *ip, wasmtp_dns_answer_t *out);
+/** Frees what a lookup put in `*answer` (safe on a zeroed answer). */
+void wasmtp_dns_answer_free(wasmtp_dns_answer_t *answer);
+/** The WIT name of a status ("nx-domain", ...), "ok" for 0. */
+const char *wasmtp_dns_status_name(wasmtp_dns_status_t status);
+
+/* ---- key-value state (granted with `kv = ["bucket", ...]`) --------------- */
+
+/** Outcome of a key-value call: OK, or the WIT `kv-error` case. */
+typedef enum {
+    WASMTP_KV_OK = 0,
+    /** The bucket is not granted to this plugin. */
+    WASMTP_KV_NOT_GRANTED,
+    /** Over the bucket's quota; nothing changed. */
+    WASMTP_KV_QUOTA,
+    /** The backend failed or cannot be reached. */
+    WASMTP_KV_UNAVAILABLE,
+    /** A bad argument (empty or overlong key, not an integer). */
+    WASMTP_KV_INVALID,
+} wasmtp_kv_status_t;
+
+/**
+ * The value of `key`: `*value` is a malloc'd copy with a NUL after its
+ * `*len` bytes (free it), or NULL when the key is absent.
+ */
+wasmtp_kv_status_t wasmtp_kv_get(const char *bucket, const char *key, char **value, size_t *len);
+/** Sets `key` to `len` bytes of `value`; `ttl_ms` 0 means no expiry. */
+wasmtp_kv_status_t wasmtp_kv_set(const char *bucket, const char *key, const void *value,
+                                 size_t len, uint64_t ttl_ms);
+/** Removes `key`; `*existed` (may be NULL) tells whether it was present. */
+wasmtp_kv_status_t wasmtp_kv_delete(const char *bucket, const char *key, bool *existed);
+/**
+ * Adds `delta` to the integer at `key` (absent counts as 0), atomically;
+ * `*value` gets the new value. `ttl_ms` (0: none) applies only when the
+ * call creates the key (a fixed window).
+ */
+wasmtp_kv_status_t wasmtp_kv_increment(const char *bucket, const char *key, int64_t delta,
+                                       uint64_t ttl_ms, int64_t *value);
+/**
+ * Sets `key` to `value` only if its value is `expected` (`expected` NULL:
+ * only if absent); `*swapped` tells whether it was set. Atomic.
+ */
+wasmtp_kv_status_t wasmtp_kv_compare_and_set(const char *bucket, const char *key,
+                                             const void *expected, size_t expected_len,
+                                             const void *value, size_t len, uint64_t ttl_ms,
+                                             bool *swapped);
+/** The WIT name of a status ("not-granted", ...), "ok" for 0. */
+const char *wasmtp_kv_status_name(wasmtp_kv_status_t status);
+
+/** The host's text of the last failed DNS or KV call ("" if none). */
+const char *wasmtp_last_error(void);
 
 #endif

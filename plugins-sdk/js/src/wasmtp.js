@@ -12,10 +12,19 @@
 //     },
 //   };
 //
+// DNS lookups and key-value state: `dns.lookup(name, type)`,
+// `dns.reverse(ip)`, `kv.get/set/delete/increment/compareAndSet(bucket, ...)`
+// (or `kv.bucket(name)`); a failed call throws a `DnsError` / `KvError`
+// whose `case` is the WIT case. Without the operator's grant they throw
+// `refused` / `not-granted`.
+//
 // The build (`cargo xtask langs`) stages this file beside the plugin and
-// generates the entry module that exports the `hooks` interface.
+// generates the entry module that exports the `hooks` interface (and the
+// optional `lifecycle` interface when the plugin defines `transactionEnded`).
 
 import * as host from "wasmtp:plugin/host@0.1.0";
+import * as witDns from "wasmtp:plugin/dns@0.1.0";
+import * as witKv from "wasmtp:plugin/kv@0.1.0";
 
 // ---- verdicts -------------------------------------------------------------
 
@@ -69,6 +78,170 @@ export const log = {
 export function configGet(key) {
   return host.configGet(key) ?? undefined;
 }
+
+// ---- DNS ------------------------------------------------------------------
+
+/**
+ * A DNS lookup gave no records. `case` is the WIT case: "nx-domain",
+ * "no-data", "server-failure", "timeout", "refused" or "invalid"; `detail`
+ * the host's text, if any. Only "nx-domain" means "not listed" to a DNSBL.
+ */
+export class DnsError extends Error {
+  constructor(kase, detail) {
+    super(detail ? `${kase}: ${detail}` : kase);
+    this.name = "DnsError";
+    this.case = kase;
+    this.detail = detail;
+  }
+}
+
+/** A key-value call failed and changed nothing. `case`: "not-granted",
+ * "quota", "unavailable" or "invalid"; `detail` the host's text. */
+export class KvError extends Error {
+  constructor(kase, detail) {
+    super(detail ? `${kase}: ${detail}` : kase);
+    this.name = "KvError";
+    this.case = kase;
+    this.detail = detail;
+  }
+}
+
+// Calls a WIT import returning `result<T, E>`; an `err` (thrown by the
+// bindings with the variant as `payload`) becomes `new Cls(case, text)`.
+function call(Cls, f) {
+  try {
+    return f();
+  } catch (e) {
+    const p = e?.payload ?? e;
+    if (p && typeof p === "object" && typeof p.tag === "string") {
+      throw new Cls(p.tag, p.val === undefined ? undefined : String(p.val));
+    }
+    throw e;
+  }
+}
+
+const RECORD_TYPES = new Set(["a", "aaaa", "mx", "txt", "ptr", "cname", "ns"]);
+
+function plainRecord(r) {
+  // a, aaaa, ptr, cname, ns: a string; mx: {preference, exchange}; txt: string[].
+  if (r.tag === "mx") return { preference: r.val.preference, exchange: r.val.exchange };
+  if (r.tag === "txt") return [...r.val];
+  return r.val;
+}
+
+function plainAnswer(a) {
+  return { records: a.records.map(plainRecord), ttl: a.ttl };
+}
+
+/** DNS lookups through the gateway's resolver (granted with `dns = true`). */
+export const dns = {
+  /**
+   * Records of `type` ("A", "AAAA", "MX", "TXT", "PTR", "CNAME", "NS"; any
+   * case) for `name`: `{ records, ttl }`, records as plain values (strings;
+   * `{preference, exchange}` for MX; the character-strings array for TXT).
+   * Throws a `DnsError`.
+   */
+  lookup(name, type = "A") {
+    const rtype = String(type).toLowerCase();
+    if (!RECORD_TYPES.has(rtype)) throw new DnsError("invalid", `unknown record type ${type}`);
+    return plainAnswer(call(DnsError, () => witDns.lookup(String(name), rtype)));
+  },
+  /** The PTR names of an IP address (not forward-confirmed). Throws a `DnsError`. */
+  reverse(ip) {
+    return plainAnswer(call(DnsError, () => witDns.reverse(String(ip))));
+  },
+  /** A and AAAA addresses of `name`; `[]` when there are none. Other failures throw. */
+  addresses(name) {
+    const out = [];
+    for (const type of ["a", "aaaa"]) {
+      try {
+        out.push(...dns.lookup(name, type).records);
+      } catch (e) {
+        if (!(e instanceof DnsError && (e.case === "nx-domain" || e.case === "no-data"))) throw e;
+      }
+    }
+    return out;
+  },
+  /** TXT records of `name`, each one's strings joined; `[]` when there are none. */
+  txt(name) {
+    try {
+      return dns.lookup(name, "txt").records.map((parts) => parts.join(""));
+    } catch (e) {
+      if (e instanceof DnsError && (e.case === "nx-domain" || e.case === "no-data")) return [];
+      throw e;
+    }
+  },
+};
+
+// ---- key-value state ------------------------------------------------------
+
+const encoder = new TextEncoder();
+
+function bytes(value) {
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  throw new TypeError("kv values are strings or Uint8Arrays");
+}
+
+function ttl(ttlMs) {
+  return ttlMs === undefined || ttlMs === null ? undefined : BigInt(ttlMs);
+}
+
+/**
+ * Key-value state in buckets granted with `kv = ["name", ...]`. Values are
+ * Uint8Arrays (a string is stored as UTF-8); `ttlMs` is optional
+ * milliseconds (a number or BigInt). A failed call throws a `KvError`.
+ */
+export const kv = {
+  /** The value of `key` (a Uint8Array), or undefined if absent or expired. */
+  get(bucket, key) {
+    return call(KvError, () => witKv.get(String(bucket), String(key))) ?? undefined;
+  },
+  /** The value of `key` decoded as UTF-8, or undefined. */
+  getText(bucket, key) {
+    const v = kv.get(bucket, key);
+    return v === undefined ? undefined : new TextDecoder("utf-8").decode(v);
+  },
+  /** Sets `key`; with `ttlMs` it expires that long from now, without it never. */
+  set(bucket, key, value, ttlMs) {
+    call(KvError, () => witKv.set(String(bucket), String(key), bytes(value), ttl(ttlMs)));
+  },
+  /** Removes `key`; true if it was present. */
+  delete(bucket, key) {
+    // `delete` is a reserved word: the bindings may name it `delete$`.
+    const remove = witKv["delete"] ?? witKv["delete$"];
+    return call(KvError, () => remove(String(bucket), String(key)));
+  },
+  /**
+   * Adds `delta` (default 1) to the integer at `key` (absent counts as 0)
+   * and returns the new value as a Number, atomically. `ttlMs` applies only
+   * when the call creates the key (a fixed window).
+   */
+  increment(bucket, key, delta = 1, ttlMs) {
+    return Number(call(KvError, () => witKv.increment(String(bucket), String(key), BigInt(delta), ttl(ttlMs))));
+  },
+  /** Sets `key` to `value` only if its value is `expected` (undefined: only
+   * if absent); true if it was set. Atomic. */
+  compareAndSet(bucket, key, expected, value, ttlMs) {
+    const want = expected === undefined || expected === null ? undefined : bytes(expected);
+    return call(KvError, () =>
+      witKv.compareAndSet(String(bucket), String(key), want, bytes(value), ttl(ttlMs)),
+    );
+  },
+  /** The functions above bound to one bucket: `kv.bucket("greylist").get(key)`. */
+  bucket(name) {
+    return {
+      name,
+      get: (key) => kv.get(name, key),
+      getText: (key) => kv.getText(name, key),
+      set: (key, value, ttlMs) => kv.set(name, key, value, ttlMs),
+      delete: (key) => kv.delete(name, key),
+      increment: (key, delta, ttlMs) => kv.increment(name, key, delta, ttlMs),
+      compareAndSet: (key, expected, value, ttlMs) => kv.compareAndSet(name, key, expected, value, ttlMs),
+    };
+  },
+};
 
 // ---- message helpers ------------------------------------------------------
 
@@ -172,4 +345,21 @@ export function exportHooks(plugin) {
     }
   }
   return hooks;
+}
+
+/**
+ * Builds the optional `lifecycle` export from a plugin object that defines
+ * `transactionEnded(conn, why)`; `why` is the WIT case ("delivered",
+ * "refused", "reset", "hello", "starttls", "disconnect"). The generated entry
+ * module uses it (and the `plugin-with-lifecycle` world) when the plugin's
+ * source mentions `transactionEnded`.
+ */
+export function exportLifecycle(plugin) {
+  return {
+    transactionEnded(conn, why) {
+      if (typeof plugin.transactionEnded === "function") {
+        plugin.transactionEnded(conn, why);
+      }
+    },
+  };
 }

@@ -54,6 +54,19 @@
 //!   between plugins and hooks.
 //! - A panic traps the instance: the gateway discards it and answers with the
 //!   plugin's failure policy (by default `451 4.3.0`).
+//!
+//! # Host services
+//! - [`dns`]: lookups through the gateway's resolver (granted with
+//!   `dns = true`), with errors that tell NXDOMAIN, no-data, SERVFAIL and
+//!   timeout apart, and a DNSBL helper ([`dns::dnsbl`]).
+//! - [`kv`]: buckets of state shared by every instance and connection
+//!   (granted with `kv = ["bucket", ...]`): get, set with TTL, delete,
+//!   atomic increment, compare-and-set ([`kv::Bucket`]).
+//! - Outgoing TCP (`std::net::TcpStream`) to the addresses granted with
+//!   `connect = ["127.0.0.1:783"]`.
+//!
+//! A call the operator did not grant returns an error the plugin handles;
+//! it never traps.
 #![deny(missing_docs)]
 
 use std::any::Any;
@@ -85,6 +98,8 @@ pub use bindings::wasmtp::plugin::types::{
 };
 
 mod config;
+pub mod dns;
+pub mod kv;
 mod log;
 mod verdict;
 

@@ -1,4 +1,6 @@
-//! Reverse DNS of clients, only when `[dns] resolver` is set.
+//! DNS through `[dns] resolver` only: reverse DNS of clients (this file)
+//! and the typed, cached lookups of the plugins' `dns` interface
+//! ([`lookup`]).
 //!
 //! Every query goes to that one address and nothing else: no
 //! `/etc/resolv.conf`, no hosts file, no system resolver. Without a resolver
@@ -24,6 +26,31 @@ use hickory_resolver::proto::xfer::{DnsHandle, DnsRequestOptions, FirstAnswer};
 
 use crate::config::DnsConfig;
 
+pub mod lookup;
+
+pub use lookup::{Answer, LookupError, Lookups, Record, RecordKind};
+
+/// The name-server pool for `[dns] resolver` (UDP, then TCP), or `None`
+/// when no resolver is configured. hickory's own cache is off: callers
+/// cache what they need.
+pub(crate) fn pool(config: &DnsConfig) -> Option<NameServerPool<TokioConnectionProvider>> {
+    let addr = config.resolver?;
+    let servers: NameServerConfigGroup = vec![
+        NameServerConfig::new(addr.0, Protocol::Udp),
+        NameServerConfig::new(addr.0, Protocol::Tcp),
+    ]
+    .into();
+    let mut opts = ResolverOpts::default();
+    opts.timeout = config.timeout;
+    opts.attempts = 1;
+    opts.cache_size = 0;
+    Some(NameServerPool::from_config(
+        servers,
+        opts,
+        TokioConnectionProvider::default(),
+    ))
+}
+
 /// At most this many PTR names are forward-checked (a hostile server may
 /// return many).
 const MAX_PTR_NAMES: usize = 4;
@@ -46,19 +73,9 @@ impl std::fmt::Debug for ReverseDns {
 impl ReverseDns {
     /// A resolver for `[dns]`; disabled when no resolver address is configured.
     pub fn new(config: &DnsConfig) -> Self {
-        let Some(addr) = config.resolver else {
+        let Some(pool) = pool(config) else {
             return Self::disabled();
         };
-        let servers: NameServerConfigGroup = vec![
-            NameServerConfig::new(addr.0, Protocol::Udp),
-            NameServerConfig::new(addr.0, Protocol::Tcp),
-        ]
-        .into();
-        let mut opts = ResolverOpts::default();
-        opts.timeout = config.timeout;
-        opts.attempts = 1;
-        opts.cache_size = 0;
-        let pool = NameServerPool::from_config(servers, opts, TokioConnectionProvider::default());
         Self {
             pool: Some(pool),
             timeout: config.timeout,

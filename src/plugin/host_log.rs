@@ -1,8 +1,12 @@
-//! Host side of the `host` interface (log, config) and the empty `types` one.
+//! Host side of the `host` interface (log, config) and the empty `types`
+//! one, implemented on [`LogView`]: the plugin's name and config and the
+//! session id its records carry, borrowed for one host call.
+
+use wasmtime::component::HasData;
 
 use super::bindings::LogLevel;
 use super::bindings::wasmtp::plugin::{host, types};
-use super::sandbox::StoreData;
+use super::sandbox::{PluginInfo, SessionTag};
 
 /// Longest log message kept (longer ones are cut).
 const MAX_LOG_MESSAGE: usize = 4096;
@@ -10,6 +14,21 @@ const MAX_LOG_MESSAGE: usize = 4096;
 const MAX_LOG_FIELDS: usize = 32;
 /// Longest field key or value kept.
 const MAX_LOG_FIELD: usize = 512;
+
+/// The `host` interface's view of a store.
+pub(crate) struct LogView<'a> {
+    /// Name and config of the plugin.
+    pub plugin: &'a PluginInfo,
+    /// The session the instance serves now.
+    pub session: &'a SessionTag,
+}
+
+/// [`HasData`] marker linking `host` and `types` to [`LogView`].
+pub(crate) struct LogHost;
+
+impl HasData for LogHost {
+    type Data<'a> = LogView<'a>;
+}
 
 fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -22,9 +41,9 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-impl types::Host for StoreData {}
+impl types::Host for LogView<'_> {}
 
-impl host::Host for StoreData {
+impl host::Host for LogView<'_> {
     fn log(
         &mut self,
         level: LogLevel,

@@ -1,19 +1,21 @@
 //! Host side of the `session` interface: the `connection` and `transaction`
 //! resources read and write the [`SessionContext`] lent to the store for
-//! the duration of a hook call — no locks, no copies.
+//! the duration of a hook call — no locks, no copies. They are implemented
+//! on [`SessionView`], a borrow of that context made for one host call, so
+//! no other host state is reachable from here.
 //!
 //! Everything a plugin writes is checked here: addresses, ESMTP parameters,
 //! header names and values (no CR, LF or NUL can reach the message or the
 //! envelope), body replacements, and the total size of notes.
 
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Resource};
 
 use super::bindings::wasmtp::plugin::session::{self, HostConnection, HostTransaction};
 use super::bindings::{
     ConnectionHandle, TransactionHandle, WitHeader, WitHelloKind, WitParam, WitRecipient,
     WitTlsInfo,
 };
-use super::sandbox::StoreData;
+use super::failure::HostRefusal;
 use crate::context::{
     HeaderEdit, HelloKind, NoteScope, Param, Recipient, SessionContext, Transaction,
 };
@@ -24,15 +26,26 @@ use crate::context::{
 /// Largest range returned by one `read-body` call.
 pub const MAX_READ: u32 = 1 << 20;
 
-impl StoreData {
-    fn session(&mut self) -> wasmtime::Result<&mut SessionContext> {
-        self.ctx
-            .as_mut()
-            .ok_or_else(|| wasmtime::Error::msg("session handle used outside a hook call"))
-    }
+/// The `session` interface's view of a store: the session state lent to it.
+///
+/// Between hook calls the store holds an empty placeholder context; the
+/// handles a guest could use only exist during a call (they are borrows),
+/// so a view always sees the real session of the call in progress.
+pub(crate) struct SessionView<'a> {
+    /// The lent session state.
+    pub ctx: &'a mut SessionContext,
+}
 
-    fn txn(&mut self) -> wasmtime::Result<Option<&mut Transaction>> {
-        Ok(self.session()?.txn.as_mut())
+/// [`HasData`] marker linking the `session` interface to [`SessionView`].
+pub(crate) struct SessionHost;
+
+impl HasData for SessionHost {
+    type Data<'a> = SessionView<'a>;
+}
+
+impl SessionView<'_> {
+    fn txn(&mut self) -> Option<&mut Transaction> {
+        self.ctx.txn.as_mut()
     }
 }
 
@@ -93,56 +106,56 @@ fn wit_params(params: &[Param]) -> Vec<WitParam> {
         .collect()
 }
 
-impl session::Host for StoreData {}
+impl session::Host for SessionView<'_> {}
 
-impl HostConnection for StoreData {
+impl HostConnection for SessionView<'_> {
     fn id(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
-        Ok(self.session()?.conn.id.clone())
+        Ok(self.ctx.conn.id.clone())
     }
     fn remote_ip(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
-        Ok(self.session()?.conn.remote.ip().to_string())
+        Ok(self.ctx.conn.remote.ip().to_string())
     }
     fn remote_port(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<u16> {
-        Ok(self.session()?.conn.remote.port())
+        Ok(self.ctx.conn.remote.port())
     }
     fn remote_host(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<Option<String>> {
-        Ok(self.session()?.conn.remote_host.clone())
+        Ok(self.ctx.conn.remote_host.clone())
     }
     fn local_ip(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
-        Ok(self.session()?.conn.local.ip().to_string())
+        Ok(self.ctx.conn.local.ip().to_string())
     }
     fn local_port(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<u16> {
-        Ok(self.session()?.conn.local.port())
+        Ok(self.ctx.conn.local.port())
     }
     fn hello(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<WitHelloKind> {
-        Ok(match self.session()?.conn.hello {
+        Ok(match self.ctx.conn.hello {
             HelloKind::None => WitHelloKind::None,
             HelloKind::Helo => WitHelloKind::Helo,
             HelloKind::Ehlo => WitHelloKind::Ehlo,
         })
     }
     fn hello_host(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<String> {
-        Ok(self.session()?.conn.hello_host.clone())
+        Ok(self.ctx.conn.hello_host.clone())
     }
     fn tls(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<Option<WitTlsInfo>> {
-        Ok(self.session()?.conn.tls.as_ref().map(|t| WitTlsInfo {
+        Ok(self.ctx.conn.tls.as_ref().map(|t| WitTlsInfo {
             protocol: t.protocol.clone(),
             cipher: t.cipher.clone(),
             sni: t.sni.clone(),
         }))
     }
     fn auth_user(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<Option<String>> {
-        Ok(self.session()?.conn.auth_user.clone())
+        Ok(self.ctx.conn.auth_user.clone())
     }
     fn relay_client(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<bool> {
-        Ok(self.session()?.conn.relay_client)
+        Ok(self.ctx.conn.relay_client)
     }
     fn set_relay_client(
         &mut self,
         _: Resource<ConnectionHandle>,
         allowed: bool,
     ) -> wasmtime::Result<()> {
-        self.session()?.conn.relay_client = allowed;
+        self.ctx.conn.relay_client = allowed;
         Ok(())
     }
     fn note(
@@ -150,7 +163,7 @@ impl HostConnection for StoreData {
         _: Resource<ConnectionHandle>,
         key: String,
     ) -> wasmtime::Result<Option<String>> {
-        Ok(self.session()?.conn.notes.get(&key).cloned())
+        Ok(self.ctx.conn.notes.get(&key).cloned())
     }
     fn set_note(
         &mut self,
@@ -158,12 +171,12 @@ impl HostConnection for StoreData {
         key: String,
         value: String,
     ) -> wasmtime::Result<()> {
-        self.session()?
+        self.ctx
             .set_note(NoteScope::Connection, key, value)
-            .map_err(|e| wasmtime::Error::msg(e.to_string()))
+            .map_err(|e| wasmtime::Error::new(HostRefusal(e.to_string())))
     }
     fn remove_note(&mut self, _: Resource<ConnectionHandle>, key: String) -> wasmtime::Result<()> {
-        self.session()?.conn.notes.remove(&key);
+        self.ctx.conn.notes.remove(&key);
         Ok(())
     }
     fn drop(&mut self, _: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
@@ -175,19 +188,19 @@ impl HostConnection for StoreData {
 const NO_TXN: &str = "no transaction is open";
 const NO_MESSAGE: &str = "the message is not available before the data-headers hook";
 
-impl HostTransaction for StoreData {
+impl HostTransaction for SessionView<'_> {
     fn id(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<String> {
-        Ok(self.txn()?.map(|t| t.id.clone()).unwrap_or_default())
+        Ok(self.txn().map(|t| t.id.clone()).unwrap_or_default())
     }
     fn sender(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<String> {
-        Ok(self.txn()?.map(|t| t.sender.clone()).unwrap_or_default())
+        Ok(self.txn().map(|t| t.sender.clone()).unwrap_or_default())
     }
     fn set_sender(
         &mut self,
         _: Resource<TransactionHandle>,
         address: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        let Some(txn) = self.txn()? else {
+        let Some(txn) = self.txn() else {
             return Ok(Err(NO_TXN.into()));
         };
         if !address.is_empty()
@@ -203,7 +216,7 @@ impl HostTransaction for StoreData {
         _: Resource<TransactionHandle>,
     ) -> wasmtime::Result<Vec<WitRecipient>> {
         Ok(self
-            .txn()?
+            .txn()
             .map(|t| {
                 t.recipients
                     .iter()
@@ -226,7 +239,7 @@ impl HostTransaction for StoreData {
             Err(e) => return Ok(Err(e)),
         };
         Ok(self
-            .session()?
+            .ctx
             .add_recipient(Recipient { address, params })
             .map_err(|e| e.to_string()))
     }
@@ -235,7 +248,7 @@ impl HostTransaction for StoreData {
         _: Resource<TransactionHandle>,
         address: String,
     ) -> wasmtime::Result<u32> {
-        let Some(txn) = self.txn()? else { return Ok(0) };
+        let Some(txn) = self.txn() else { return Ok(0) };
         let before = txn.recipients.len();
         txn.recipients
             .retain(|r| !r.address.eq_ignore_ascii_case(&address));
@@ -247,14 +260,14 @@ impl HostTransaction for StoreData {
         name: String,
     ) -> wasmtime::Result<Vec<String>> {
         Ok(self
-            .txn()?
+            .txn()
             .and_then(|t| t.message.as_ref())
             .map(|m| m.header_values(&name))
             .unwrap_or_default())
     }
     fn headers(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<Vec<WitHeader>> {
         Ok(self
-            .txn()?
+            .txn()
             .and_then(|t| t.message.as_ref())
             .map(|m| {
                 m.fields()
@@ -289,7 +302,7 @@ impl HostTransaction for StoreData {
         name: String,
     ) -> wasmtime::Result<u32> {
         Ok(self
-            .txn()?
+            .txn()
             .and_then(|t| t.message.as_mut())
             .map(|m| m.remove_header(&name))
             .unwrap_or(0))
@@ -304,7 +317,7 @@ impl HostTransaction for StoreData {
     }
     fn body_size(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<u64> {
         Ok(self
-            .txn()?
+            .txn()
             .and_then(|t| t.message.as_ref())
             .map(|m| m.body().len() as u64)
             .unwrap_or(0))
@@ -315,7 +328,7 @@ impl HostTransaction for StoreData {
         offset: u64,
         len: u32,
     ) -> wasmtime::Result<Vec<u8>> {
-        let Some(m) = self.txn()?.and_then(|t| t.message.as_ref()) else {
+        let Some(m) = self.txn().and_then(|t| t.message.as_ref()) else {
             return Ok(Vec::new());
         };
         let body = m.body();
@@ -330,7 +343,7 @@ impl HostTransaction for StoreData {
         _: Resource<TransactionHandle>,
         body: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
-        let ctx = self.session()?;
+        let ctx = &mut *self.ctx;
         let limit = ctx.max_message_size;
         let Some(txn) = ctx.txn.as_mut() else {
             return Ok(Err(NO_TXN.into()));
@@ -345,7 +358,7 @@ impl HostTransaction for StoreData {
         _: Resource<TransactionHandle>,
         key: String,
     ) -> wasmtime::Result<Option<String>> {
-        Ok(self.txn()?.and_then(|t| t.notes.get(&key).cloned()))
+        Ok(self.txn().and_then(|t| t.notes.get(&key).cloned()))
     }
     fn set_note(
         &mut self,
@@ -353,12 +366,15 @@ impl HostTransaction for StoreData {
         key: String,
         value: String,
     ) -> wasmtime::Result<()> {
-        self.session()?
+        if self.ctx.txn.is_none() {
+            return Ok(());
+        }
+        self.ctx
             .set_note(NoteScope::Transaction, key, value)
-            .map_err(|e| wasmtime::Error::msg(e.to_string()))
+            .map_err(|e| wasmtime::Error::new(HostRefusal(e.to_string())))
     }
     fn remove_note(&mut self, _: Resource<TransactionHandle>, key: String) -> wasmtime::Result<()> {
-        if let Some(t) = self.txn()? {
+        if let Some(t) = self.txn() {
             t.notes.remove(&key);
         }
         Ok(())
@@ -368,10 +384,10 @@ impl HostTransaction for StoreData {
     }
 }
 
-impl StoreData {
+impl SessionView<'_> {
     /// Applies a header edit within the session's bounds
     /// ([`SessionContext::edit_header`]); a refusal is the call's error.
     fn edit_header(&mut self, edit: HeaderEdit<'_>) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.session()?.edit_header(edit).map_err(|e| e.to_string()))
+        Ok(self.ctx.edit_header(edit).map_err(|e| e.to_string()))
     }
 }

@@ -1,0 +1,71 @@
+//! The host services plugins may be granted (DNS, key-value), shared by
+//! every instance, and the per-session budget that bounds their use.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::config::DnsConfig;
+use crate::dns::Lookups;
+use crate::kv::KvBackend;
+
+/// What the host offers granted plugins. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct HostServices {
+    /// DNS lookups through `[dns] resolver` (`None`: no resolver configured).
+    pub dns: Option<Arc<Lookups>>,
+    /// Lookups one session may make (`[dns] max_queries_per_session`).
+    pub dns_budget: u32,
+    /// The key-value backend (`None`: none configured).
+    pub kv: Option<Arc<dyn KvBackend>>,
+}
+
+impl std::fmt::Debug for HostServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostServices")
+            .field("dns", &self.dns.is_some())
+            .field("dns_budget", &self.dns_budget)
+            .field("kv", &self.kv.is_some())
+            .finish()
+    }
+}
+
+impl HostServices {
+    /// The DNS service of `[dns]` (none without a resolver); no key-value
+    /// backend (see [`HostServices::with_kv`]).
+    pub fn new(dns: &DnsConfig) -> Self {
+        Self {
+            dns: Lookups::new(dns).map(Arc::new),
+            dns_budget: dns.max_queries_per_session,
+            kv: None,
+        }
+    }
+
+    /// The same services with a key-value backend.
+    pub fn with_kv(mut self, kv: Arc<dyn KvBackend>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+}
+
+/// What one session (connection) may still spend, shared by every plugin
+/// instance serving it.
+#[derive(Debug)]
+pub(crate) struct SessionBudget {
+    dns_left: AtomicU32,
+}
+
+impl SessionBudget {
+    /// A fresh budget of `dns` lookups.
+    pub fn new(dns: u32) -> Self {
+        Self {
+            dns_left: AtomicU32::new(dns),
+        }
+    }
+
+    /// Takes one DNS lookup from the budget; false when it is spent.
+    pub fn take_dns(&self) -> bool {
+        self.dns_left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}

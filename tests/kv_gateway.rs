@@ -1,0 +1,81 @@
+//! The `kv` interface end to end through the real binary: the probe fixture
+//! (`kv_noop = true`) turns `NOOP <command>` into one kv call and answers
+//! `250 kv <result>`. Embedded: state survives a gateway restart; an
+//! ungranted bucket is `not-granted`. Redis: two gateways on one real
+//! `redis-server` share a counter.
+
+mod common;
+mod kv_support;
+mod plugin_support;
+
+use std::path::Path;
+
+use common::{Gateway, LOCAL};
+
+fn config(kv: &str) -> String {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wasmtp-test-cache");
+    format!(
+        "{LOCAL}\n[plugin_host]\ncache_dir = {:?}\nmax_connections = 16\n\n{kv}\n\
+         [[plugins]]\nname = \"probe\"\npath = {:?}\nkv = [\"grey\"]\n\
+         [plugins.config]\nkv_noop = true\nhooks = [\"noop\"]\n\n",
+        cache.display().to_string(),
+        plugin_support::wasm("probe").display().to_string(),
+    )
+}
+
+fn noop(gw: &Gateway, command: &str) -> String {
+    let mut s = gw.connect();
+    s.expect("EHLO client.test", 250);
+    let r = s.expect(&format!("NOOP {command}"), 250);
+    s.expect("QUIT", 221);
+    r.text
+}
+
+fn start(kv: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::test_config(dir.path(), &["smtp"], &config(kv));
+    Gateway::start_text(dir, &text, 1)
+}
+
+#[test]
+fn embedded_state_survives_restart_and_grants_hold() {
+    let state = tempfile::tempdir().unwrap();
+    let kv = format!(
+        "[kv]\nbackend = \"embedded\"\npath = {:?}\n",
+        state.path().join("kv").display().to_string()
+    );
+    let mut gw = start(&kv);
+    assert!(noop(&gw, "incr grey n 1").ends_with("kv ok 1"));
+    assert!(noop(&gw, "set grey k hello").ends_with("kv ok done"));
+    assert!(noop(&gw, "get grey k").ends_with("kv ok hello"));
+    let r = noop(&gw, "get other k");
+    assert!(r.contains("kv err not-granted"), "{r}");
+    gw.signal("TERM");
+    assert!(gw.wait_exit().success());
+    drop(gw);
+
+    let gw = start(&kv);
+    assert!(noop(&gw, "get grey k").ends_with("kv ok hello"));
+    let r = noop(&gw, "incr grey n 1");
+    assert!(r.ends_with("kv ok 2"), "{r}");
+}
+
+#[test]
+fn redis_state_is_shared_between_gateways() {
+    let redis = kv_support::redis();
+    let kv = format!(
+        "[kv]\nbackend = \"redis\"\nurl = {:?}\nkey_prefix = \"e2e-{}:\"\n",
+        redis.url,
+        std::process::id()
+    );
+    let a = start(&kv);
+    let b = start(&kv);
+    assert!(noop(&a, "incr grey n 5").ends_with("kv ok 5"));
+    let r = noop(&b, "incr grey n 1");
+    assert!(r.ends_with("kv ok 6"), "{r}");
+    assert!(noop(&b, "cas grey lock - b").ends_with("kv ok true"));
+    assert!(noop(&a, "cas grey lock - a").ends_with("kv ok false"));
+    assert!(noop(&a, "get grey lock").ends_with("kv ok b"));
+    let r = noop(&a, "get other k");
+    assert!(r.contains("kv err not-granted"), "{r}");
+}
