@@ -193,6 +193,17 @@ pub struct LimitsConfig {
     pub chunking: bool,
     /// Offer SMTPUTF8.
     pub smtputf8: bool,
+    /// Most header fields in a received message; past it `552 5.3.4`.
+    pub max_header_fields: usize,
+    /// Most octets of a received message's header section; past it `552 5.3.4`.
+    #[serde(deserialize_with = "units::size")]
+    pub max_header_bytes: u64,
+    /// Message octets held in memory across every session at once. Each
+    /// message being received reserves `max_message_size` of it at DATA/BDAT
+    /// (the most it can grow to); when that does not fit, DATA gets
+    /// `452 4.3.1` and the client retries later. 0: no budget.
+    #[serde(deserialize_with = "units::size")]
+    pub memory_budget: u64,
     /// NOOP, VRFY, HELP and RSET allowed per session; the next gets 421.
     pub max_junk_commands: usize,
     /// Refuse `MAIL FROM: <a>` / `RCPT TO:a@b` (space after the colon, no
@@ -216,6 +227,9 @@ impl Default for LimitsConfig {
             max_errors: e.max_errors,
             chunking: e.chunking,
             smtputf8: e.smtputf8,
+            max_header_fields: 1000,
+            max_header_bytes: 1 << 20,
+            memory_budget: 1 << 30,
             max_junk_commands: e.max_junk_commands,
             strict_envelopes: e.strict_envelopes,
             forbid_unauth_pipelining: e.forbid_unauth_pipelining,

@@ -193,6 +193,12 @@ impl Server {
             plugins,
             tls: tokio_rustls::TlsAcceptor::from(tls),
             metrics: crate::metrics::SessionMetrics::new(),
+            header_limits: crate::message::HeaderLimits {
+                max_fields: config.limits.max_header_fields,
+                max_bytes: usize::try_from(config.limits.max_header_bytes).unwrap_or(usize::MAX),
+            },
+            memory_budget: crate::session::budget::MemoryBudget::new(config.limits.memory_budget),
+            plugin_limits: crate::context::PluginLimits::default(),
         });
         let mut listeners = Vec::new();
         for l in &config.listeners {

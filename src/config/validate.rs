@@ -125,6 +125,21 @@ fn limits(config: &mut Config) -> Result<(), Failure> {
             format!("{} is below the RFC 5321 minimum of 100", l.max_recipients),
         );
     }
+    if l.max_header_fields == 0 || l.max_header_bytes < 1000 {
+        return fail(
+            "limits.max_header_fields",
+            "max_header_fields must be more than 0 and max_header_bytes at least 1000",
+        );
+    }
+    if l.memory_budget != 0 && l.memory_budget < l.max_message_size {
+        return fail(
+            "limits.memory_budget",
+            format!(
+                "{} is below max_message_size ({}): no message could be received",
+                l.memory_budget, l.max_message_size
+            ),
+        );
+    }
     if l.max_message_size == 0 {
         return fail("limits.max_message_size", "must be more than 0");
     }

@@ -218,6 +218,18 @@ impl PluginSession {
             if !p.pool.enabled() || self.failed[i] || !healthy {
                 continue;
             }
+            // An instance that grew (a large message) would keep its peak
+            // memory while idle: drop it, a fresh one starts small.
+            let memory = inst.store.data().limits.memory();
+            if inst
+                .store
+                .data()
+                .limits
+                .grew_past(super::limiter::POOL_GROWTH_MAX)
+            {
+                tracing::debug!(plugin = %p.info.name, memory, "pooled instance grew too large: dropped");
+                continue;
+            }
             let kept = p.pool.put(inst);
             tracing::debug!(plugin = %p.info.name, kept, "pooled instance released");
         }
@@ -510,10 +522,15 @@ async fn instantiate(
             other => Err(other),
         },
         Ok(Ok((_, _, Err(msg)))) => Err(PluginFailure::InitRefused(msg)),
-        Ok(Ok((hooks, lifecycle, Ok(_)))) => Ok(Instance {
-            store,
-            hooks,
-            lifecycle,
-        }),
+        Ok(Ok((hooks, lifecycle, Ok(_)))) => {
+            // What the instance holds after init: its pooled size is
+            // measured against it.
+            store.data_mut().limits.set_baseline();
+            Ok(Instance {
+                store,
+                hooks,
+                lifecycle,
+            })
+        }
     }
 }

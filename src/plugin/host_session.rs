@@ -16,13 +16,13 @@ use super::bindings::{
     WitTlsInfo,
 };
 use super::failure::HostRefusal;
-use crate::context::{HelloKind, Notes, Param, Recipient, SessionContext, Transaction};
+use crate::context::{
+    HeaderEdit, HelloKind, NoteScope, Param, Recipient, SessionContext, Transaction,
+};
 
-/// Most octets of notes (keys + values) per connection and per transaction;
-/// a plugin going past it traps (and its failure policy answers).
-pub const MAX_NOTES_BYTES: usize = 1 << 20;
-/// Most recipients a plugin can bring a transaction to.
-pub const MAX_RECIPIENTS: usize = 1000;
+/// Notes past the session's bound ([`crate::context::PluginLimits`]) trap
+/// (`set-note` has no error result in the WIT), and the plugin's failure
+/// policy answers; every other bound returns the call's error.
 /// Largest range returned by one `read-body` call.
 pub const MAX_READ: u32 = 1 << 20;
 
@@ -47,21 +47,6 @@ impl SessionView<'_> {
     fn txn(&mut self) -> Option<&mut Transaction> {
         self.ctx.txn.as_mut()
     }
-}
-
-fn set_note(notes: &mut Notes, key: String, value: String) -> wasmtime::Result<()> {
-    let used: usize = notes
-        .iter()
-        .filter(|(k, _)| **k != key)
-        .map(|(k, v)| k.len() + v.len())
-        .sum();
-    if used + key.len() + value.len() > MAX_NOTES_BYTES {
-        return Err(wasmtime::Error::new(HostRefusal(format!(
-            "notes would exceed {MAX_NOTES_BYTES} octets"
-        ))));
-    }
-    notes.insert(key, value);
-    Ok(())
 }
 
 /// Checks a mailbox a plugin wants in the envelope: `local@domain`, no
@@ -186,7 +171,9 @@ impl HostConnection for SessionView<'_> {
         key: String,
         value: String,
     ) -> wasmtime::Result<()> {
-        set_note(&mut self.ctx.conn.notes, key, value)
+        self.ctx
+            .set_note(NoteScope::Connection, key, value)
+            .map_err(|e| wasmtime::Error::new(HostRefusal(e.to_string())))
     }
     fn remove_note(&mut self, _: Resource<ConnectionHandle>, key: String) -> wasmtime::Result<()> {
         self.ctx.conn.notes.remove(&key);
@@ -247,14 +234,14 @@ impl HostTransaction for SessionView<'_> {
         address: String,
         params: Vec<WitParam>,
     ) -> wasmtime::Result<Result<(), String>> {
-        let Some(txn) = self.txn() else {
-            return Ok(Err(NO_TXN.into()));
+        let params = match check_mailbox(&address).and_then(|()| check_params(&params)) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
         };
-        if txn.recipients.len() >= MAX_RECIPIENTS {
-            return Ok(Err(format!("at most {MAX_RECIPIENTS} recipients")));
-        }
-        let checked = check_mailbox(&address).and_then(|()| check_params(&params));
-        Ok(checked.map(|params| txn.recipients.push(Recipient { address, params })))
+        Ok(self
+            .ctx
+            .add_recipient(Recipient { address, params })
+            .map_err(|e| e.to_string()))
     }
     fn remove_recipient(
         &mut self,
@@ -283,12 +270,11 @@ impl HostTransaction for SessionView<'_> {
             .txn()
             .and_then(|t| t.message.as_ref())
             .map(|m| {
-                m.headers()
-                    .iter()
-                    .filter(|h| !h.name.is_empty())
-                    .map(|h| WitHeader {
-                        name: h.name.clone(),
-                        value: h.value(),
+                m.fields()
+                    .filter(|f| !f.name().is_empty())
+                    .map(|f| WitHeader {
+                        name: f.name_str().into_owned(),
+                        value: f.value(),
                     })
                     .collect()
             })
@@ -300,7 +286,7 @@ impl HostTransaction for SessionView<'_> {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.edit_header(&name, &value, |m| m.add_header(&name, &value))
+        self.edit_header(HeaderEdit::Add(&name, &value))
     }
     fn prepend_header(
         &mut self,
@@ -308,7 +294,7 @@ impl HostTransaction for SessionView<'_> {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.edit_header(&name, &value, |m| m.prepend_header(&name, &value))
+        self.edit_header(HeaderEdit::Prepend(&name, &value))
     }
     fn remove_header(
         &mut self,
@@ -327,7 +313,7 @@ impl HostTransaction for SessionView<'_> {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.edit_header(&name, &value, |m| m.replace_header(&name, &value))
+        self.edit_header(HeaderEdit::Replace(&name, &value))
     }
     fn body_size(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<u64> {
         Ok(self
@@ -380,10 +366,12 @@ impl HostTransaction for SessionView<'_> {
         key: String,
         value: String,
     ) -> wasmtime::Result<()> {
-        match self.txn() {
-            Some(t) => set_note(&mut t.notes, key, value),
-            None => Ok(()),
+        if self.ctx.txn.is_none() {
+            return Ok(());
         }
+        self.ctx
+            .set_note(NoteScope::Transaction, key, value)
+            .map_err(|e| wasmtime::Error::new(HostRefusal(e.to_string())))
     }
     fn remove_note(&mut self, _: Resource<TransactionHandle>, key: String) -> wasmtime::Result<()> {
         if let Some(t) = self.txn() {
@@ -397,28 +385,9 @@ impl HostTransaction for SessionView<'_> {
 }
 
 impl SessionView<'_> {
-    /// Applies a header edit after checking that the message stays within
-    /// the size limit.
-    fn edit_header(
-        &mut self,
-        name: &str,
-        value: &str,
-        edit: impl FnOnce(&mut crate::message::Message) -> Result<(), crate::message::EditError>,
-    ) -> wasmtime::Result<Result<(), String>> {
-        let ctx = &mut *self.ctx;
-        let limit = ctx.max_message_size;
-        let Some(txn) = ctx.txn.as_mut() else {
-            return Ok(Err(NO_TXN.into()));
-        };
-        let Some(m) = txn.message.as_mut() else {
-            return Ok(Err(NO_MESSAGE.into()));
-        };
-        let grown = m.len() as u64 + name.len() as u64 + value.len() as u64 + 4;
-        if grown > limit {
-            return Ok(Err(format!(
-                "message would exceed the size limit of {limit} octets"
-            )));
-        }
-        Ok(edit(m).map_err(|e| e.to_string()))
+    /// Applies a header edit within the session's bounds
+    /// ([`SessionContext::edit_header`]); a refusal is the call's error.
+    fn edit_header(&mut self, edit: HeaderEdit<'_>) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.ctx.edit_header(edit).map_err(|e| e.to_string()))
     }
 }

@@ -34,6 +34,7 @@ mod host_dns;
 mod host_kv;
 mod host_log;
 mod host_session;
+mod limiter;
 mod loader;
 mod metrics;
 mod pool;

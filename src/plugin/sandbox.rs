@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::sockets::SocketAddrUse;
@@ -56,8 +55,8 @@ pub(crate) struct StoreData {
     pub wasi: WasiCtx,
     /// WASI's resource table.
     pub table: ResourceTable,
-    /// Memory cap of this instance.
-    pub limits: MemoryCap,
+    /// Memory cap of this instance (all its memories together).
+    pub limits: super::limiter::InstanceLimits,
     /// Epoch ticks the current call may still run before it traps.
     pub ticks_left: u64,
 }
@@ -150,35 +149,6 @@ pub(crate) fn placeholder() -> SessionContext {
     }
 }
 
-/// The memory cap of one instance: growing a memory past it fails the
-/// call with a typed [`MemoryCapReached`] (counted as out-of-memory).
-pub(crate) struct MemoryCap {
-    max: usize,
-}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max {
-            return Err(wasmtime::Error::new(MemoryCapReached));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        // Tables are bounded by the engine's allocator.
-        Ok(true)
-    }
-}
 /// Builds the one engine of the gateway.
 ///
 /// `instances` is the number of plugin instances that may live at once
@@ -286,9 +256,9 @@ pub(crate) fn new_store(
             Box::pin(std::future::ready(allowed))
         });
     }
-    let limits = MemoryCap {
-        max: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
-    };
+    let limits = super::limiter::InstanceLimits::new(
+        usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
+    );
     let data = StoreData {
         ctx: placeholder(),
         lent: false,

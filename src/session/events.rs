@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use crate::context::{HelloKind, Recipient, Transaction};
 use crate::delivery::Envelope;
-use crate::message::Message;
+use crate::message::{HeaderError, Message};
 use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
 use crate::protocol::{Decision, EnhancedCode, Event, Reply, replies};
@@ -50,6 +50,25 @@ fn auth_failed() -> Reply {
     )
 }
 
+/// `552 5.3.4` for a header section past `[limits]` (RFC 3463: message
+/// too big for system).
+fn header_too_large(e: HeaderError) -> Reply {
+    Reply::new(
+        552,
+        EnhancedCode::new(5, 3, 4),
+        format!("Message header too large: {e}"),
+    )
+}
+
+/// `452 4.3.1` when the memory budget for messages is used up.
+fn memory_full() -> Reply {
+    Reply::new(
+        452,
+        EnhancedCode::new(4, 3, 1),
+        "Insufficient system storage, try again later",
+    )
+}
+
 /// `250 2.0.0 Ok: queued as <id>`.
 fn queued_as(id: &str) -> Reply {
     Reply::new(
@@ -76,6 +95,13 @@ impl Session {
 
     /// Answers one engine event.
     pub(super) async fn handle(&mut self, event: Event) -> Decision {
+        // Any command but the message's own events ends the DATA phase.
+        if !matches!(
+            event,
+            Event::Data | Event::DataHeaders | Event::MessageComplete
+        ) {
+            self.reservation = None;
+        }
         match event {
             Event::Connect => self.on_connect().await,
             Event::Helo { host } => self.on_hello(HelloKind::Helo, host).await,
@@ -83,7 +109,19 @@ impl Session {
             Event::Mail { sender, params } => self.on_mail(sender, params).await,
             Event::Rcpt { recipient, params } => self.on_rcpt(recipient, params).await,
             Event::Data => {
-                verdict_decision(self.hook(Hook::Data).await).unwrap_or(Decision::Default)
+                // The message's worst case must fit the memory budget
+                // before anything of it is read.
+                let max = self.listener.engine.max_message_size;
+                let Some(reservation) = self.shared.memory_budget.reserve(max) else {
+                    tracing::info!(
+                        reserved = self.shared.memory_budget.used(),
+                        "memory budget for messages used up"
+                    );
+                    return Decision::Reply(memory_full());
+                };
+                let d = verdict_decision(self.hook(Hook::Data).await).unwrap_or(Decision::Default);
+                self.reservation = d.accepts().then_some(reservation);
+                d
             }
             Event::DataHeaders => {
                 let d = self.on_data_headers().await;
@@ -91,6 +129,8 @@ impl Session {
                 // with this reply: no `MessageComplete` follows.
                 if let Some(code) = refusal_code(&d) {
                     self.count_message(Some(code));
+                    // The engine stores nothing more of this message.
+                    self.reservation = None;
                     self.end_transaction(TransactionEnd::Refused).await;
                 }
                 d
@@ -210,31 +250,27 @@ impl Session {
         decision
     }
 
+    /// Parses the header section (bounded by `[limits]`, scanned before
+    /// anything is allocated; only the section is copied) and runs the
+    /// data-headers hook.
     async fn on_data_headers(&mut self) -> Decision {
-        let prefix = self.engine.message_so_far().to_vec();
+        let parsed =
+            Message::parse_prefix(self.engine.message_so_far(), &self.shared.header_limits);
+        let message = match parsed {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(error = %e, "header section refused");
+                return Decision::Reply(header_too_large(e));
+            }
+        };
         if let Some(txn) = self.ctx.txn.as_mut() {
-            txn.message = Some(Message::parse(prefix));
+            txn.message = Some(message);
         }
         verdict_decision(self.hook(Hook::DataHeaders).await).unwrap_or(Decision::Default)
     }
 
     async fn on_message_complete(&mut self) -> Decision {
-        let prefix_len = self.engine.headers_len();
-        let full = self.engine.take_message();
-        let Some(txn) = self.ctx.txn.as_mut() else {
-            tracing::warn!("message complete without a transaction");
-            return Decision::Reply(Reply::local_error());
-        };
-        let message = match txn.message.take() {
-            Some(mut m) if prefix_len <= full.len() => {
-                m.append_body(&full[prefix_len..]);
-                m
-            }
-            _ => Message::parse(full),
-        };
-        txn.message = Some(message);
-
-        let decision = self.deliver().await;
+        let decision = self.complete_and_deliver().await;
         let refused = refusal_code(&decision);
         self.count_message(refused);
         let end = match refused {
@@ -242,7 +278,29 @@ impl Session {
             Some(_) => TransactionEnd::Refused,
         };
         self.end_transaction(end).await;
+        self.reservation = None;
         decision
+    }
+
+    /// Makes the received buffer the message's one copy (parsing the header
+    /// section if data-headers did not), then delivers.
+    async fn complete_and_deliver(&mut self) -> Decision {
+        let full = self.engine.take_message();
+        let Some(txn) = self.ctx.txn.as_mut() else {
+            tracing::warn!("message complete without a transaction");
+            return Decision::Reply(Reply::local_error());
+        };
+        match txn.message.as_mut() {
+            Some(m) => m.complete(full),
+            None => match Message::parse_bounded(full, &self.shared.header_limits) {
+                Ok(m) => txn.message = Some(m),
+                Err(e) => {
+                    tracing::info!(error = %e, "header section refused");
+                    return Decision::Reply(header_too_large(e));
+                }
+            },
+        }
+        self.deliver().await
     }
 
     /// Counts a message the driver decided on (`[metrics]`): accepted, or
@@ -267,18 +325,22 @@ impl Session {
         if !self.plugins.wants(&Hook::BodyChunk(0, &[])) {
             return None;
         }
+        // A shared handle on the received body (no copy): the context it
+        // lives in is lent to the plugins during each call.
+        let body = self
+            .ctx
+            .txn
+            .as_ref()?
+            .message
+            .as_ref()?
+            .received_body_bytes();
         let mut offset = 0usize;
-        let mut chunk = Vec::new();
         loop {
-            // Copied: the body lives in the context lent to the plugins.
-            let body = self.ctx.txn.as_ref()?.message.as_ref()?.received_body();
             if offset >= body.len() {
                 return None;
             }
             let end = body.len().min(offset + BODY_CHUNK_SIZE);
-            chunk.clear();
-            chunk.extend_from_slice(&body[offset..end]);
-            let hook = Hook::BodyChunk(offset as u64, &chunk);
+            let hook = Hook::BodyChunk(offset as u64, &body[offset..end]);
             match self.plugins.run(hook, &mut self.ctx).await {
                 Verdict::Declined | Verdict::Ok => offset = end,
                 other => return verdict_decision(other),
@@ -343,17 +405,20 @@ impl Session {
         let Some(message) = txn.message.as_ref() else {
             return Decision::Reply(Reply::local_error());
         };
-        let body = message.to_bytes();
+        // Shared buffers: the received bytes are not copied for delivery
+        // (an edited header section is the only new buffer).
+        let [head, body] = message.delivery_parts();
+        let size = head.len() + body.len();
         let reply = self
             .shared
             .deliverer
-            .deliver(&envelope, &[&header, &body])
+            .deliver(&envelope, &[header.as_slice(), &head[..], &body[..]])
             .await;
         tracing::info!(
             id = %envelope.id,
             from = %envelope.sender,
             recipients = envelope.recipients.len(),
-            size = body.len(),
+            size,
             code = reply.code,
             "message delivered"
         );

@@ -16,6 +16,7 @@
 //! (after the grace period) sends `421 4.3.2` at the next read; a session
 //! never abandons a message it is delivering.
 
+pub mod budget;
 mod events;
 pub mod ids;
 pub mod received;
@@ -34,15 +35,18 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Users;
 use crate::config::{ListenerMode, TimeoutsConfig};
-use crate::context::{Connection, SessionContext};
+use crate::context::{Connection, PluginLimits, SessionContext};
 use crate::delivery::Deliverer;
 use crate::dns::ReverseDns;
+use crate::message::HeaderLimits;
 use crate::metrics::{ActiveConnection, SessionMetrics};
 use crate::plugin::{Hook, PluginHost, PluginSession};
 use crate::protocol::{Action, Engine, EngineConfig, EnhancedCode, Reply};
 use crate::relay::RelayPolicy;
 
 pub use stream::Stream;
+
+use budget::{MemoryBudget, Reservation};
 
 /// What every session of the server shares.
 pub struct Shared {
@@ -67,6 +71,12 @@ pub struct Shared {
     pub tls: TlsAcceptor,
     /// Connection and message counters; `None` when `[metrics]` is off.
     pub metrics: Option<SessionMetrics>,
+    /// Bounds on a received header section (`[limits]`).
+    pub header_limits: HeaderLimits,
+    /// Message octets in memory across sessions (`[limits] memory_budget`).
+    pub memory_budget: Arc<MemoryBudget>,
+    /// What plugins may make the host hold per session.
+    pub plugin_limits: PluginLimits,
 }
 
 /// What a session knows about the listener it came in on.
@@ -102,6 +112,8 @@ pub struct Session {
     session_deadline: Instant,
     /// When the command being received must be complete.
     command_deadline: Instant,
+    /// The message being received's share of the memory budget.
+    reservation: Option<Reservation>,
     /// Read buffer.
     buf: Box<[u8]>,
     /// This session's unit of `wasmtp_connections_active` (`[metrics]`),
@@ -125,6 +137,10 @@ impl Session {
         let engine = Engine::new(listener.engine.clone(), implicit_tls);
         let mut conn = Connection::new(id, remote, local);
         conn.relay_client = shared.relay.is_relay_network(remote.ip());
+        conn.limits = PluginLimits {
+            max_recipients: listener.engine.max_recipients,
+            ..shared.plugin_limits
+        };
         let ctx = SessionContext {
             conn,
             txn: None,
@@ -141,6 +157,7 @@ impl Session {
             ctx,
             plugins,
             force_close,
+            reservation: None,
             buf: vec![0u8; 16 * 1024].into_boxed_slice(),
             active: None,
         }
@@ -234,6 +251,7 @@ impl Session {
         conn.notes = crate::context::Notes::new();
         conn.relay_client = self.shared.relay.is_relay_network(conn.remote.ip());
         self.ctx.txn = None;
+        self.reservation = None;
     }
 
     /// The TLS handshake (STARTTLS or implicit); false if it failed.

@@ -112,8 +112,17 @@ pub const TEST_TOOLS: &[Tool] = &[
         check: None,
     },
     Tool {
+        program: "openssl",
+        packages: &["openssl"],
+        check: Some(Check {
+            args: &["version"],
+            expect: "OpenSSL",
+            what: "the openssl CLI (DKIM test keys)",
+        }),
+    },
+    Tool {
         program: "python3",
-        packages: &["python3"],
+        packages: &["python3", "python3-venv"],
         check: Some(Check {
             args: &[
                 "-c",

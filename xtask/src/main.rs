@@ -19,6 +19,7 @@ mod fuzz;
 mod install;
 mod langs;
 mod plugins;
+mod pytools;
 mod run;
 mod sh;
 mod test;

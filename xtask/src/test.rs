@@ -29,9 +29,11 @@ pub fn test(opts: &Options) -> Result<()> {
         // by a failing test half an hour later.
         sh::step("test tools (preflight)");
         record("preflight", install::preflight(&tools));
+        record("python test packages", crate::pytools::check(&root));
     } else {
         sh::step("test tools (apt, then preflight)");
         record("install", install::ensure_tools(&tools));
+        record("python test packages", crate::pytools::ensure(&root));
         record("toolchains", plugins::install_toolchains());
     }
     record("plugins", plugins::build_all());

@@ -91,11 +91,13 @@ impl Plugin for AttachmentBlock {
     }
 
     fn data_post(&mut self, _conn: &Connection, txn: &Transaction) -> Verdict {
-        let mut raw = txn.header_block();
-        if plain_text::parse_head(&raw).is_some_and(|head| plain_text::single_plain_part(&head)) {
+        let head = txn.header_block();
+        if plain_text::parse_head(&head).is_some_and(|head| plain_text::single_plain_part(&head)) {
             return Verdict::Declined;
         }
-        raw.extend_from_slice(&txn.body());
+        // One buffer for the whole message (bounded copies: a 30 MiB
+        // message fits the default 64 MiB cap with its decoded parts).
+        let raw = plain_text::whole_message(head, txn.body_size(), |o, n| txn.read_body(o, n));
         let Some(msg) = MessageParser::default().parse(&raw) else {
             return Verdict::Declined;
         };

@@ -58,18 +58,21 @@ impl ContentFilter {
         None
     }
 
-    /// The first rule matching the decoded message `head` + `body`.
-    fn matched(&self, head: &[u8], body: &[u8]) -> Option<String> {
-        if let Some(parsed) = plain_text::parse_head(head)
+    /// The first rule matching the decoded message of `txn`. The body is
+    /// held once: read by itself for a plain single part, else read
+    /// straight into one buffer after the header block for the MIME parse.
+    fn matched(&self, txn: &Transaction) -> Option<String> {
+        let head = txn.header_block();
+        if let Some(parsed) = plain_text::parse_head(&head)
             && plain_text::single_plain_part(&parsed)
-            && let Some(text) = plain_text::identity_text(&parsed, body)
         {
-            let subject = parsed.subject().unwrap_or("");
-            return self.first_match(subject, std::iter::once(text));
+            let body = txn.body();
+            if let Some(text) = plain_text::identity_text(&parsed, &body) {
+                let subject = parsed.subject().unwrap_or("");
+                return self.first_match(subject, std::iter::once(text));
+            }
         }
-        let mut raw = Vec::with_capacity(head.len() + body.len());
-        raw.extend_from_slice(head);
-        raw.extend_from_slice(body);
+        let raw = plain_text::whole_message(head, txn.body_size(), |o, n| txn.read_body(o, n));
         let msg = MessageParser::default().parse(&raw)?;
         self.matched_mime(&msg)
     }
@@ -110,7 +113,7 @@ impl Plugin for ContentFilter {
     }
 
     fn data_post(&mut self, _conn: &Connection, txn: &Transaction) -> Verdict {
-        let Some(rule) = self.matched(&txn.header_block(), &txn.body()) else {
+        let Some(rule) = self.matched(txn) else {
             txn.set_note("content_filter.result", "clean");
             return Verdict::Declined;
         };

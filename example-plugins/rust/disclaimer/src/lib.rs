@@ -68,31 +68,59 @@ impl Disclaimer {
     }
 
     /// Returns the new body, or None when there was nothing to change.
+    ///
+    /// Memory: the body is held once for the MIME parse (read straight
+    /// after the header block), the parse is dropped before the new body
+    /// is built, and the new body is assembled from slices of the old one:
+    /// at most twice the body at any moment, never the four copies of
+    /// reading, appending, splicing and splitting.
     fn rewrite(&self, txn: &Transaction) -> Option<(Vec<u8>, usize)> {
         let head = txn.header_block();
-        let body = txn.body();
         if let Some(parsed) = plain_text::parse_head(&head)
             && plain_text::single_plain_part(&parsed)
-            && let Some(text) = plain_text::identity_text(&parsed, &body)
         {
-            if self.already_in(text) {
-                return None;
+            let mut body = txn.body();
+            if let Some(text) = plain_text::identity_text(&parsed, &body) {
+                if self.already_in(text) {
+                    return None;
+                }
+                // The part ends where the message ends; an empty body ends
+                // right after the header block's CRLF.
+                let footer = if body.is_empty() {
+                    self.insert_at(&head, head.len(), Encoding::None)
+                } else {
+                    self.insert_at(&body, body.len(), Encoding::None)
+                };
+                body.extend_from_slice(&footer);
+                return Some((body, 1));
             }
-            // The part ends where the message ends; an empty body ends
-            // right after the header block's CRLF.
-            let tail = if body.is_empty() {
-                &head[..]
-            } else {
-                &body[..]
-            };
-            let footer = self.insert_at(tail, tail.len(), Encoding::None);
-            let mut out = body;
-            out.extend_from_slice(&footer);
-            return Some((out, 1));
         }
-        let mut raw = head.clone();
-        raw.extend_from_slice(&body);
-        let msg = MessageParser::default().parse(&raw)?;
+        let head_len = head.len();
+        let raw = plain_text::whole_message(head, txn.body_size(), |o, n| txn.read_body(o, n));
+        let mut inserts = self.inserts(txn, &raw, head_len)?;
+        let count = inserts.len();
+        inserts.sort_by_key(|(at, _)| *at);
+        let grown: usize = inserts.iter().map(|(_, b)| b.len()).sum();
+        let mut out = Vec::with_capacity(raw.len() - head_len + grown);
+        let mut from = head_len;
+        for (at, bytes) in inserts {
+            out.extend_from_slice(&raw[from..at]);
+            out.extend_from_slice(&bytes);
+            from = at;
+        }
+        out.extend_from_slice(&raw[from..]);
+        Some((out, count))
+    }
+
+    /// Where footers go in `raw` (offsets past the header block) and their
+    /// bytes; `None` when nothing changes. The parse is dropped on return.
+    fn inserts(
+        &self,
+        txn: &Transaction,
+        raw: &[u8],
+        head_len: usize,
+    ) -> Option<Vec<(usize, Vec<u8>)>> {
+        let msg = MessageParser::default().parse(raw)?;
         let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, part) in msg.parts.iter().enumerate() {
             let PartType::Text(text) = &part.body else {
@@ -117,20 +145,12 @@ impl Disclaimer {
                 continue;
             }
             let end = part.offset_end as usize;
-            if end < head.len() || end > raw.len() {
+            if end < head_len || end > raw.len() {
                 continue;
             }
-            inserts.push((end, self.insert_at(&raw, end, part.encoding)));
+            inserts.push((end, self.insert_at(raw, end, part.encoding)));
         }
-        if inserts.is_empty() {
-            return None;
-        }
-        let count = inserts.len();
-        inserts.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-        for (at, bytes) in inserts {
-            raw.splice(at..at, bytes);
-        }
-        Some((raw.split_off(head.len()), count))
+        (!inserts.is_empty()).then_some(inserts)
     }
 }
 
