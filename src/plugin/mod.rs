@@ -49,7 +49,7 @@ pub use config::{
 };
 pub use failure::PluginFailure;
 pub use grants::Grants;
-pub use host_session::{MAX_NOTES_BYTES, MAX_RECIPIENTS, check_mailbox};
+pub use host_session::check_mailbox;
 pub use services::HostServices;
 pub use swap::PluginHost;
 pub use verdict::{MAX_LINE, MAX_LINES};

@@ -25,7 +25,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::PluginHostConfig;
 use super::config::PluginLimits;
-use super::failure::{CpuBudgetExhausted, MemoryCapReached};
+use super::failure::CpuBudgetExhausted;
 use super::grants::Grants;
 use super::host_dns::DnsView;
 use super::host_kv::KvView;
