@@ -48,6 +48,9 @@ pub fn redis() -> &'static Redis {
     SERVER.get_or_init(start)
 }
 
+// The child is killed and reaped by `stop_server` (registered with
+// atexit below), by PID, since the `Child` cannot live in the static.
+#[allow(clippy::zombie_processes)]
 fn start() -> Redis {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -240,8 +240,8 @@ fn ensure_python(root: &Path) -> Result<Toolchain> {
             );
             // A venv whose interpreter no longer runs (its directory was
             // moved or its python removed) is rebuilt from scratch.
-            let usable = Command::new(venv.join("bin/python"))
-                .args(["-c", "import pip"])
+            let usable = Command::new(venv.join("bin/pip"))
+                .arg("--version")
                 .output()
                 .is_ok_and(|o| o.status.success());
             if !usable {

@@ -45,9 +45,19 @@ pub fn ensure(root: &Path) -> Result<()> {
     }
     let venv = root.join("target/venv-tests");
     eprintln!("pytools: installing dkimpy {DKIMPY} into target/venv-tests");
-    if !venv.join("bin/pip").exists() {
-        crate::sh::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
-            .context("python3 -m venv (is python3 with venv installed?)")?;
+    // A venv whose pip no longer runs (the tree was moved, its python
+    // removed) is rebuilt from scratch.
+    let usable = Command::new(venv.join("bin/pip"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !usable {
+        crate::sh::run(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+        )
+        .context("python3 -m venv (is python3 with venv installed?)")?;
     }
     crate::sh::run(Command::new(venv.join("bin/pip")).args([
         "install",

@@ -219,7 +219,14 @@ export const kv = {
    * when the call creates the key (a fixed window).
    */
   increment(bucket, key, delta = 1, ttlMs) {
-    return Number(call(KvError, () => witKv.increment(String(bucket), String(key), BigInt(delta), ttl(ttlMs))));
+    const d = Number(delta);
+    // componentize-js's lowering of a negative BigInt to `s64` traps the
+    // whole instance (seen with the pinned version), so negative deltas
+    // are refused here as an ordinary `invalid` error until that is fixed.
+    if (!Number.isSafeInteger(d) || d < 0) {
+      throw new KvError("invalid", "the JavaScript SDK takes a non-negative integer delta");
+    }
+    return Number(call(KvError, () => witKv.increment(String(bucket), String(key), BigInt(d), ttl(ttlMs))));
   },
   /** Sets `key` to `value` only if its value is `expected` (undefined: only
    * if absent); true if it was set. Atomic. */
