@@ -1,7 +1,8 @@
 //! Host services through the real binary over TCP: the plugins' `dns`
 //! interface against a DNS server the test runs on 127.0.0.1 (every record
 //! type, every error kind, the cache, the per-session budget, the grant),
-//! TCP connects limited to the `connect` grant, the `lifecycle` export told
+//! TCP connects limited to the `connect` grant, wasi:http requests limited
+//! to the `http` grant, the `lifecycle` export told
 //! every end of a transaction, and grants checked by `check-config`.
 //!
 //! The probe fixture performs the lookups in its NOOP hook and answers NOOP
@@ -16,6 +17,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Gateway, LOCAL};
 use dns_support::{DnsServer, Zone};
@@ -236,6 +239,87 @@ fn tcp_connect_only_to_the_grant() {
     assert!(text.contains("ok=error("), "{text}");
 }
 
+/// A loopback HTTP/1.1 server answering every request with `NAME PATH`;
+/// returns its address and the number of requests it has received.
+fn http_server(name: &'static str) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut request_line = String::new();
+                if r.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                // Skip the header block.
+                loop {
+                    let mut line = String::new();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = request_line.split(' ').nth(1).unwrap_or("?");
+                let body = format!("{name} {path}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn http_requests_only_to_the_grant() {
+    plugin_support::plugins_built();
+    let (granted, _) = http_server("granted");
+    let (other, other_hits) = http_server("other");
+    let mut cfg = String::from(LOCAL);
+    cfg.push_str(&plugin_host());
+    cfg.push_str(&probe(
+        &format!("http = [\"http://{granted}\"]"),
+        &[
+            &format!("http:ok:http://{granted}/scan?x=1"),
+            &format!("http:no:http://{other}/"),
+            // A name is never resolved (the system resolver is not used),
+            // so it cannot match the address grant.
+            &format!("http:name:http://localhost:{}/", granted.port()),
+        ],
+        &["ok", "no", "name"],
+    ));
+    let gw = Gateway::start(&cfg);
+    let mut s = gw.connect();
+    let text = noop(&mut s);
+    assert!(text.contains("ok=ok 200 granted /scan?x=1"), "{text}");
+    assert!(text.contains("no=error(HttpRequestDenied)"), "{text}");
+    assert!(text.contains("name=error(HttpRequestDenied)"), "{text}");
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0, "a refused request opened a connection");
+    s.expect("EHLO client.test", 250);
+    drop(s);
+    assert!(
+        gw.log_text().contains("HTTP request outside the http grant refused"),
+        "the refusal is logged"
+    );
+
+    // Without the grant every request is refused.
+    let mut cfg = String::from(LOCAL);
+    cfg.push_str(&plugin_host());
+    cfg.push_str(&probe("", &[&format!("http:ok:http://{granted}/")], &["ok"]));
+    let gw = Gateway::start(&cfg);
+    let mut s = gw.connect();
+    let text = noop(&mut s);
+    assert!(text.contains("ok=error(HttpRequestDenied)"), "{text}");
+}
+
 #[test]
 fn lifecycle_hears_every_transaction_end() {
     plugin_support::plugins_built();
@@ -304,6 +388,24 @@ fn check_config_names_a_malformed_grant() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("plugins[0].kv[1]") && err.contains("4:13"),
+        "{err}"
+    );
+
+    // An http origin by name would need the system resolver: refused.
+    std::fs::write(
+        &path,
+        "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\nhttp = [\"http://127.0.0.1:11333\", \"https://scanner.example\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugins[0].http[1]") && err.contains("must be an IP address"),
         "{err}"
     );
 }

@@ -94,7 +94,7 @@ impl ConnectGrant {
 pub struct HttpOrigin {
     /// `http` or `https`.
     pub scheme: String,
-    /// Host name or address, lowercase (IPv6 without brackets).
+    /// IP address, as written (IPv6 without brackets).
     pub host: String,
     /// Port (the scheme's default when not written).
     pub port: u16,
@@ -141,6 +141,14 @@ impl HttpOrigin {
         if !host_ok || port == 0 {
             return Err(bad("invalid host or port"));
         }
+        // The gateway never asks the system resolver, and wasi:http would
+        // resolve a name there: origins are addresses.
+        if host.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(
+                "the host must be an IP address (names would need the system resolver, \
+                 which the gateway never uses)",
+            ));
+        }
         Ok(Self {
             scheme,
             host: host.to_ascii_lowercase(),
@@ -151,9 +159,14 @@ impl HttpOrigin {
     /// Whether a request to `scheme://host:port` is to this origin.
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.scheme.eq_ignore_ascii_case(scheme)
-            && self.host.eq_ignore_ascii_case(host)
-            && self.port == port
+        let same_ip = match (
+            self.host.parse::<std::net::IpAddr>(),
+            host.parse::<std::net::IpAddr>(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        self.scheme.eq_ignore_ascii_case(scheme) && same_ip && self.port == port
     }
 }
 
@@ -234,8 +247,9 @@ mod tests {
         assert!(o.matches("http", "127.0.0.1", 11333));
         assert!(!o.matches("https", "127.0.0.1", 11333));
         assert!(!o.matches("http", "127.0.0.1", 80));
-        let o = HttpOrigin::parse("https://Scanner.example/").unwrap();
-        assert!(o.matches("https", "scanner.example", 443));
+        let o = HttpOrigin::parse("https://192.0.2.7/").unwrap();
+        assert!(o.matches("https", "192.0.2.7", 443));
+        assert!(!o.matches("https", "scanner.example", 443));
         let o = HttpOrigin::parse("http://[::1]:8080").unwrap();
         assert!(o.matches("http", "[::1]", 8080));
         for bad in [
@@ -244,6 +258,8 @@ mod tests {
             "http://x/path",
             "127.0.0.1:80",
             "http://u@x",
+            "https://Scanner.example/",
+            "http://localhost:8080",
         ] {
             assert!(HttpOrigin::parse(bad).is_err(), "{bad}");
         }

@@ -31,6 +31,7 @@ mod config;
 mod failure;
 pub mod grants;
 mod host_dns;
+mod host_http;
 mod host_kv;
 mod host_log;
 mod host_session;

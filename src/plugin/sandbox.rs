@@ -6,7 +6,8 @@
 //!
 //! [`StoreData`] holds everything an instance's host calls may need; each
 //! WIT interface sees only its own view of it (`host_session`, `host_log`,
-//! `host_dns`, `host_kv`; WASI through [`WasiView`]).
+//! `host_dns`, `host_kv`; WASI through [`WasiView`], `wasi:http` through
+//! [`WasiHttpView`] with the grant check of `host_http`).
 
 use std::io;
 use std::pin::Pin;
@@ -22,12 +23,14 @@ use wasmtime::{
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::PluginHostConfig;
 use super::config::PluginLimits;
 use super::failure::CpuBudgetExhausted;
 use super::grants::Grants;
 use super::host_dns::DnsView;
+use super::host_http::HttpGrant;
 use super::host_kv::KvView;
 use super::host_log::LogView;
 use super::host_session::SessionView;
@@ -53,8 +56,12 @@ pub(crate) struct StoreData {
     pub session: SessionTag,
     /// WASI state: grants nothing.
     pub wasi: WasiCtx,
-    /// WASI's resource table.
+    /// WASI's resource table (also holds `wasi:http` resources).
     pub table: ResourceTable,
+    /// `wasi:http` state.
+    pub http: WasiHttpCtx,
+    /// `wasi:http` hooks: the `http` grant check.
+    pub http_hooks: HttpGrant,
     /// Memory cap of this instance (all its memories together).
     pub limits: super::limiter::InstanceLimits,
     /// Epoch ticks the current call may still run before it traps.
@@ -102,6 +109,16 @@ impl WasiView for StoreData {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreData {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -268,6 +285,8 @@ pub(crate) fn new_store(
         session,
         wasi: wasi.build(),
         table: ResourceTable::new(),
+        http: WasiHttpCtx::new(),
+        http_hooks: HttpGrant::new(plugin.clone()),
         limits,
         ticks_left: 0,
     };
