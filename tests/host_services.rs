@@ -300,24 +300,42 @@ fn http_requests_only_to_the_grant() {
     let mut s = gw.connect();
     let text = noop(&mut s);
     assert!(text.contains("ok=ok 200 granted /scan?x=1"), "{text}");
-    assert!(text.contains("no=error(HttpRequestDenied)"), "{text}");
-    assert!(text.contains("name=error(HttpRequestDenied)"), "{text}");
-    assert_eq!(other_hits.load(Ordering::SeqCst), 0, "a refused request opened a connection");
+    assert!(
+        text.contains("no=error(ErrorCode::HttpRequestDenied)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("name=error(ErrorCode::HttpRequestDenied)"),
+        "{text}"
+    );
+    assert_eq!(
+        other_hits.load(Ordering::SeqCst),
+        0,
+        "a refused request opened a connection"
+    );
     s.expect("EHLO client.test", 250);
     drop(s);
     assert!(
-        gw.log_text().contains("HTTP request outside the http grant refused"),
+        gw.log_text()
+            .contains("HTTP request outside the http grant refused"),
         "the refusal is logged"
     );
 
     // Without the grant every request is refused.
     let mut cfg = String::from(LOCAL);
     cfg.push_str(&plugin_host());
-    cfg.push_str(&probe("", &[&format!("http:ok:http://{granted}/")], &["ok"]));
+    cfg.push_str(&probe(
+        "",
+        &[&format!("http:ok:http://{granted}/")],
+        &["ok"],
+    ));
     let gw = Gateway::start(&cfg);
     let mut s = gw.connect();
     let text = noop(&mut s);
-    assert!(text.contains("ok=error(HttpRequestDenied)"), "{text}");
+    assert!(
+        text.contains("ok=error(ErrorCode::HttpRequestDenied)"),
+        "{text}"
+    );
 }
 
 #[test]
