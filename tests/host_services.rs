@@ -375,55 +375,41 @@ fn lifecycle_hears_every_transaction_end() {
 
 #[test]
 fn check_config_names_a_malformed_grant() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.toml");
-    std::fs::write(
-        &path,
+    let err = check_config_error(
         "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\nconnect = [\"127.0.0.1:783\", \"somehost:25\"]\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(err.contains("4:29"), "{err}");
     assert!(err.contains("plugins[0].connect[1]"), "{err}");
     assert!(err.contains("invalid connect grant"), "{err}");
 
-    std::fs::write(
-        &path,
+    let err = check_config_error(
         "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\nkv = [\"ok\", \"no spaces\"]\nhttp = [\"ftp://x\"]\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.contains("plugins[0].kv[1]") && err.contains("4:13"),
         "{err}"
     );
 
     // An http origin by name would need the system resolver: refused.
-    std::fs::write(
-        &path,
+    let err = check_config_error(
         "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\nhttp = [\"http://127.0.0.1:11333\", \"https://scanner.example\"]\n",
-    )
-    .unwrap();
+    );
+    assert!(
+        err.contains("plugins[0].http[1]") && err.contains("must be an IP address"),
+        "{err}"
+    );
+}
+
+/// Runs `wasmtp check-config` on `text`, asserts it fails, returns stderr.
+fn check_config_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
         .args(["check-config", "--config"])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("plugins[0].http[1]") && err.contains("must be an IP address"),
-        "{err}"
-    );
+    assert!(!out.status.success(), "check-config accepted:\n{text}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
