@@ -118,12 +118,38 @@ impl Reloader {
             .as_ref()
             .context("the config was not loaded from a file: nothing to reload")?;
         let config = Config::load(path)?;
+        // A bucket granted for the first time by this reload: open the store
+        // now (of the reloaded `[kv]`, since none was opened before).
+        open_kv_if_granted(&config, self.shared.plugins.services()).await?;
         // Same engine, instance pool and compiled-component cache: only the
         // chain is swapped (in-flight sessions finish on the old one).
         self.shared.plugins.reload(&config.plugins).await?;
         tracing::info!(plugins = config.plugins.len(), "plugin chain reloaded");
         Ok(())
     }
+}
+
+/// Opens the `[kv]` store and hands it to the plugin host's services when a
+/// plugin of `config` is granted a bucket and no store is open yet. The
+/// store then stays open for the life of the process: SIGHUP swaps
+/// plugins, not state, and a `[kv]` changed later needs a restart.
+async fn open_kv_if_granted(
+    config: &Config,
+    services: &crate::plugin::HostServices,
+) -> anyhow::Result<()> {
+    let wants_kv = config
+        .plugins
+        .iter()
+        .any(|p| p.grants().is_ok_and(|g| !g.kv.is_empty()));
+    if !wants_kv || services.has_kv() {
+        return Ok(());
+    }
+    let store = crate::kv::KvStore::open(&config.kv)
+        .await
+        .context("opening the [kv] store")?;
+    tracing::info!(backend = ?config.kv.backend, "kv store open");
+    services.set_kv(Arc::new(store));
+    Ok(())
 }
 
 /// Hands every store-and-forward outcome to the plugins that want the
@@ -157,20 +183,8 @@ impl Server {
             plugin_host.max_connections =
                 u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
         }
-        let mut services = crate::plugin::HostServices::new(&config.dns);
-        // The key-value store is opened once, when a plugin is granted a
-        // bucket, and kept across reloads (SIGHUP swaps plugins, not state).
-        let wants_kv = config
-            .plugins
-            .iter()
-            .any(|p| p.grants().is_ok_and(|g| !g.kv.is_empty()));
-        if wants_kv {
-            let store = crate::kv::KvStore::open(&config.kv)
-                .await
-                .context("opening the [kv] store")?;
-            tracing::info!(backend = ?config.kv.backend, "kv store open");
-            services = services.with_kv(Arc::new(store));
-        }
+        let services = crate::plugin::HostServices::new(&config.dns);
+        open_kv_if_granted(&config, &services).await?;
         let plugins = PluginHost::load_with(&plugin_host, &config.plugins, services)
             .await
             .context("loading plugins")?;

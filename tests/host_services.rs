@@ -17,8 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::{Gateway, LOCAL};
 use dns_support::{DnsServer, Zone};
@@ -239,50 +238,11 @@ fn tcp_connect_only_to_the_grant() {
     assert!(text.contains("ok=error("), "{text}");
 }
 
-/// A loopback HTTP/1.1 server answering every request with `NAME PATH`;
-/// returns its address and the number of requests it has received.
-fn http_server(name: &'static str) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut request_line = String::new();
-                if r.read_line(&mut request_line).is_err() {
-                    return;
-                }
-                // Skip the header block.
-                loop {
-                    let mut line = String::new();
-                    match r.read_line(&mut line) {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == "\r\n" => break,
-                        Ok(_) => {}
-                    }
-                }
-                let path = request_line.split(' ').nth(1).unwrap_or("?");
-                let body = format!("{name} {path}");
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    (addr, hits)
-}
-
 #[test]
 fn http_requests_only_to_the_grant() {
     plugin_support::plugins_built();
-    let (granted, _) = http_server("granted");
-    let (other, other_hits) = http_server("other");
+    let (granted, _) = common::http_server("granted");
+    let (other, other_hits) = common::http_server("other");
     let mut cfg = String::from(LOCAL);
     cfg.push_str(&plugin_host());
     cfg.push_str(&probe(
@@ -371,6 +331,73 @@ fn lifecycle_hears_every_transaction_end() {
     let r = s.cmd("NOOP");
     assert_eq!(r.code, 250, "{}", r.text);
     assert!(r.text.contains("ends=delivered,reset,hello"), "{}", r.text);
+}
+
+#[test]
+fn lifecycle_hears_starttls_and_disconnect() {
+    plugin_support::plugins_built();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = common::write_cert(dir.path());
+    let mut extra = format!(
+        "{LOCAL}[tls]\ncert = {:?}\nkey = {:?}\n\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    extra.push_str(&plugin_host());
+    extra.push_str(&format!(
+        "[[plugins]]\nname = \"lifecycle\"\npath = {:?}\n\n",
+        plugin_support::wasm("lifecycle").display().to_string()
+    ));
+    let text = common::test_config(dir.path(), &["smtp"], &extra);
+    let gw = Gateway::start_text(dir, &text, 1);
+    let ended = |why: &str| {
+        gw.log_text()
+            .matches(&format!("transaction-ended {why}"))
+            .count()
+    };
+
+    // A transaction open when STARTTLS arrives ends with `starttls`.
+    let mut c = gw.connect();
+    c.expect("EHLO client.test", 250);
+    c.expect("MAIL FROM:<a@client.test>", 250);
+    c.expect("STARTTLS", 220);
+    let tcp = c.tcp().try_clone().unwrap();
+    let mut tls = BufReader::new(common::tls_client(tcp, &der));
+    tls.get_mut().write_all(b"EHLO client.test\r\n").unwrap();
+    assert_eq!(common::read_reply(&mut tls).unwrap().code, 250);
+    gw.wait_log("transaction-ended starttls");
+    // The notes from before TLS are gone (RFC 3207 4.2): the plugin's log
+    // of ends starts afresh.
+    tls.get_mut().write_all(b"NOOP\r\n").unwrap();
+    let r = common::read_reply(&mut tls).unwrap();
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(!r.text.contains("starttls"), "{}", r.text);
+    // A transaction open when the client goes away ends with `disconnect`.
+    tls.get_mut()
+        .write_all(b"MAIL FROM:<a@client.test>\r\n")
+        .unwrap();
+    assert_eq!(common::read_reply(&mut tls).unwrap().code, 250);
+    drop(tls);
+    drop(c);
+    gw.wait_log("transaction-ended disconnect");
+
+    // Without an open transaction neither STARTTLS nor QUIT ends one.
+    let mut c = gw.connect();
+    c.expect("EHLO client.test", 250);
+    c.expect("MAIL FROM:<a@client.test>", 250);
+    c.expect("RSET", 250);
+    c.expect("STARTTLS", 220);
+    let tcp = c.tcp().try_clone().unwrap();
+    let mut tls = BufReader::new(common::tls_client(tcp, &der));
+    tls.get_mut()
+        .write_all(b"EHLO client.test\r\nQUIT\r\n")
+        .unwrap();
+    assert_eq!(common::read_reply(&mut tls).unwrap().code, 250);
+    assert_eq!(common::read_reply(&mut tls).unwrap().code, 221);
+    gw.wait_disconnects(2);
+    assert_eq!(ended("starttls"), 1, "{}", gw.log_text());
+    assert_eq!(ended("disconnect"), 1, "{}", gw.log_text());
+    assert_eq!(ended("reset"), 1, "{}", gw.log_text());
 }
 
 #[test]

@@ -13,10 +13,14 @@ use std::path::Path;
 use common::{Gateway, LOCAL};
 
 fn config(kv: &str) -> String {
+    config_granting(kv, "[\"grey\"]")
+}
+
+fn config_granting(kv: &str, buckets: &str) -> String {
     let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wasmtp-test-cache");
     format!(
         "{LOCAL}\n[plugin_host]\ncache_dir = {:?}\nmax_connections = 16\n\n{kv}\n\
-         [[plugins]]\nname = \"probe\"\npath = {:?}\nkv = [\"grey\"]\n\
+         [[plugins]]\nname = \"probe\"\npath = {:?}\nkv = {buckets}\n\
          [plugins.config]\nkv_noop = true\nhooks = [\"noop\"]\n\n",
         cache.display().to_string(),
         plugin_support::wasm("probe").display().to_string(),
@@ -78,4 +82,55 @@ fn redis_state_is_shared_between_gateways() {
     assert!(noop(&a, "get grey lock").ends_with("kv ok b"));
     let r = noop(&a, "get other k");
     assert!(r.contains("kv err not-granted"), "{r}");
+}
+
+#[test]
+fn a_bucket_granted_by_sighup_serves_new_sessions() {
+    let state = tempfile::tempdir().unwrap();
+    let kv = format!(
+        "[kv]\nbackend = \"embedded\"\npath = {:?}\n",
+        state.path().join("kv").display().to_string()
+    );
+    // No plugin is granted a bucket: no store is opened at start.
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::test_config(dir.path(), &["smtp"], &config_granting(&kv, "[]"));
+    let gw = Gateway::start_text(dir, &text, 1);
+    let r = noop(&gw, "incr grey n 1");
+    assert!(r.contains("kv err not-granted"), "{r}");
+    assert!(
+        !gw.log_text().contains("kv store open"),
+        "{}",
+        gw.log_text()
+    );
+    assert!(!state.path().join("kv").exists());
+
+    // The same plugin, now granted `grey`: the reload opens the store.
+    let text = common::test_config(gw.dir.path(), &["smtp"], &config(&kv));
+    std::fs::write(&gw.config_path, text).unwrap();
+    gw.signal("HUP");
+    gw.wait_log("plugin chain reloaded");
+    assert!(gw.log_text().contains("kv store open"), "{}", gw.log_text());
+    let r = noop(&gw, "incr grey n 1");
+    assert!(r.ends_with("kv ok 1"), "{r}");
+    let r = noop(&gw, "incr grey n 1");
+    assert!(r.ends_with("kv ok 2"), "{r}");
+
+    // Granted away again: refused, and the state stays for a later grant.
+    let text = common::test_config(gw.dir.path(), &["smtp"], &config_granting(&kv, "[]"));
+    std::fs::write(&gw.config_path, text).unwrap();
+    gw.signal("HUP");
+    wait_reloads(&gw, 2);
+    let r = noop(&gw, "get grey n");
+    assert!(r.contains("kv err not-granted"), "{r}");
+}
+
+/// Waits until the log shows `n` chain reloads (hang guard).
+fn wait_reloads(gw: &Gateway, n: usize) {
+    for _ in 0..600 {
+        if gw.log_text().matches("plugin chain reloaded").count() >= n * 2 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("never saw {n} reloads:\n{}", gw.log_text());
 }

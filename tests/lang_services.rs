@@ -3,11 +3,14 @@
 //! `c-services` fixtures, built from source by `cargo xtask plugins`, answer
 //! unknown commands (`XDNS`, `XREV`, `XKV`, `XLIFE`) with what the SDK call
 //! returned, against a DNS server the test runs on 127.0.0.1 and the
-//! embedded key-value store.
+//! embedded key-value store; `XFETCH` awaits `fetch` against HTTP servers
+//! the test runs on loopback, limited by the plugin's `http` grant.
 
 mod common;
 mod dns_support;
 mod lang_support;
+
+use std::sync::atomic::Ordering;
 
 use common::{Gateway, LOCAL, Smtp};
 use dns_support::{DnsServer, Zone};
@@ -158,6 +161,40 @@ fn js_plugin_without_grants_gets_clean_errors() {
         0,
         "an ungranted lookup never reaches the server"
     );
+}
+
+#[test]
+fn js_plugin_fetches_only_from_its_http_grant() {
+    let dns = DnsServer::start(zone());
+    let (granted, granted_hits) = common::http_server("granted");
+    let (other, other_hits) = common::http_server("other");
+    let grant = format!("http = [\"http://{granted}\"]");
+    let (gw, _kv) = gateway(&dns, "js-services", "fixtures/js-services", &grant, false);
+    let mut c = gw.connect();
+    c.expect("EHLO client.test", 250);
+    // An async hook awaiting `fetch`: the body comes back in the reply.
+    assert_eq!(
+        ask(&mut c, &format!("XFETCH http://{granted}/check?x=1")),
+        "250 200 granted /check?x=1"
+    );
+    assert_eq!(granted_hits.load(Ordering::SeqCst), 1);
+    // Another port on the same address: refused before any connection,
+    // as a rejected promise the plugin catches; the session goes on.
+    let refused = ask(&mut c, &format!("XFETCH http://{other}/"));
+    assert!(refused.starts_with("450 fetch "), "{refused}");
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        ask(&mut c, &format!("XFETCH http://{granted}/again")),
+        "250 200 granted /again"
+    );
+    c.expect("QUIT", 221);
+
+    // Without the grant every origin is refused.
+    let (gw, _kv) = gateway(&dns, "js-services", "fixtures/js-services", "", false);
+    let mut c = gw.connect();
+    let refused = ask(&mut c, &format!("XFETCH http://{granted}/"));
+    assert!(refused.starts_with("450 fetch "), "{refused}");
+    assert_eq!(granted_hits.load(Ordering::SeqCst), 2);
 }
 
 #[test]

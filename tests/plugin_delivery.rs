@@ -2,7 +2,8 @@
 //! mode relays to a sink that accepts one recipient and refuses the other;
 //! a plugin that wants `delivery` is told `delivered` for the first and
 //! `bounced` for the second (it logs what it was told, and the log is what
-//! the test reads).
+//! the test reads). The client is a relay client, so its sender is bounced
+//! (see `delivery_backscatter` for the untrusted case).
 
 mod common;
 mod delivery_support;
@@ -37,7 +38,7 @@ async fn plugins_hear_delivered_and_bounced() {
         let text = format!(
             "[server]\nhostname = \"mx.test\"\n\n\
              [[listeners]]\naddress = \"127.0.0.1:0\"\nmode = \"smtp\"\n\n\
-             {LOCAL}\n\
+             {LOCAL}relay_networks = [\"127.0.0.1\"]\n\n\
              [delivery]\nmode = \"store-and-forward\"\n\
              [delivery.forward]\nupstreams = [\"{upstream}\"]\ntls = \"none\"\n\
              [delivery.spool]\ndir = {spool:?}\nfirst_retry = \"1s\"\n\n\

@@ -250,6 +250,57 @@ async fn attachment_block() {
 }
 
 #[tokio::test]
+async fn attachment_block_walks_the_structure() {
+    use base64::Engine as _;
+    let (_d, h) = host(&[plugin("att", "attachment-block", "max_parts = 20")]).await;
+    let banned_ext = "554 5.7.1 attachment \"evil.exe\" has a banned extension";
+    // An RFC 2231 name, in a multipart/alternative inside multipart/mixed.
+    let nested = "Subject: x\r\nContent-Type: multipart/mixed; boundary=\"a\"\r\n\r\n\
+--a\r\nContent-Type: multipart/alternative; boundary=\"ab\"\r\n\r\n\
+--ab\r\nContent-Type: text/plain\r\n\r\nhi\r\n--ab\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--ab--\r\n\
+--a\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename*=UTF-8''evil%2Eexe\r\n\r\nMZ\r\n--a--\r\n";
+    let (v, _) = data_post(&h, nested).await;
+    assert_eq!(reply(&v), banned_ext);
+    // A boundary that is a prefix of another: only whole delimiter lines
+    // split, so the attachment is seen as one part with its own headers.
+    let prefix = "Subject: x\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\n--bb is not a delimiter\r\n\
+--b\r\nContent-Type: application/x-msdownload\r\n\r\nMZ\r\n--b--\r\n";
+    let (v, _) = data_post(&h, prefix).await;
+    assert_eq!(
+        reply(&v),
+        "554 5.7.1 attachment type application/x-msdownload is not accepted"
+    );
+    // A forwarded message sent base64-encoded is decoded and looked into.
+    let inner = with_attachment("evil.exe", "application/octet-stream");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(inner.as_bytes());
+    let forwarded = format!(
+        "Subject: fwd\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n\
+--o\r\nContent-Type: text/plain\r\n\r\nfyi\r\n\
+--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--o--\r\n"
+    );
+    let (v, _) = data_post(&h, &forwarded).await;
+    assert_eq!(reply(&v), banned_ext);
+    // Harmless parts pass, up to `max_parts` entities in all.
+    let many = |n: usize| {
+        let mut m =
+            String::from("Subject: x\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n");
+        for i in 0..n {
+            m.push_str(&format!(
+                "--m\r\nContent-Type: image/png; name=\"p{i}.png\"\r\n\r\niVBOR\r\n"
+            ));
+        }
+        m.push_str("--m--\r\n");
+        m
+    };
+    let (v, _) = data_post(&h, &many(19)).await;
+    assert_eq!(v, Verdict::Declined);
+    let (v, _) = data_post(&h, &many(20)).await;
+    assert_eq!(reply(&v), "554 5.7.1 message has more than 20 MIME parts");
+}
+
+#[tokio::test]
 async fn disclaimer_appends_to_text_parts_only() {
     let (_d, h) = host(&[plugin(
         "disc",

@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{Gateway, IO_GUARD, LOCAL, Smtp};
+use common::{Gateway, LOCAL};
 use dns_support::{DnsServer, Zone};
 
 /// `[plugin_host]` with a compile cache shared by the TCP tests.
@@ -35,18 +35,6 @@ fn entry(name: &str, extra: &str, config: &str) -> String {
         "[[plugins]]\nname = {name:?}\npath = {:?}\n{extra}\n[plugins.config]\n{config}\n\n",
         plugin_support::wasm(name).display().to_string()
     )
-}
-
-/// A raw SMTP client whose socket is bound to `source` (a loopback address
-/// such as 127.0.0.2), so the gateway sees that client IP.
-fn connect_from(addr: SocketAddr, source: &str) -> Smtp {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let src: SocketAddr = format!("{source}:0").parse().unwrap();
-    sock.bind(&src.into()).unwrap();
-    sock.connect(&addr.into()).unwrap();
-    let tcp: TcpStream = sock.into();
-    tcp.set_read_timeout(Some(IO_GUARD)).unwrap();
-    Smtp::from_stream(tcp)
 }
 
 // ------------------------------------------------------------------ dnsbl
@@ -76,7 +64,7 @@ fn dnsbl_refuses_a_listed_client_at_rcpt_with_the_zone_text_and_lets_postmaster_
     let dns = DnsServer::start(bl_zone());
     let gw = dnsbl_gateway(&dns, "dns = true", "zones = ['bl.test']");
 
-    let mut s = connect_from(gw.smtp(), "127.0.0.2");
+    let mut s = common::connect_from(gw.smtp(), "127.0.0.2");
     assert_eq!(s.greeting.code, 220, "{}", s.greeting.text);
     s.expect("EHLO client.example.net", 250);
     s.expect("MAIL FROM:<spammer@example.net>", 250);
@@ -91,7 +79,7 @@ fn dnsbl_refuses_a_listed_client_at_rcpt_with_the_zone_text_and_lets_postmaster_
     s.expect("QUIT", 221);
 
     // A listed entry without TXT: the fallback text names the zone.
-    let mut s = connect_from(gw.smtp(), "127.0.0.4");
+    let mut s = common::connect_from(gw.smtp(), "127.0.0.4");
     s.expect("EHLO client.example.net", 250);
     s.expect("MAIL FROM:<a@example.net>", 250);
     let r = s.cmd("RCPT TO:<bob@example.test>");
@@ -99,7 +87,7 @@ fn dnsbl_refuses_a_listed_client_at_rcpt_with_the_zone_text_and_lets_postmaster_
     s.expect("QUIT", 221);
 
     // 127.0.0.1 is not in the zone (NXDOMAIN): the mail is delivered.
-    let mut s = connect_from(gw.smtp(), "127.0.0.1");
+    let mut s = common::connect_from(gw.smtp(), "127.0.0.1");
     let r = s.send_mail(
         "alice@example.net",
         &["bob@example.test"],
@@ -116,7 +104,7 @@ fn dnsbl_refuses_a_listed_client_at_rcpt_with_the_zone_text_and_lets_postmaster_
 fn dnsbl_at_connect_refuses_the_greeting() {
     let dns = DnsServer::start(bl_zone());
     let gw = dnsbl_gateway(&dns, "dns = true", "zones = ['bl.test']\nhook = 'connect'");
-    let mut s = connect_from(gw.smtp(), "127.0.0.2");
+    let mut s = common::connect_from(gw.smtp(), "127.0.0.2");
     assert_eq!(s.greeting.code, 554, "{}", s.greeting.text);
     assert!(
         s.greeting.text.contains("5.7.1 Listed by bl.test"),
@@ -124,7 +112,7 @@ fn dnsbl_at_connect_refuses_the_greeting() {
         s.greeting.text
     );
     assert!(s.closed());
-    let s = connect_from(gw.smtp(), "127.0.0.5");
+    let s = common::connect_from(gw.smtp(), "127.0.0.5");
     assert_eq!(s.greeting.code, 220, "{}", s.greeting.text);
 }
 
@@ -132,7 +120,7 @@ fn dnsbl_at_connect_refuses_the_greeting() {
 fn dnsbl_servfail_passes_with_a_note_by_default_and_tempfails_when_configured() {
     let dns = DnsServer::start(bl_zone());
     let pass = dnsbl_gateway(&dns, "dns = true", "zones = ['bl.test']");
-    let mut s = connect_from(pass.smtp(), "127.0.0.3");
+    let mut s = common::connect_from(pass.smtp(), "127.0.0.3");
     let r = s.send_mail(
         "a@example.net",
         &["bob@example.test"],
@@ -151,7 +139,7 @@ fn dnsbl_servfail_passes_with_a_note_by_default_and_tempfails_when_configured() 
         "dns = true",
         "zones = ['bl.test']\non_error = 'tempfail'",
     );
-    let mut s = connect_from(tempfail.smtp(), "127.0.0.3");
+    let mut s = common::connect_from(tempfail.smtp(), "127.0.0.3");
     s.expect("EHLO client.example.net", 250);
     s.expect("MAIL FROM:<a@example.net>", 250);
     let r = s.cmd("RCPT TO:<bob@example.test>");
@@ -176,7 +164,7 @@ fn dnsbl_timeout_follows_on_error() {
         "zones = ['bl.test']\non_error = 'tempfail'",
     ));
     let gw = Gateway::start(&c);
-    let mut s = connect_from(gw.smtp(), "127.0.0.2");
+    let mut s = common::connect_from(gw.smtp(), "127.0.0.2");
     s.expect("EHLO client.example.net", 250);
     s.expect("MAIL FROM:<a@example.net>", 250);
     let r = s.cmd("RCPT TO:<bob@example.test>");
@@ -195,7 +183,7 @@ fn dnsbl_without_the_dns_grant_takes_its_failure_path_and_the_session_goes_on() 
     let dns = DnsServer::start(bl_zone());
     // [dns] resolver is configured, but this plugin was not granted DNS.
     let gw = dnsbl_gateway(&dns, "", "zones = ['bl.test']");
-    let mut s = connect_from(gw.smtp(), "127.0.0.2");
+    let mut s = common::connect_from(gw.smtp(), "127.0.0.2");
     let r = s.send_mail(
         "a@example.net",
         &["bob@example.test"],
@@ -257,7 +245,7 @@ fn ratelimit_refuses_the_message_past_the_limit() {
         "451 4.7.0 rate limit exceeded (3 per 3600 s), try again later"
     );
     // Another client address has its own counter.
-    let mut other = connect_from(gw.smtp(), "127.0.0.9");
+    let mut other = common::connect_from(gw.smtp(), "127.0.0.9");
     let r = other.send_mail(
         "a@example.net",
         &["bob@example.test"],
@@ -284,7 +272,7 @@ fn ratelimit_counts_authenticated_users_across_addresses() {
     let gw = Gateway::start(&c);
     let auth = format!("AUTH PLAIN {}", common::plain_auth("alice", "s3cret"));
     for (source, code) in [("127.0.0.1", 250), ("127.0.0.7", 451)] {
-        let mut s = connect_from(gw.smtp(), source);
+        let mut s = common::connect_from(gw.smtp(), source);
         s.expect("EHLO client.example.net", 250);
         s.expect(&auth, 235);
         s.expect("MAIL FROM:<alice@example.test>", 250);

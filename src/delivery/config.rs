@@ -180,6 +180,29 @@ pub struct SpoolConfig {
     /// sender. Off when absent (like Postfix's `delay_warning_time = 0`).
     #[serde(deserialize_with = "de_opt_duration")]
     pub delay_warning_after: Option<Duration>,
+    /// Verify each recipient of a client that is neither authenticated nor
+    /// in `relay_networks` at RCPT time, with a probe of the upstream
+    /// (`MAIL FROM:<>`, `RCPT TO:`, `RSET`, like Postfix's
+    /// `reject_unverified_recipient`): refused there → `550 5.1.1` in the
+    /// session; upstream unreachable or 4xx → `450 4.1.1`. Results are
+    /// cached (see `verify_cache_ttl`, `verify_negative_ttl`).
+    pub verify_recipients: bool,
+    /// How long an accepted probe result is reused.
+    #[serde(deserialize_with = "de_duration")]
+    pub verify_cache_ttl: Duration,
+    /// How long a refused probe result is reused.
+    #[serde(deserialize_with = "de_duration")]
+    pub verify_negative_ttl: Duration,
+    /// Most probe results kept (the oldest are dropped first).
+    pub verify_cache_size: usize,
+    /// How long a probe may take before the client gets `450 4.1.1`.
+    #[serde(deserialize_with = "de_duration")]
+    pub verify_timeout: Duration,
+    /// Bounce (and warn) also for recipients of a client that was neither
+    /// authenticated nor in `relay_networks` when the recipient was not
+    /// verified at RCPT time. Off by default: such a sender may be forged,
+    /// and a bounce to it is backscatter; the failure is logged instead.
+    pub bounce_unverified: bool,
 }
 
 impl Default for SpoolConfig {
@@ -193,6 +216,12 @@ impl Default for SpoolConfig {
             max_retry: Duration::from_secs(4 * 3600),
             max_lifetime: Duration::from_secs(5 * 86400),
             delay_warning_after: None,
+            verify_recipients: false,
+            verify_cache_ttl: Duration::from_secs(3600),
+            verify_negative_ttl: Duration::from_secs(600),
+            verify_cache_size: 100_000,
+            verify_timeout: Duration::from_secs(10),
+            bounce_unverified: false,
         }
     }
 }

@@ -40,7 +40,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{ClientError, ClientSettings, MailOptions, RcptMode, SmtpClient, TxnOutcome};
+use super::client::{
+    ClientError, ClientSettings, MailOptions, RcptMode, SmtpClient, TxnOutcome, UpstreamReply,
+};
 use super::config::{ForwardConfig, TlsPolicy};
 use crate::protocol::{EnhancedCode, Reply};
 
@@ -209,6 +211,45 @@ impl UpstreamPool {
             }
         }
         Err(last.or(unsupported).unwrap_or(ClientError::Lost {
+            stage: "connect",
+            reason: "no upstream configured".into(),
+        }))
+    }
+
+    /// Probes whether the upstream takes mail for `recipient` (see
+    /// [`SmtpClient::probe`]) over a pooled or fresh connection, trying the
+    /// upstreams in order until one answers.
+    pub async fn probe(&self, recipient: &str) -> Result<UpstreamReply, ClientError> {
+        if let Some(mut c) = self.take_idle() {
+            match c.probe(recipient).await {
+                Ok(r) => {
+                    self.put_back(c);
+                    return Ok(r);
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %c.peer(), error = %e, "pooled connection unusable for a probe");
+                }
+            }
+        }
+        let mut last = None;
+        for &addr in &self.upstreams {
+            let mut c = match self.connect(addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(upstream = %addr, error = %e, "upstream unavailable");
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match c.probe(recipient).await {
+                Ok(r) => {
+                    self.put_back(c);
+                    return Ok(r);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Lost {
             stage: "connect",
             reason: "no upstream configured".into(),
         }))

@@ -18,12 +18,26 @@
 //! - [`client`]: our SMTP client (pipelining, STARTTLS policy, dot-stuffing).
 //! - [`forward`]: the upstream connection pool and the verdict mapping.
 //! - [`util`]: host name, unique names, blocking-fs glue.
+//! - [`verify`]: recipient verification at RCPT time (store-and-forward).
+//!
+//! # Backscatter
+//! Store-and-forward accepts a message before the upstream has seen it, so
+//! a recipient the upstream refuses later would bounce to the envelope
+//! sender, which anyone can forge. Two guards, see [`SpoolConfig`]:
+//! `verify_recipients` asks the upstream at RCPT time (the refusal then
+//! happens in the session), and bounces and delay warnings go only to
+//! senders the gateway can hold accountable (the client authenticated or
+//! is in `relay_networks`) or for recipients verified at RCPT time;
+//! otherwise the failure is logged (`bounce suppressed`) and not sent
+//! (`bounce_unverified = true` restores bouncing). A bounce never quotes
+//! more than the failed message's header section.
 
 pub mod client;
 pub mod config;
 pub mod forward;
 pub mod maildir;
 pub mod util;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -36,6 +50,7 @@ use crate::queue::{DeliveryReport, Queue};
 use client::{MailOptions, RcptMode};
 use forward::UpstreamPool;
 use maildir::Maildir;
+use verify::{RecipientVerifier, Verification};
 
 /// Envelope of a message to deliver.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +66,12 @@ pub struct Envelope {
     pub body: BodyType,
     /// The client declared `SMTPUTF8`.
     pub smtputf8: bool,
+    /// The client was authenticated or in `relay_networks`: its sender may
+    /// be told of failures (bounces, delay warnings) for any recipient.
+    pub trusted: bool,
+    /// Recipients the upstream accepted at RCPT time (see [`verify`]): a
+    /// later failure for them is bounced even when not `trusted`.
+    pub verified: Vec<String>,
 }
 
 impl Envelope {
@@ -75,6 +96,8 @@ enum Backend {
 #[derive(Debug)]
 pub struct Deliverer {
     backend: Backend,
+    /// Recipient verification (store-and-forward with `verify_recipients`).
+    verifier: Option<RecipientVerifier>,
 }
 
 impl Deliverer {
@@ -82,6 +105,10 @@ impl Deliverer {
     /// `store-and-forward`, recovers the spool and starts the delivery
     /// workers (needs a tokio runtime). Upstream connections open lazily.
     pub async fn new(config: &DeliveryConfig) -> anyhow::Result<Self> {
+        let verifier = match config.mode {
+            DeliveryMode::StoreAndForward => RecipientVerifier::new(&config.spool),
+            _ => None,
+        };
         let backend = match config.mode {
             DeliveryMode::Maildir => {
                 Backend::Maildir(Maildir::open(&config.maildir).map_err(|e| {
@@ -96,7 +123,17 @@ impl Deliverer {
             }
             DeliveryMode::StoreAndForward => Backend::Spool(Queue::start(config).await?),
         };
-        Ok(Self { backend })
+        Ok(Self { backend, verifier })
+    }
+
+    /// Verifies a recipient of an untrusted client with the upstream
+    /// (`[delivery.spool] verify_recipients`); `None` when verification is
+    /// off or the mode is not store-and-forward.
+    pub async fn verify_recipient(&self, recipient: &str) -> Option<Verification> {
+        match (&self.backend, &self.verifier) {
+            (Backend::Spool(q), Some(v)) => Some(v.verify(q.pool(), recipient).await),
+            _ => None,
+        }
     }
 
     /// Delivers one message, given as consecutive parts (e.g. the Received

@@ -150,7 +150,7 @@ impl StoreData {
     pub fn kv_view(&mut self) -> KvView<'_> {
         KvView {
             plugin: &self.plugin,
-            backend: self.services.kv.as_ref(),
+            backend: self.services.kv.get(),
         }
     }
 }

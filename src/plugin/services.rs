@@ -1,8 +1,8 @@
 //! The host services plugins may be granted (DNS, key-value), shared by
 //! every instance, and the per-session budget that bounds their use.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::config::DnsConfig;
 use crate::dns::Lookups;
@@ -15,8 +15,10 @@ pub struct HostServices {
     pub dns: Option<Arc<Lookups>>,
     /// Lookups one session may make (`[dns] max_queries_per_session`).
     pub dns_budget: u32,
-    /// The key-value backend (`None`: none configured).
-    pub kv: Option<Arc<dyn KvBackend>>,
+    /// The key-value backend, shared by every clone of these services.
+    /// Empty until a plugin is first granted a bucket (at start or by a
+    /// reload), then set once and kept: a reload swaps plugins, not state.
+    pub kv: Arc<OnceLock<Arc<dyn KvBackend>>>,
 }
 
 impl std::fmt::Debug for HostServices {
@@ -24,7 +26,7 @@ impl std::fmt::Debug for HostServices {
         f.debug_struct("HostServices")
             .field("dns", &self.dns.is_some())
             .field("dns_budget", &self.dns_budget)
-            .field("kv", &self.kv.is_some())
+            .field("kv", &self.kv.get().is_some())
             .finish()
     }
 }
@@ -36,14 +38,26 @@ impl HostServices {
         Self {
             dns: Lookups::new(dns).map(Arc::new),
             dns_budget: dns.max_queries_per_session,
-            kv: None,
+            kv: Arc::new(OnceLock::new()),
         }
     }
 
     /// The same services with a key-value backend.
-    pub fn with_kv(mut self, kv: Arc<dyn KvBackend>) -> Self {
-        self.kv = Some(kv);
+    pub fn with_kv(self, kv: Arc<dyn KvBackend>) -> Self {
+        self.set_kv(kv);
         self
+    }
+
+    /// Whether a key-value backend is set.
+    pub fn has_kv(&self) -> bool {
+        self.kv.get().is_some()
+    }
+
+    /// Sets the key-value backend, for this value and every clone of it
+    /// (the loader's, every session's). A backend already set stays: the
+    /// call is then a no-op.
+    pub fn set_kv(&self, kv: Arc<dyn KvBackend>) {
+        let _ = self.kv.set(kv);
     }
 }
 

@@ -144,6 +144,12 @@ impl PluginHost {
         Ok(())
     }
 
+    /// The host services every session of this host uses (the key-value
+    /// backend can be set here when a reload first grants a bucket).
+    pub fn services(&self) -> &HostServices {
+        &self.loader.services
+    }
+
     /// Reloads the current `[[plugins]]` from their files.
     pub async fn reload_files(&self) -> anyhow::Result<()> {
         let plugins = self.current.lock().map(|c| c.clone()).unwrap_or_default();

@@ -28,7 +28,12 @@
 //!   warning (`Action: delayed`) to the envelope sender (never to the null
 //!   sender); `state/<id>` remembers it was sent, so it is sent at most
 //!   once (a crash between queueing it and writing the state can repeat
-//!   it, as with bounces).
+//!   it, as with bounces);
+//! - bounces and delay warnings go to senders the gateway can hold
+//!   accountable only (see Backscatter in [`crate::delivery`]).
+//!
+//! The decisions of an attempt are a pure function (`plan`, table-tested);
+//! the worker does the I/O around it.
 //!
 //! After a failed attempt the state (`state/<id>`: per-recipient status,
 //! attempts, next attempt time) is written atomically and fsynced. When no
@@ -54,6 +59,7 @@
 pub mod admin;
 pub mod bounce;
 pub mod commit;
+mod plan;
 pub mod report;
 pub mod spool;
 mod worker;
@@ -70,7 +76,6 @@ pub use admin::{QueueArgs, QueueCommand, queue_command};
 pub use report::{DeliveryReport, DeliveryStatus};
 
 use crate::context::Notes;
-use crate::delivery::client::MailOptions;
 use crate::delivery::forward::UpstreamPool;
 use crate::delivery::{DeliveryConfig, Envelope, SpoolConfig};
 use crate::protocol::{EnhancedCode, Reply};
@@ -233,18 +238,20 @@ impl Queue {
             .iter()
             .map(|r| r.address.clone())
             .collect();
-        match self
-            .shared
-            .spool_message(
-                &envelope.id,
-                envelope.sender.clone(),
-                recipients,
-                body,
-                notes.clone(),
-                envelope.mail_options(),
-            )
-            .await
-        {
+        let options = envelope.mail_options();
+        let meta = Meta {
+            id: String::new(),
+            sender: envelope.sender.clone(),
+            recipients,
+            created_ms: 0,
+            size: 0,
+            notes: notes.clone(),
+            body: options.body,
+            smtputf8: options.smtputf8,
+            trusted: envelope.trusted,
+            verified: envelope.verified.clone(),
+        };
+        match self.shared.spool_message(&envelope.id, meta, body).await {
             Ok(id) => crate::delivery::queued(&id),
             Err(e) => {
                 tracing::error!(id = %envelope.id, error = %e, "spool write failed");
@@ -382,11 +389,8 @@ impl Shared {
     async fn spool_message(
         &self,
         wanted_id: &str,
-        sender: String,
-        recipients: Vec<String>,
+        meta_base: Meta,
         body: Vec<u8>,
-        notes: Notes,
-        options: MailOptions,
     ) -> std::io::Result<String> {
         let body = Arc::new(body);
         let mut id = if spool::is_safe_id(wanted_id) {
@@ -395,14 +399,9 @@ impl Shared {
             spool::new_id()
         };
         let meta_base = Meta {
-            id: String::new(),
-            sender,
-            recipients,
             created_ms: spool::now_ms(),
             size: body.len() as u64,
-            notes,
-            body: options.body,
-            smtputf8: options.smtputf8,
+            ..meta_base
         };
         let mut tries = 0;
         let (meta, file) = loop {

@@ -10,7 +10,8 @@ pub enum DeliveryStatus {
     Delivered,
     /// A temporary failure: the gateway will try again later.
     Deferred,
-    /// A permanent failure or expiry: a bounce was queued for the sender.
+    /// A permanent failure or expiry: a bounce was queued for the sender,
+    /// unless the backscatter guard held it back (see [`crate::delivery`]).
     Bounced,
 }
 

@@ -129,6 +129,30 @@ pub struct Meta {
     /// The client declared `SMTPUTF8` (absent in older files: false).
     #[serde(default)]
     pub smtputf8: bool,
+    /// The client was authenticated or in `relay_networks`, so the sender
+    /// may be told of failures for any recipient (absent in older files:
+    /// true, as they were bounced before).
+    #[serde(default = "yes")]
+    pub trusted: bool,
+    /// Recipients the upstream accepted at RCPT time (verification).
+    #[serde(default)]
+    pub verified: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Meta {
+    /// Whether a failure for `recipient` may be reported to the sender (a
+    /// bounce or delay warning): never to the null sender; to a trusted
+    /// client's sender always; otherwise only for a recipient verified at
+    /// RCPT time, unless `bounce_unverified` says so (see
+    /// [`crate::delivery`], Backscatter).
+    pub fn may_notify(&self, recipient: &str, bounce_unverified: bool) -> bool {
+        !self.sender.is_empty()
+            && (self.trusted || bounce_unverified || self.verified.iter().any(|v| v == recipient))
+    }
 }
 
 /// Where one recipient stands.
@@ -375,6 +399,39 @@ mod tests {
         .unwrap();
         assert_eq!(m.body, BodyType::SevenBit);
         assert!(!m.smtputf8);
+        // Spooled before the backscatter guard: bounced as before.
+        assert!(m.trusted);
+        assert!(m.verified.is_empty());
+        assert!(m.may_notify("c@d", false));
+    }
+
+    #[test]
+    fn untrusted_senders_hear_only_of_verified_recipients() {
+        let m = Meta {
+            id: "X".into(),
+            sender: "maybe-forged@example.org".into(),
+            recipients: vec!["a@x".into(), "b@x".into()],
+            created_ms: 0,
+            size: 0,
+            notes: BTreeMap::new(),
+            body: BodyType::SevenBit,
+            smtputf8: false,
+            trusted: false,
+            verified: vec!["a@x".into()],
+        };
+        assert!(m.may_notify("a@x", false));
+        assert!(!m.may_notify("b@x", false));
+        assert!(m.may_notify("b@x", true), "bounce_unverified");
+        let trusted = Meta {
+            trusted: true,
+            ..m.clone()
+        };
+        assert!(trusted.may_notify("b@x", false));
+        let null = Meta {
+            sender: String::new(),
+            ..trusted
+        };
+        assert!(!null.may_notify("a@x", true), "never to the null sender");
     }
 
     #[test]
@@ -392,6 +449,8 @@ mod tests {
             notes: BTreeMap::new(),
             body: BodyType::BinaryMime,
             smtputf8: true,
+            trusted: false,
+            verified: vec!["c@d".into()],
         };
         assert!(is_safe_id(&meta.id));
         let header = String::from_utf8(header_bytes(&meta).unwrap()).unwrap();

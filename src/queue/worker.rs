@@ -1,5 +1,6 @@
 //! The scheduler (timers → ready ids) and the delivery workers (one attempt
-//! per ready id: send, classify per recipient, bounce, retry or remove).
+//! per ready id: send, then carry out what [`plan`] decided: bounce, warn,
+//! retry or remove).
 
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -8,11 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::Shared;
 use super::bounce::{self, Failed};
-use super::report::{DeliveryReport, DeliveryStatus};
+use super::report::DeliveryReport;
 use super::spool::{self, RcptStatus};
-use crate::delivery::client::{ClientError, MailOptions, RcptMode, TxnOutcome, UpstreamReply};
+use super::{Shared, plan};
+use crate::delivery::client::{ClientError, MailOptions, RcptMode};
 use crate::delivery::util::blocking;
 
 /// Moves due ids from the timer heap to the ready channel.
@@ -77,121 +78,29 @@ pub(super) async fn worker(
     }
 }
 
-/// One recipient's result of an attempt.
-#[derive(Debug)]
-enum Outcome {
-    Delivered(UpstreamReply),
-    Deferred {
-        code: u16,
-        /// RFC 3463 status for a delay warning.
-        status: String,
-        text: String,
-    },
-    Failed {
-        code: u16,
-        status: String,
-        text: String,
-        diagnostic: Option<String>,
-    },
-}
-
-fn classify(
-    outcome: &Result<(TxnOutcome, std::net::SocketAddr), ClientError>,
-    n: usize,
-) -> Vec<Outcome> {
-    let o = match outcome {
-        Err(e) => {
-            // The upstream lacks what the message needs (BINARYMIME,
-            // SMTPUTF8): retrying will not help and we do not convert, so
-            // it bounces.
-            if let Some(r) = e.unsupported_reply() {
-                let status = r.enhanced.map(|c| c.to_string()).unwrap_or_default();
-                let text = r.lines.join(" ");
-                return (0..n)
-                    .map(|_| Outcome::Failed {
-                        code: r.code,
-                        status: status.clone(),
-                        text: text.clone(),
-                        diagnostic: None,
-                    })
-                    .collect();
-            }
-            return (0..n)
-                .map(|_| Outcome::Deferred {
-                    code: 0,
-                    // No (usable) answer from the upstream.
-                    status: "4.4.1".into(),
-                    text: e.to_string(),
-                })
-                .collect();
-        }
-        Ok((o, _)) => o,
-    };
-    let from_reply = |r: &UpstreamReply| {
-        if r.is_permanent() {
-            Outcome::Failed {
-                code: r.code,
-                status: r.enhanced_or_default().to_string(),
-                text: r.text(),
-                diagnostic: Some(r.one_line()),
-            }
-        } else {
-            Outcome::Deferred {
-                code: r.code,
-                status: r.enhanced_or_default().to_string(),
-                text: r.one_line(),
-            }
-        }
-    };
-    (0..n)
-        .map(|i| {
-            let r = o.rcpts.get(i).unwrap_or(&o.mail);
-            if !r.is_success() {
-                return from_reply(r);
-            }
-            match &o.data {
-                Some(d) if d.is_success() => Outcome::Delivered(d.clone()),
-                Some(d) => from_reply(d),
-                None => Outcome::Deferred {
-                    code: 0,
-                    status: "4.4.1".into(),
-                    text: "message not sent".into(),
-                },
-            }
-        })
-        .collect()
-}
-
-/// Backoff before attempt `attempts + 1`.
-fn backoff(shared: &Shared, attempts: u32) -> Duration {
-    let first = shared.config.first_retry;
-    let factor = 1u32 << attempts.saturating_sub(1).min(20);
-    first
-        .checked_mul(factor)
-        .unwrap_or(shared.config.max_retry)
-        .min(shared.config.max_retry)
-}
-
 /// Spools a report (bounce or delay warning) from the null sender to `to`,
 /// under a new queue id; returns that id.
 async fn spool_notice(shared: &Arc<Shared>, to: &str, dsn: Vec<u8>) -> std::io::Result<String> {
-    shared
-        .spool_message(
-            &spool::new_id(),
-            String::new(),
-            vec![to.to_string()],
-            dsn,
-            Default::default(),
-            MailOptions::default(),
-        )
-        .await
+    let meta = spool::Meta {
+        id: String::new(),
+        sender: String::new(),
+        recipients: vec![to.to_string()],
+        created_ms: 0,
+        size: 0,
+        notes: Default::default(),
+        body: Default::default(),
+        smtputf8: false,
+        // Our own report: a failure to deliver it is never bounced (the
+        // null sender), and nothing else depends on these.
+        trusted: true,
+        verified: Vec::new(),
+    };
+    shared.spool_message(&spool::new_id(), meta, dsn).await
 }
 
-/// Queues the one delay warning of a message once it has been pending
-/// `delay_warning_after` (when set) since it was accepted, for the
-/// recipients deferred in this attempt; never for the null sender. Spooled
-/// before the state that records it is written: a crash in between can
-/// repeat the warning but never lose it.
+/// Queues the message's one delay warning for the recipients the plan
+/// chose (see [`plan::plan`]). Spooled before the state that records it is
+/// written: a crash in between can repeat the warning but never lose it.
 async fn delay_warning(
     shared: &Arc<Shared>,
     id: &str,
@@ -200,15 +109,7 @@ async fn delay_warning(
     delayed: &[Failed],
     body: &[u8],
 ) {
-    let Some(after) = shared.config.delay_warning_after else {
-        return;
-    };
-    let age = spool::now_ms().saturating_sub(meta.created_ms);
-    if state.delay_warned
-        || delayed.is_empty()
-        || meta.sender.is_empty()
-        || age < after.as_millis() as u64
-    {
+    if delayed.is_empty() {
         return;
     }
     let arrival = meta.created_ms / 1000;
@@ -237,7 +138,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
             None => None,
         }
     };
-    let Some((meta, mut state, cached)) = snap else {
+    let Some((meta, state, cached)) = snap else {
         return;
     };
     if let Some(b) = &cached {
@@ -288,106 +189,62 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
             )
             .await
     };
-    let outcomes = classify(&result, pending.len());
     drop(addrs);
-    state.attempts += 1;
-    let expired = spool::now_ms().saturating_sub(meta.created_ms)
-        >= shared.config.max_lifetime.as_millis() as u64;
-    let mut failed = Vec::new();
-    let mut delayed = Vec::new();
-    let mut reports = Vec::new();
-    for (&i, o) in pending.iter().zip(outcomes) {
-        let rcpt = &mut state.recipients[i];
-        let (status, code, text) = match o {
-            Outcome::Delivered(r) => {
-                rcpt.status = RcptStatus::Delivered;
-                rcpt.last = Some(r.one_line());
-                (DeliveryStatus::Delivered, r.code, r.one_line())
-            }
-            Outcome::Failed {
-                code,
-                status,
-                text,
-                diagnostic,
-            } => {
-                rcpt.status = RcptStatus::Failed;
-                rcpt.last = diagnostic.clone().or(Some(text.clone()));
-                failed.push(Failed {
-                    recipient: rcpt.address.clone(),
-                    status,
-                    diagnostic,
-                    reason: text.clone(),
-                });
-                (DeliveryStatus::Bounced, code, text)
-            }
-            Outcome::Deferred { code, text, .. } if expired => {
-                rcpt.status = RcptStatus::Failed;
-                let reason = format!(
-                    "delivery time expired after {} attempts; last error: {text}",
-                    state.attempts
-                );
-                rcpt.last = Some(reason.clone());
-                failed.push(Failed {
-                    recipient: rcpt.address.clone(),
-                    status: "4.4.7".into(),
-                    diagnostic: (code != 0).then(|| text.clone()),
-                    reason: reason.clone(),
-                });
-                (DeliveryStatus::Bounced, code, reason)
-            }
-            Outcome::Deferred { code, status, text } => {
-                rcpt.last = Some(text.clone());
-                delayed.push(Failed {
-                    recipient: rcpt.address.clone(),
-                    status,
-                    diagnostic: (code != 0).then(|| text.clone()),
-                    reason: text.clone(),
-                });
-                (DeliveryStatus::Deferred, code, text)
-            }
-        };
-        tracing::info!(%id, recipient = %rcpt.address, ?status, code, %text, attempts = state.attempts, "delivery attempt");
-        reports.push(DeliveryReport {
-            queue_id: id.to_string(),
-            sender: meta.sender.clone(),
-            recipient: rcpt.address.clone(),
-            status,
-            code,
-            text,
-            attempts: state.attempts,
-        });
+    let outcomes = plan::classify(&result, pending.len());
+    let policy = plan::Policy::new(&shared.config);
+    let plan::Plan {
+        mut state,
+        reports,
+        bounce: failed,
+        untold,
+        warn,
+    } = plan::plan(&meta, &state, &pending, outcomes, spool::now_ms(), &policy);
+    for r in &reports {
+        tracing::info!(%id, recipient = %r.recipient, status = ?r.status, code = r.code, text = %r.text, attempts = state.attempts, "delivery attempt");
     }
-
+    if meta.sender.is_empty() && !untold.is_empty() {
+        tracing::warn!(%id, "permanent failure of a message from the null sender: no bounce");
+    } else {
+        for f in &untold {
+            tracing::warn!(%id, recipient = %f.recipient, sender = %meta.sender, reason = %f.reason,
+                "bounce suppressed: the client was neither authenticated nor a relay client and the recipient was not verified at RCPT (the sender may be forged)");
+        }
+    }
     // Bounce before recording the failure, so a crash in between repeats
     // the bounce rather than losing it.
     if !failed.is_empty() {
-        if meta.sender.is_empty() {
-            tracing::warn!(%id, "permanent failure of a message from the null sender: no bounce");
-        } else {
-            let dsn = bounce::build(&meta.sender, id, meta.created_ms / 1000, &failed, &body);
-            match spool_notice(shared, &meta.sender, dsn).await {
-                Ok(bid) => tracing::info!(%id, bounce = %bid, to = %meta.sender, "bounce queued"),
-                Err(e) => {
-                    // Keep the recipients pending: retried, bounced later.
-                    tracing::error!(%id, error = %e, "cannot spool the bounce; will retry");
-                    for f in &failed {
-                        if let Some(r) = state
-                            .recipients
-                            .iter_mut()
-                            .find(|r| r.address == f.recipient)
-                        {
-                            r.status = RcptStatus::Pending;
-                        }
+        let dsn = bounce::build(&meta.sender, id, meta.created_ms / 1000, &failed, &body);
+        match spool_notice(shared, &meta.sender, dsn).await {
+            Ok(bid) => tracing::info!(%id, bounce = %bid, to = %meta.sender, "bounce queued"),
+            Err(e) => {
+                // Keep the recipients pending: retried, bounced later.
+                tracing::error!(%id, error = %e, "cannot spool the bounce; will retry");
+                for f in &failed {
+                    if let Some(r) = state
+                        .recipients
+                        .iter_mut()
+                        .find(|r| r.address == f.recipient)
+                    {
+                        r.status = RcptStatus::Pending;
                     }
                 }
             }
         }
     }
+    let reports: Vec<DeliveryReport> = reports
+        .into_iter()
+        .map(|r| DeliveryReport {
+            queue_id: id.to_string(),
+            sender: meta.sender.clone(),
+            recipient: r.recipient,
+            status: r.status,
+            code: r.code,
+            text: r.text,
+            attempts: state.attempts,
+        })
+        .collect();
 
-    let done = state
-        .recipients
-        .iter()
-        .all(|r| r.status != RcptStatus::Pending);
+    let done = plan::done(&state);
     let dirs = shared.dirs.clone();
     let id_s = id.to_string();
     if done {
@@ -397,9 +254,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
         }
         shared.lock_entries().remove(id);
     } else {
-        delay_warning(shared, id, &meta, &mut state, &delayed, &body).await;
-        let delay = backoff(shared, state.attempts);
-        state.next_attempt_ms = spool::now_ms() + delay.as_millis() as u64;
+        delay_warning(shared, id, &meta, &mut state, &warn, &body).await;
         let st = state.clone();
         if let Err(e) = blocking(move || spool::write_state(&dirs, &id_s, &st)).await {
             tracing::error!(%id, error = %e, "cannot write delivery state");

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use crate::context::{HelloKind, Recipient, Transaction};
 use crate::delivery::Envelope;
+use crate::delivery::verify::Verification;
 use crate::message::{HeaderError, Message};
 use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
@@ -91,6 +92,7 @@ impl Session {
             self.plugins.transaction_ended(end, &mut self.ctx).await;
         }
         self.ctx.txn = None;
+        self.verified.clear();
     }
 
     /// Answers one engine event.
@@ -203,6 +205,7 @@ impl Session {
     async fn on_mail(&mut self, sender: String, params: Vec<crate::context::Param>) -> Decision {
         // The transaction exists while its MAIL hook runs, so plugins can
         // read and edit the sender.
+        self.verified.clear();
         self.ctx.txn = Some(Transaction {
             id: ids::new_id(),
             sender: sender.clone(),
@@ -239,6 +242,7 @@ impl Session {
                 }
             },
         };
+        let decision = self.verify(decision, &recipient).await;
         if decision.accepts()
             && let Some(txn) = self.ctx.txn.as_mut()
         {
@@ -248,6 +252,31 @@ impl Session {
             });
         }
         decision
+    }
+
+    /// Asks the upstream about a recipient about to be accepted from a
+    /// client that is neither authenticated nor a relay client, when
+    /// store-and-forward verifies recipients (see
+    /// [`crate::delivery::verify`]); the postmaster is always accepted
+    /// (RFC 5321 4.5.1).
+    async fn verify(&mut self, decision: Decision, recipient: &str) -> Decision {
+        let postmaster = recipient
+            .split('@')
+            .next()
+            .is_some_and(|local| local.eq_ignore_ascii_case("postmaster"));
+        if !decision.accepts() || self.ctx.conn.relay_client || postmaster {
+            return decision;
+        }
+        match self.shared.deliverer.verify_recipient(recipient).await {
+            None => decision,
+            Some(Verification::Deliverable) => {
+                self.verified.push(recipient.to_string());
+                decision
+            }
+            Some(Verification::Undeliverable(reply) | Verification::Unknown(reply)) => {
+                Decision::Reply(reply)
+            }
+        }
     }
 
     /// Parses the header section (bounded by `[limits]`, scanned before
@@ -394,6 +423,8 @@ impl Session {
             recipients: txn.recipients.clone(),
             body: BodyType::from_param(param("BODY").and_then(|p| p.value.as_deref())),
             smtputf8: param("SMTPUTF8").is_some(),
+            trusted: self.ctx.conn.relay_client,
+            verified: self.verified.clone(),
         };
         let header = received::received_header(
             &self.ctx,

@@ -114,6 +114,9 @@ pub struct Session {
     command_deadline: Instant,
     /// The message being received's share of the memory budget.
     reservation: Option<Reservation>,
+    /// Recipients of the open transaction the upstream accepted at RCPT
+    /// time (`[delivery.spool] verify_recipients`).
+    verified: Vec<String>,
     /// Read buffer.
     buf: Box<[u8]>,
     /// This session's unit of `wasmtp_connections_active` (`[metrics]`),
@@ -158,6 +161,7 @@ impl Session {
             plugins,
             force_close,
             reservation: None,
+            verified: Vec::new(),
             buf: vec![0u8; 16 * 1024].into_boxed_slice(),
             active: None,
         }

@@ -488,3 +488,56 @@ pub fn alice_auth(allow_plaintext: bool) -> String {
         hash_password("s3cret")
     )
 }
+
+/// A loopback HTTP/1.1 server answering every request with `NAME PATH`;
+/// returns its address and the number of requests it has received.
+pub fn http_server(
+    name: &'static str,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut request_line = String::new();
+                if r.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                // Skip the header block.
+                loop {
+                    let mut line = String::new();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = request_line.split(' ').nth(1).unwrap_or("?");
+                let body = format!("{name} {path}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (addr, hits)
+}
+
+/// A raw SMTP client whose socket is bound to `source` (a loopback address
+/// such as 127.0.0.2), so the gateway sees that client IP.
+pub fn connect_from(addr: SocketAddr, source: &str) -> Smtp {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{source}:0").parse().unwrap();
+    sock.bind(&src.into()).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let tcp: std::net::TcpStream = sock.into();
+    tcp.set_read_timeout(Some(IO_GUARD)).unwrap();
+    Smtp::from_stream(tcp)
+}

@@ -447,7 +447,9 @@ fn build_js(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Pat
         .arg(root.join("wit"))
         .arg("--world-name")
         .arg(if lifecycle { WORLD_LIFECYCLE } else { WORLD })
-        .args(["--disable", "http", "fetch-event", "-o"])
+        // `fetch` stays (outgoing wasi:http, limited by the plugin's
+        // `http` grant); a plugin is not an HTTP server.
+        .args(["--disable", "fetch-event", "-o"])
         .arg(out)
         .current_dir(work))
 }

@@ -346,7 +346,14 @@ export function exportHooks(plugin) {
         ? (...args) => {
             own.apply(plugin, args);
           }
-        : (...args) => own.apply(plugin, args) ?? DECLINED;
+        : (...args) => {
+            // An `async` hook (one that awaits `fetch`, say) returns a
+            // promise: ComponentizeJS runs the event loop until it settles.
+            const verdict = own.apply(plugin, args);
+            return verdict instanceof Promise
+              ? verdict.then((v) => v ?? DECLINED)
+              : (verdict ?? DECLINED);
+          };
     } else {
       hooks[name] = NOTIFY_ONLY.has(name) ? () => {} : () => DECLINED;
     }

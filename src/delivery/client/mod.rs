@@ -810,6 +810,52 @@ impl SmtpClient {
         }
     }
 
+    /// Asks whether the upstream would take mail for `recipient`, without
+    /// sending any: `MAIL FROM:<>` and `RCPT TO:<recipient>` (the
+    /// transaction is reset before the next use of the connection). Returns
+    /// the RCPT reply, or the MAIL reply when MAIL was refused.
+    pub async fn probe(&mut self, recipient: &str) -> Result<UpstreamReply, ClientError> {
+        if !recipient.is_ascii() && !self.caps.smtputf8 {
+            return Err(ClientError::Unsupported {
+                peer: self.peer,
+                extension: "SMTPUTF8",
+            });
+        }
+        if std::mem::replace(&mut self.dirty, true) {
+            self.write_all(b"RSET\r\n", "RSET").await?;
+            let r = self.read_reply("RSET").await?;
+            if !r.is_success() {
+                self.broken = true;
+                return Err(ClientError::Protocol {
+                    stage: "RSET",
+                    reason: r.one_line(),
+                });
+            }
+        }
+        let utf8 = if recipient.is_ascii() {
+            ""
+        } else {
+            " SMTPUTF8"
+        };
+        let mail = format!("MAIL FROM:<>{utf8}\r\n");
+        let rcpt = format!("RCPT TO:<{recipient}>\r\n");
+        if self.caps.pipelining {
+            let mut batch = mail.into_bytes();
+            batch.extend_from_slice(rcpt.as_bytes());
+            self.write_all(&batch, "MAIL").await?;
+            let mail_r = self.read_reply("MAIL").await?;
+            let rcpt_r = self.read_reply("RCPT").await?;
+            return Ok(if mail_r.is_success() { rcpt_r } else { mail_r });
+        }
+        self.write_all(mail.as_bytes(), "MAIL").await?;
+        let mail_r = self.read_reply("MAIL").await?;
+        if !mail_r.is_success() {
+            return Ok(mail_r);
+        }
+        self.write_all(rcpt.as_bytes(), "RCPT").await?;
+        self.read_reply("RCPT").await
+    }
+
     /// Sends RSET (e.g. after a transaction we abandoned) and checks the reply.
     pub async fn rset(&mut self) -> Result<(), ClientError> {
         self.write_all(b"RSET\r\n", "RSET").await?;
