@@ -52,7 +52,7 @@ pub enum Command {
         config: PathBuf,
         /// The queue command.
         #[command(flatten)]
-        args: crate::queue::QueueArgs,
+        args: crate::delivery::queue::QueueArgs,
     },
 }
 
@@ -113,7 +113,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn queue(path: &std::path::Path, args: &crate::queue::QueueArgs) -> ExitCode {
+fn queue(path: &std::path::Path, args: &crate::delivery::queue::QueueArgs) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -122,7 +122,7 @@ fn queue(path: &std::path::Path, args: &crate::queue::QueueArgs) -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    match crate::queue::queue_command(&config.delivery, args, &mut out) {
+    match crate::delivery::queue::queue_command(&config.delivery, args, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wasmtp: {e:#}");

@@ -6,7 +6,9 @@
 //! - [`context`]: the connection and transaction state plugins see and edit.
 //! - [`message`]: the received message and plugin edits to it.
 //! - [`plugin`]: the wasmtime component host: hook chain, sandbox, live swap.
-//! - [`delivery`]: Maildir, synchronous forward, the SMTP client.
+//! - [`delivery`]: Maildir, synchronous forward, the SMTP client and upstream
+//!   pool, and store-and-forward (`delivery::queue`: durable spool, retries,
+//!   bounces, queue admin).
 //! - [`config`]: the TOML config, validated, errors with key and line:column.
 //! - [`server`]: listeners, connection caps, graceful shutdown, reload.
 //! - [`session`]: the per-connection tokio driver around the engine.
@@ -15,7 +17,6 @@
 //! - [`cli`], [`logging`]: the command line and tracing setup.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
 //! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
-//! - [`queue`]: store-and-forward: durable spool, retries, bounces, queue admin.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -30,7 +31,6 @@ pub mod message;
 pub mod metrics;
 pub mod plugin;
 pub mod protocol;
-pub mod queue;
 pub mod relay;
 pub mod server;
 pub mod session;

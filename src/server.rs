@@ -156,7 +156,7 @@ async fn open_kv_if_granted(
 /// `delivery` hook, on the chain current when the report arrives. Ends when
 /// the spool shuts down.
 async fn forward_delivery_reports(
-    mut reports: tokio::sync::broadcast::Receiver<crate::queue::DeliveryReport>,
+    mut reports: tokio::sync::broadcast::Receiver<crate::delivery::queue::DeliveryReport>,
     plugins: Arc<PluginHost>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -175,7 +175,7 @@ impl Server {
     /// Prepares TLS, delivery and plugins and binds every listener.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let tls = crate::tls::server_config(&config.tls, &config.server.hostname)?;
-        let deliverer = Deliverer::new(&config.delivery)
+        let deliverer = Deliverer::with_hostname(&config.delivery, &config.server.hostname)
             .await
             .context("setting up delivery")?;
         let mut plugin_host = config.plugin_host.clone();

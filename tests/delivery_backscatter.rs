@@ -7,7 +7,9 @@
 //!   refused recipient gets `550 5.1.1` in the session, probes are cached,
 //!   an unreachable upstream gives `450 4.1.1`, relay clients and the
 //!   postmaster are not probed, and a verified recipient that fails later
-//!   is bounced even for an untrusted client.
+//!   is bounced even for an untrusted client;
+//! - `[server] hostname` is the outbound EHLO name and the bounces'
+//!   reporting MTA (issue 12 item 2).
 
 mod common;
 mod delivery_support;
@@ -125,6 +127,13 @@ async fn an_untrusted_sender_gets_no_bounce_a_relay_client_does() {
     assert!(dsn.contains("Subject: two"), "{dsn}");
     // Headers only: the body of the failed message is not quoted.
     assert!(!dsn.contains("hello"), "{dsn}");
+    // `[server] hostname` names the gateway upstream and in its reports.
+    assert!(dsn.contains("MAILER-DAEMON@mx.test"), "{dsn}");
+    assert!(
+        sink.commands().iter().any(|(_, _, c)| c == "EHLO mx.test"),
+        "{:?}",
+        sink.commands()
+    );
     drop(gw);
 }
 

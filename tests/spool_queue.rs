@@ -11,11 +11,13 @@ use std::time::Duration;
 use delivery_support::{Captured, Sink, SinkConfig, dead_port};
 use tokio::sync::broadcast;
 use wasmtp::context::Recipient;
+use wasmtp::delivery::queue::{
+    DeliveryReport, DeliveryStatus, QueueArgs, QueueCommand, queue_command,
+};
 use wasmtp::delivery::{
     Deliverer, DeliveryConfig, DeliveryMode, Envelope, ForwardConfig, SpoolConfig, TlsPolicy,
 };
 use wasmtp::protocol::params::BodyType;
-use wasmtp::queue::{DeliveryReport, DeliveryStatus, QueueArgs, QueueCommand, queue_command};
 
 fn saf(spool: &Path, upstreams: Vec<SocketAddr>) -> DeliveryConfig {
     DeliveryConfig {

@@ -65,14 +65,15 @@ pub struct UpstreamPool {
 }
 
 impl UpstreamPool {
-    /// Builds the pool (connects lazily).
-    pub fn new(config: &ForwardConfig) -> anyhow::Result<Self> {
+    /// Builds the pool (connects lazily); `hostname` is the HELO name when
+    /// `helo_name` is unset.
+    pub fn new(config: &ForwardConfig, hostname: &str) -> anyhow::Result<Self> {
         if config.upstreams.is_empty() {
             anyhow::bail!("delivery.forward.upstreams: at least one upstream (IP:port) is needed");
         }
         Ok(Self {
             upstreams: config.upstreams.clone(),
-            settings: Arc::new(ClientSettings::from_config(config)?),
+            settings: Arc::new(ClientSettings::from_config(config, hostname)?),
             idle: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             idle_timeout: config.idle_timeout,

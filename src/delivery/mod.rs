@@ -1,5 +1,5 @@
 //! Delivery of accepted messages: Maildir, synchronous forward, and the
-//! durable spool (store-and-forward, in [`crate::queue`]).
+//! durable spool (store-and-forward, in [`queue`]).
 //!
 //! The driver calls [`Deliverer::deliver`] once per accepted message with
 //! the envelope and the message as parts (the Received header, then the
@@ -10,13 +10,16 @@
 //! |---|---|
 //! | `maildir` | the file is fsynced and renamed into `new/`, and `new/` is fsynced ([`maildir`]) |
 //! | `forward` | the upstream accepted the message for every recipient ([`forward`]) |
-//! | `store-and-forward` | message and envelope are fsynced in the spool ([`crate::queue`]) |
+//! | `store-and-forward` | message and envelope are fsynced in the spool ([`crate::delivery::queue`]) |
 //!
 //! # Layout
 //! - [`config`]: `[delivery]` and its sub-tables.
 //! - [`maildir`]: the Maildir writer.
 //! - [`client`]: our SMTP client (pipelining, STARTTLS policy, dot-stuffing).
 //! - [`forward`]: the upstream connection pool and the verdict mapping.
+//! - [`queue`]: store-and-forward, a backend of its own: the durable spool,
+//!   retries, bounces, queue admin. It uses the client and pool above;
+//!   nothing here but [`Deliverer`] uses it.
 //! - [`util`]: host name, unique names, blocking-fs glue.
 //! - [`verify`]: recipient verification at RCPT time (store-and-forward).
 //!
@@ -36,6 +39,7 @@ pub mod client;
 pub mod config;
 pub mod forward;
 pub mod maildir;
+pub mod queue;
 pub mod util;
 pub mod verify;
 
@@ -46,10 +50,10 @@ pub use config::{DeliveryConfig, DeliveryMode, ForwardConfig, SpoolConfig, TlsPo
 use crate::context::Recipient;
 use crate::protocol::params::BodyType;
 use crate::protocol::{EnhancedCode, Reply};
-use crate::queue::{DeliveryReport, Queue};
 use client::{MailOptions, RcptMode};
 use forward::UpstreamPool;
 use maildir::Maildir;
+use queue::{DeliveryReport, Queue};
 use verify::{RecipientVerifier, Verification};
 
 /// Envelope of a message to deliver.
@@ -105,6 +109,14 @@ impl Deliverer {
     /// `store-and-forward`, recovers the spool and starts the delivery
     /// workers (needs a tokio runtime). Upstream connections open lazily.
     pub async fn new(config: &DeliveryConfig) -> anyhow::Result<Self> {
+        Self::with_hostname(config, util::hostname()).await
+    }
+
+    /// [`Deliverer::new`] for a gateway named `hostname` (`[server]
+    /// hostname`): the HELO name upstream unless `helo_name` is set, and
+    /// the reporting MTA of bounces and delay warnings. (`new` uses the
+    /// machine's host name.)
+    pub async fn with_hostname(config: &DeliveryConfig, hostname: &str) -> anyhow::Result<Self> {
         let verifier = match config.mode {
             DeliveryMode::StoreAndForward => RecipientVerifier::new(&config.spool),
             _ => None,
@@ -119,9 +131,9 @@ impl Deliverer {
                 })?)
             }
             DeliveryMode::Forward => {
-                Backend::Forward(Arc::new(UpstreamPool::new(&config.forward)?))
+                Backend::Forward(Arc::new(UpstreamPool::new(&config.forward, hostname)?))
             }
-            DeliveryMode::StoreAndForward => Backend::Spool(Queue::start(config).await?),
+            DeliveryMode::StoreAndForward => Backend::Spool(Queue::start(config, hostname).await?),
         };
         Ok(Self { backend, verifier })
     }

@@ -29,7 +29,7 @@ use super::services::{HostServices, SessionBudget};
 use super::verdict::{check, failure_verdict};
 use super::{DELIVERY_SLOT, DENY_SLOT, Hook, TransactionEnd, Verdict};
 use crate::context::{Param, SessionContext};
-use crate::queue::{DeliveryReport, DeliveryStatus};
+use crate::delivery::queue::{DeliveryReport, DeliveryStatus};
 
 /// A live plugin instance of one connection (or idle in a pool).
 pub(crate) struct Instance {

@@ -84,18 +84,17 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    /// Builds the settings from `[delivery.forward]`.
-    pub fn from_config(c: &ForwardConfig) -> anyhow::Result<Self> {
+    /// Builds the settings from `[delivery.forward]`; `hostname` (the
+    /// gateway's `[server] hostname`) is the HELO name when `helo_name` is
+    /// unset.
+    pub fn from_config(c: &ForwardConfig, hostname: &str) -> anyhow::Result<Self> {
         let tls_server_name = match &c.tls_server_name {
             Some(n) => Some(ServerName::try_from(n.clone()).map_err(|e| {
                 anyhow::anyhow!("delivery.forward.tls_server_name: invalid name {n:?}: {e}")
             })?),
             None => None,
         };
-        let helo_name = c
-            .helo_name
-            .clone()
-            .unwrap_or_else(|| super::util::hostname().to_string());
+        let helo_name = c.helo_name.clone().unwrap_or_else(|| hostname.to_string());
         if helo_name.is_empty() || !helo_name.bytes().all(|b| b.is_ascii_graphic()) {
             anyhow::bail!("delivery.forward.helo_name: {helo_name:?} is not a valid host name");
         }

@@ -114,7 +114,15 @@ async fn delay_warning(
     }
     let arrival = meta.created_ms / 1000;
     let until = arrival.saturating_add(shared.config.max_lifetime.as_secs());
-    let dsn = bounce::build_delay(&meta.sender, id, arrival, until, delayed, body);
+    let dsn = bounce::build_delay(
+        &shared.hostname,
+        &meta.sender,
+        id,
+        arrival,
+        until,
+        delayed,
+        body,
+    );
     match spool_notice(shared, &meta.sender, dsn).await {
         Ok(wid) => {
             state.delay_warned = true;
@@ -213,7 +221,14 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
     // Bounce before recording the failure, so a crash in between repeats
     // the bounce rather than losing it.
     if !failed.is_empty() {
-        let dsn = bounce::build(&meta.sender, id, meta.created_ms / 1000, &failed, &body);
+        let dsn = bounce::build(
+            &shared.hostname,
+            &meta.sender,
+            id,
+            meta.created_ms / 1000,
+            &failed,
+            &body,
+        );
         match spool_notice(shared, &meta.sender, dsn).await {
             Ok(bid) => tracing::info!(%id, bounce = %bid, to = %meta.sender, "bounce queued"),
             Err(e) => {

@@ -103,6 +103,8 @@ struct Entry {
 struct Shared {
     dirs: SpoolDirs,
     config: SpoolConfig,
+    /// `[server] hostname`: the reporting MTA of bounces.
+    hostname: String,
     pool: Arc<UpstreamPool>,
     entries: Mutex<HashMap<String, Entry>>,
     /// (due unix ms, id); stale items are skipped when popped.
@@ -124,8 +126,10 @@ pub struct Queue {
 impl Queue {
     /// Opens (creates) the spool, recovers every committed message and
     /// starts the tasks. Needs a tokio runtime.
-    pub async fn start(config: &DeliveryConfig) -> anyhow::Result<Self> {
-        let pool = Arc::new(UpstreamPool::new(&config.forward)?);
+    /// `hostname` is the gateway's (`[server] hostname`): the outbound
+    /// HELO when `helo_name` is unset, and the reporting MTA of bounces.
+    pub async fn start(config: &DeliveryConfig, hostname: &str) -> anyhow::Result<Self> {
+        let pool = Arc::new(UpstreamPool::new(&config.forward, hostname)?);
         let dirs = SpoolDirs::new(&config.spool.dir);
         let open_err = |e: &dyn std::fmt::Display| {
             anyhow::anyhow!(
@@ -157,6 +161,7 @@ impl Queue {
         let shared = Arc::new(Shared {
             dirs: dirs.clone(),
             config: config.spool.clone(),
+            hostname: hostname.to_string(),
             pool,
             entries: Mutex::new(HashMap::new()),
             timers: Mutex::new(BinaryHeap::new()),

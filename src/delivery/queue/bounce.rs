@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use crate::delivery::util::{hostname, random_u64};
+use crate::delivery::util::random_u64;
 
 /// One permanently failed (or, in a delay warning, delayed) recipient.
 #[derive(Debug, Clone)]
@@ -64,21 +64,32 @@ enum Kind {
 }
 
 /// Builds the bounce message (CRLF line endings) for `sender`'s message
-/// `queue_id` accepted at `arrival` (unix seconds).
+/// `queue_id` accepted at `arrival` (unix seconds), from the MTA `host`
+/// (`[server] hostname`).
 pub fn build(
+    host: &str,
     sender: &str,
     queue_id: &str,
     arrival: u64,
     failed: &[Failed],
     original: &[u8],
 ) -> Vec<u8> {
-    report(Kind::Failed, sender, queue_id, arrival, failed, original)
+    report(
+        Kind::Failed,
+        host,
+        sender,
+        queue_id,
+        arrival,
+        failed,
+        original,
+    )
 }
 
 /// Builds a delay warning (RFC 3464 `Action: delayed`) for `sender`'s
 /// message `queue_id` accepted at `arrival`, whose `delayed` recipients
-/// are still retried until `retry_until` (unix seconds).
+/// are still retried until `retry_until` (unix seconds), from `host`.
 pub fn build_delay(
+    host: &str,
     sender: &str,
     queue_id: &str,
     arrival: u64,
@@ -88,6 +99,7 @@ pub fn build_delay(
 ) -> Vec<u8> {
     report(
         Kind::Delayed { retry_until },
+        host,
         sender,
         queue_id,
         arrival,
@@ -102,6 +114,7 @@ fn http_date(unix_secs: u64) -> String {
 
 fn report(
     kind: Kind,
+    host: &str,
     sender: &str,
     queue_id: &str,
     arrival: u64,
@@ -129,7 +142,6 @@ fn report(
             "Delayed",
         ),
     };
-    let host = hostname();
     let boundary = format!("{:016x}/{}", random_u64(), host);
     let now = httpdate::fmt_http_date(std::time::SystemTime::now());
     let arrival_date = http_date(arrival);
@@ -216,6 +228,7 @@ mod tests {
     #[test]
     fn dsn_shape() {
         let b = build(
+            "mx.example.test",
             "alice@example.org",
             "Q1",
             0,
@@ -237,6 +250,7 @@ mod tests {
         assert!(s.contains("Subject: hi\r\n"));
         assert!(!s.contains("secret body"));
         assert!(s.contains("To: <alice@example.org>"));
+        assert!(s.contains("From: Mail Delivery System <MAILER-DAEMON@mx.example.test>"));
         // Every line ends with CRLF.
         assert!(!s.replace("\r\n", "").contains('\n'));
     }
@@ -244,6 +258,7 @@ mod tests {
     #[test]
     fn delay_warning_shape() {
         let b = build_delay(
+            "mx.example.test",
             "alice@example.org",
             "Q2",
             0,
