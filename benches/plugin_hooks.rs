@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmtp::plugin::{Hook, InstanceMode, PluginConfig, PluginHost, Verdict};
 
-#[path = "../tests/plugin_support/mod.rs"]
+#[path = "../tests/it/plugin_support/mod.rs"]
 mod plugin_support;
 use plugin_support::*;
 

@@ -1,6 +1,6 @@
 //! The fuzz targets' bodies, as plain functions: libFuzzer calls them from
 //! `fuzz_targets/*.rs` (nightly, `cargo fuzz run <target>`), and the stable
-//! test `tests/fuzz_replay.rs` of the main crate includes this file and
+//! test `tests/it/fuzz_replay.rs` of the main crate includes this file and
 //! replays the checked-in corpus plus generated inputs through them.
 //!
 //! Each function panics when an invariant breaks; nothing else may panic.

@@ -8,7 +8,7 @@
 //! - [`embedded`]: a redb file on local disk, private to this gateway;
 //! - [`redis`]: a Redis server shared by several gateways.
 //!
-//! Semantics common to both (the shared test suite in `tests/kv_backends.rs`
+//! Semantics common to both (the shared test suite in `tests/it/kv_backends.rs`
 //! runs against each):
 //! - a key past its TTL is absent for every call at once, and is purged
 //!   later (embedded: a periodic sweep; Redis: its own expiry);

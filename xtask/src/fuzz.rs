@@ -1,7 +1,7 @@
 //! The fuzz smoke of `cargo xtask test`: each cargo-fuzz target in `fuzz/`
 //! runs for `FUZZ_SECONDS` (default 60) when cargo-fuzz and a nightly
 //! toolchain are installed; otherwise the step says so and is skipped (the
-//! stable replay test `tests/fuzz_replay.rs` runs the same target bodies
+//! stable replay test `tests/it/fuzz_replay.rs` runs the same target bodies
 //! either way). Crashes land in `fuzz/artifacts/<target>/`, which the replay
 //! test then keeps running as regressions.
 
@@ -20,7 +20,7 @@ pub fn smoke() -> Result<()> {
         eprintln!(
             "fuzz smoke skipped: needs a nightly toolchain and cargo-fuzz \
              (`rustup toolchain install nightly && cargo install cargo-fuzz`); \
-             tests/fuzz_replay.rs replays the targets on stable"
+             tests/it/fuzz_replay.rs replays the targets on stable"
         );
         return Ok(());
     }

@@ -1,7 +1,7 @@
 //! Python packages the tests use, installed with pip into the venv
 //! `target/venv-tests` (never into the system Python): `dkimpy`, the DKIM
 //! signer and verifier of the byte-exact header edit test
-//! (`tests/mem_dkim.rs`). Each is checked by importing it the way the
+//! (`tests/it/mem_dkim.rs`). Each is checked by importing it the way the
 //! tests do; a second run costs one `python -c`.
 
 use std::path::{Path, PathBuf};
