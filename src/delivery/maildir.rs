@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::util::{blocking, hostname, random_u64, sync_dir};
+use super::util::{blocking, hostname, private_dir, private_file, random_u64, sync_dir};
 
 /// A Maildir root with `tmp/`, `new/` and `cur/`.
 #[derive(Debug)]
@@ -31,10 +31,11 @@ pub struct Maildir {
 }
 
 impl Maildir {
-    /// Creates the directories when missing.
+    /// Creates the directories when missing (`0700`; files are `0600`).
     pub fn open(root: &Path) -> std::io::Result<Self> {
+        private_dir(root)?;
         for sub in ["tmp", "new", "cur"] {
-            std::fs::create_dir_all(root.join(sub))?;
+            private_dir(&root.join(sub))?;
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -95,10 +96,7 @@ impl Maildir {
 }
 
 fn write_durably(tmp: &Path, data: &[u8], new: &Path, new_dir: &Path) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)?;
+    let mut f = private_file(tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     drop(f);

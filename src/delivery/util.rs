@@ -1,5 +1,6 @@
 //! Small helpers shared by delivery and the queue: host name, random
-//! numbers for unique names, blocking-fs glue.
+//! numbers for unique names, blocking-fs glue, private (0700/0600)
+//! directories and files.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
@@ -55,6 +56,39 @@ where
         Ok(r) => r,
         Err(e) => Err(std::io::Error::other(format!("blocking task failed: {e}"))),
     }
+}
+
+/// Creates `dir` (and missing parents) and makes it `0700` whatever the
+/// umask: spool and Maildir hold other people's mail.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        // An existing directory of another user (a Maildir the operator
+        // made): used as it is, as before.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot make the directory 0700");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Creates a new file (`create_new`) for writing, `0600` whatever the
+/// umask.
+pub fn private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    // The umask could only have removed bits; this also sets them.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
 }
 
 /// fsyncs a directory so the entries created or renamed in it are durable.

@@ -18,6 +18,7 @@ mod core_clients;
 mod core_smtp;
 mod delivery_backscatter;
 mod delivery_forward;
+mod files_private;
 mod fuzz_replay;
 mod hardening_proto;
 mod host_async;

@@ -163,6 +163,28 @@ fn fmt_time(ms: u64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+/// `text` with every control character but tab shown as an escape
+/// (`\u{1b}`), so a header or address from a client cannot drive the
+/// operator's terminal. Line breaks are kept only where `keep_newlines`.
+fn printable(text: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            '\n' if keep_newlines => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A recipient's status line suffix: ` (last reply)`.
+fn last_reply(last: Option<&str>, sep: &str) -> String {
+    last.map(|t| format!("{sep}({})", printable(t, false)))
+        .unwrap_or_default()
+}
+
 /// Runs a queue subcommand and writes its output to `out`.
 pub fn queue_command(
     config: &DeliveryConfig,
@@ -171,142 +193,164 @@ pub fn queue_command(
 ) -> anyhow::Result<()> {
     let dirs = SpoolDirs::new(&config.spool.dir);
     match &args.command {
-        QueueCommand::List => {
-            let (list, bad) = spool::scan(&dirs)?;
-            if args.json {
-                serde_json::to_writer_pretty(&mut *out, &list)?;
-                writeln!(out)?;
-                return Ok(());
-            }
-            for l in &list {
-                let m = &l.meta;
-                writeln!(
-                    out,
-                    "{:<24} {:>9}  {}  <{}>  attempts={}{}",
-                    m.id,
-                    m.size,
-                    fmt_time(m.created_ms),
-                    m.sender,
-                    l.state.attempts,
-                    if l.state.next_attempt_ms > spool::now_ms() {
-                        format!("  next={}", fmt_time(l.state.next_attempt_ms))
-                    } else {
-                        String::new()
-                    }
-                )?;
-                for r in &l.state.recipients {
-                    writeln!(
-                        out,
-                        "    {:<40} {:?}{}",
-                        r.address,
-                        r.status,
-                        r.last
-                            .as_deref()
-                            .map(|t| format!("  ({t})"))
-                            .unwrap_or_default()
-                    )?;
-                }
-            }
-            for (p, why) in &bad {
-                writeln!(out, "!! {}: {}", p.display(), why)?;
-            }
-            writeln!(out, "-- {} message(s)", list.len())?;
-            Ok(())
-        }
-        QueueCommand::Show { id } => {
-            if !spool::is_safe_id(id) {
-                anyhow::bail!("invalid queue id {id:?}");
-            }
-            let (meta, body) = spool::read_message(&dirs.msg.join(id))
-                .map_err(|e| anyhow::anyhow!("no message {id} in {}: {e}", dirs.root.display()))?;
-            let state = spool::read_state(&dirs, id)?.unwrap_or_else(|| spool::State::fresh(&meta));
-            let header = String::from_utf8_lossy(super::bounce::header_block(&body)).into_owned();
-            if args.json {
-                let v = serde_json::json!({
-                    "meta": meta,
-                    "state": state,
-                    "header": header,
-                });
-                serde_json::to_writer_pretty(&mut *out, &v)?;
-                writeln!(out)?;
+        QueueCommand::List => list(&dirs, args.json, out),
+        QueueCommand::Show { id } => show(&dirs, id, args.json, out),
+        QueueCommand::Flush => flush(&dirs, args.json, out),
+        QueueCommand::Delete { id } => delete(&dirs, id, args.json, out),
+    }
+}
+
+/// `queue list`: every message and each recipient's status.
+fn list(dirs: &SpoolDirs, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (list, bad) = spool::scan(dirs)?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &list)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for l in &list {
+        let m = &l.meta;
+        writeln!(
+            out,
+            "{:<24} {:>9}  {}  <{}>  attempts={}{}",
+            m.id,
+            m.size,
+            fmt_time(m.created_ms),
+            printable(&m.sender, false),
+            l.state.attempts,
+            if l.state.next_attempt_ms > spool::now_ms() {
+                format!("  next={}", fmt_time(l.state.next_attempt_ms))
             } else {
-                writeln!(out, "id:        {}", meta.id)?;
-                writeln!(out, "sender:    <{}>", meta.sender)?;
-                writeln!(out, "arrived:   {}", fmt_time(meta.created_ms))?;
-                writeln!(out, "size:      {}", meta.size)?;
-                writeln!(out, "attempts:  {}", state.attempts)?;
-                if state.next_attempt_ms > 0 {
-                    writeln!(out, "next:      {}", fmt_time(state.next_attempt_ms))?;
-                }
-                for r in &state.recipients {
-                    writeln!(
-                        out,
-                        "rcpt:      <{}> {:?}{}",
-                        r.address,
-                        r.status,
-                        r.last
-                            .as_deref()
-                            .map(|t| format!(" ({t})"))
-                            .unwrap_or_default()
-                    )?;
-                }
-                for (k, v) in &meta.notes {
-                    writeln!(out, "note:      {k}={v}")?;
-                }
-                writeln!(out)?;
-                write!(out, "{}", header.replace("\r\n", "\n"))?;
+                String::new()
             }
-            Ok(())
+        )?;
+        for r in &l.state.recipients {
+            writeln!(
+                out,
+                "    {:<40} {:?}{}",
+                printable(&r.address, false),
+                r.status,
+                last_reply(r.last.as_deref(), "  ")
+            )?;
         }
-        QueueCommand::Flush => {
-            let (running, count) = match ask(&dirs, &Request::Flush) {
-                Some(r) => (true, r?.count),
-                None => (false, 0),
-            };
-            if args.json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"running": running, "flushed": count})
-                )?;
-            } else if running {
-                writeln!(out, "flushed: {count} message(s) scheduled now")?;
-            } else {
-                writeln!(
-                    out,
-                    "gateway not running on {}: nothing to flush (every message is tried at start)",
-                    dirs.root.display()
-                )?;
-            }
-            Ok(())
+    }
+    for (p, why) in &bad {
+        writeln!(out, "!! {}: {}", p.display(), printable(why, false))?;
+    }
+    writeln!(out, "-- {} message(s)", list.len())?;
+    Ok(())
+}
+
+/// `queue show ID`: envelope, delivery state and header section.
+fn show(dirs: &SpoolDirs, id: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    if !spool::is_safe_id(id) {
+        anyhow::bail!("invalid queue id {id:?}");
+    }
+    let (meta, body) = spool::read_message(&dirs.msg.join(id))
+        .map_err(|e| anyhow::anyhow!("no message {id} in {}: {e}", dirs.root.display()))?;
+    let state = spool::read_state(dirs, id)?.unwrap_or_else(|| spool::State::fresh(&meta));
+    let header = String::from_utf8_lossy(super::bounce::header_block(&body)).into_owned();
+    if json {
+        let v = serde_json::json!({
+            "meta": meta,
+            "state": state,
+            "header": header,
+        });
+        serde_json::to_writer_pretty(&mut *out, &v)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "id:        {}", meta.id)?;
+    writeln!(out, "sender:    <{}>", printable(&meta.sender, false))?;
+    writeln!(out, "arrived:   {}", fmt_time(meta.created_ms))?;
+    writeln!(out, "size:      {}", meta.size)?;
+    writeln!(out, "attempts:  {}", state.attempts)?;
+    if state.next_attempt_ms > 0 {
+        writeln!(out, "next:      {}", fmt_time(state.next_attempt_ms))?;
+    }
+    for r in &state.recipients {
+        writeln!(
+            out,
+            "rcpt:      <{}> {:?}{}",
+            printable(&r.address, false),
+            r.status,
+            last_reply(r.last.as_deref(), " ")
+        )?;
+    }
+    for (k, v) in &meta.notes {
+        writeln!(out, "note:      {}={}", printable(k, false), printable(v, false))?;
+    }
+    writeln!(out)?;
+    write!(out, "{}", printable(&header.replace("\r\n", "\n"), true))?;
+    Ok(())
+}
+
+/// `queue flush`: ask the running gateway to retry every message now.
+fn flush(dirs: &SpoolDirs, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (running, count) = match ask(dirs, &Request::Flush) {
+        Some(r) => (true, r?.count),
+        None => (false, 0),
+    };
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"running": running, "flushed": count})
+        )?;
+    } else if running {
+        writeln!(out, "flushed: {count} message(s) scheduled now")?;
+    } else {
+        writeln!(
+            out,
+            "gateway not running on {}: nothing to flush (every message is tried at start)",
+            dirs.root.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// `queue delete ID`: through the running gateway, or on the files when
+/// none runs.
+fn delete(dirs: &SpoolDirs, id: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    if !spool::is_safe_id(id) {
+        anyhow::bail!("invalid queue id {id:?}");
+    }
+    let (running, deleted) = match ask(dirs, &Request::Delete { id: id.to_string() }) {
+        Some(r) => (true, r?.ok),
+        None => {
+            let exists = dirs.msg.join(id).exists();
+            spool::remove(dirs, id)?;
+            (false, exists)
         }
-        QueueCommand::Delete { id } => {
-            if !spool::is_safe_id(id) {
-                anyhow::bail!("invalid queue id {id:?}");
-            }
-            let (running, deleted) = match ask(&dirs, &Request::Delete { id: id.clone() }) {
-                Some(r) => (true, r?.ok),
-                None => {
-                    let exists = dirs.msg.join(id).exists();
-                    spool::remove(&dirs, id)?;
-                    (false, exists)
-                }
-            };
-            if args.json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"running": running, "deleted": deleted, "id": id})
-                )?;
-            } else if deleted {
-                writeln!(out, "deleted {id}")?;
-            } else {
-                writeln!(out, "no message {id}")?;
-            }
-            if !deleted {
-                anyhow::bail!("no message {id}");
-            }
-            Ok(())
-        }
+    };
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"running": running, "deleted": deleted, "id": id})
+        )?;
+    } else if deleted {
+        writeln!(out, "deleted {id}")?;
+    } else {
+        writeln!(out, "no message {id}")?;
+    }
+    if !deleted {
+        anyhow::bail!("no message {id}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("a\u{1b}[31mred\u{7}", false), "a\\u{1b}[31mred\\u{7}");
+        assert_eq!(printable("x\ny\tz\r", false), "x\\ny\tz\\r");
+        assert_eq!(printable("x\ny", true), "x\ny");
+        assert_eq!(printable("ünïcode", false), "ünïcode");
+        assert_eq!(last_reply(Some("550\u{1b}x"), " "), " (550\\u{1b}x)");
+        assert_eq!(last_reply(None, " "), "");
     }
 }

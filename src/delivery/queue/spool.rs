@@ -54,10 +54,10 @@ impl SpoolDirs {
         }
     }
 
-    /// Creates the directories when missing.
+    /// Creates the directories when missing, all `0700` (the root too).
     pub fn create(&self) -> std::io::Result<()> {
-        for d in [&self.tmp, &self.msg, &self.state] {
-            std::fs::create_dir_all(d)?;
+        for d in [&self.root, &self.tmp, &self.msg, &self.state] {
+            crate::delivery::util::private_dir(d)?;
         }
         Ok(())
     }
@@ -227,10 +227,7 @@ pub fn header_bytes(meta: &Meta) -> std::io::Result<Vec<u8>> {
 /// Writes `tmp/<id>` (not fsynced: the committer does that).
 pub fn write_tmp(dirs: &SpoolDirs, meta: &Meta, body: &[u8]) -> std::io::Result<std::fs::File> {
     let path = dirs.tmp.join(&meta.id);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
+    let mut f = crate::delivery::util::private_file(&path)?;
     let r = (|| {
         f.write_all(&header_bytes(meta)?)?;
         f.write_all(body)
@@ -302,7 +299,9 @@ pub fn read_state(dirs: &SpoolDirs, id: &str) -> std::io::Result<Option<State>> 
 /// Writes `state/<id>` atomically and durably.
 pub fn write_state(dirs: &SpoolDirs, id: &str, state: &State) -> std::io::Result<()> {
     let tmp = dirs.state.join(format!(".{id}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
+    // A leftover of a crash in the middle of the last write.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = crate::delivery::util::private_file(&tmp)?;
     f.write_all(&serde_json::to_vec(state).map_err(std::io::Error::other)?)?;
     f.sync_data()?;
     drop(f);
