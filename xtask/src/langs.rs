@@ -44,7 +44,7 @@ const C_PACKAGES: &[&str] = &[
     "libclang-rt-14-dev-wasm32",
 ];
 /// Bumped when the build recipe changes, to invalidate every stamp.
-const RECIPE: &str = "langs-recipe-2";
+const RECIPE: &str = "langs-recipe-3";
 /// The WIT world every plugin is built against.
 const WORLD: &str = "plugin";
 /// The world of a plugin that also exports the optional `lifecycle` interface.
