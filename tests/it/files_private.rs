@@ -103,8 +103,14 @@ async fn spool_files_are_private_and_queue_show_escapes() {
     let list = run(&["list"]);
     let id = list.split_whitespace().next().unwrap().to_string();
     let show = run(&["show", &id]);
-    assert!(!show.contains('\u{1b}') && !show.contains('\u{7}'), "{show:?}");
-    assert!(show.contains("Subject: \\u{1b}[2J\\u{1b}[31mgotcha\\u{7}"), "{show}");
+    assert!(
+        !show.contains('\u{1b}') && !show.contains('\u{7}'),
+        "{show:?}"
+    );
+    assert!(
+        show.contains("Subject: \\u{1b}[2J\\u{1b}[31mgotcha\\u{7}"),
+        "{show}"
+    );
     assert!(show.contains("rcpt:      <user@example.test>"), "{show}");
     // JSON keeps the bytes, escaped by JSON itself.
     let json = run(&["show", &id, "--json"]);

@@ -99,7 +99,7 @@ pub fn test(opts: &Options) -> Result<()> {
     sh::step("tests");
     // Host-side unit tests of the plugins' shared helper crate and of the
     // plugins whose logic has unit tests (the DNSBL label, the spamd reply
-    // parser, attachment-block's MIME splitter); the host calls compile to stubs there.
+    // parser, the shared MIME splitter); the host calls compile to stubs there.
     record(
         "plugin helper unit tests",
         sh::run(sh::cargo().args([
@@ -112,8 +112,6 @@ pub fn test(opts: &Options) -> Result<()> {
             "dnsbl",
             "--package",
             "spam-scanner",
-            "--package",
-            "attachment-block",
             "--package",
             "wasmtp-plugin-sdk",
             "--target-dir",

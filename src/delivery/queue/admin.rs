@@ -278,7 +278,12 @@ fn show(dirs: &SpoolDirs, id: &str, json: bool, out: &mut dyn Write) -> anyhow::
         )?;
     }
     for (k, v) in &meta.notes {
-        writeln!(out, "note:      {}={}", printable(k, false), printable(v, false))?;
+        writeln!(
+            out,
+            "note:      {}={}",
+            printable(k, false),
+            printable(v, false)
+        )?;
     }
     writeln!(out)?;
     write!(out, "{}", printable(&header.replace("\r\n", "\n"), true))?;
@@ -346,7 +351,10 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(printable("a\u{1b}[31mred\u{7}", false), "a\\u{1b}[31mred\\u{7}");
+        assert_eq!(
+            printable("a\u{1b}[31mred\u{7}", false),
+            "a\\u{1b}[31mred\\u{7}"
+        );
         assert_eq!(printable("x\ny\tz\r", false), "x\\ny\tz\\r");
         assert_eq!(printable("x\ny", true), "x\ny");
         assert_eq!(printable("ünïcode", false), "ünïcode");

@@ -20,7 +20,6 @@
 //! reading the body.
 
 use mail_parser::{Message, MessageParser, MimeHeaders};
-use memchr::memmem;
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
 const DEFAULT_EXTENSIONS: &[&str] = &[
@@ -90,16 +89,12 @@ impl AttachmentBlock {
                 self.max_parts
             ));
         }
-        let (head, body) = split_entity(entity);
-        let Some(head) = MessageParser::default().parse(head) else {
-            return None;
-        };
+        let (head, body) = plain_text::mime::split_entity(entity);
+        let head = MessageParser::default().parse(head)?;
         if let Some(reason) = self.banned(&head) {
             return Some(reason);
         }
-        let Some(ct) = head.content_type() else {
-            return None;
-        };
+        let ct = head.content_type()?;
         let main = ct.ctype().to_ascii_lowercase();
         let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
         match main.as_str() {
@@ -112,7 +107,7 @@ impl AttachmentBlock {
                     multipart: at.multipart + 1,
                     ..at
                 };
-                for part in split_multipart(body, boundary.as_bytes()) {
+                for part in plain_text::mime::split_multipart(body, boundary.as_bytes()) {
                     if let Some(reason) = self.walk(part, inner, seen) {
                         return Some(reason);
                     }
@@ -143,76 +138,6 @@ impl AttachmentBlock {
             _ => None,
         }
     }
-}
-
-/// An entity's header block (with its terminating empty line) and body. An
-/// entity without an empty line is all header block.
-fn split_entity(entity: &[u8]) -> (&[u8], &[u8]) {
-    if entity.starts_with(b"\r\n") {
-        return (&entity[..2], &entity[2..]);
-    }
-    if entity.starts_with(b"\n") {
-        return (&entity[..1], &entity[1..]);
-    }
-    let crlf = memmem::find(entity, b"\r\n\r\n").map(|i| i + 4);
-    let lf = memmem::find(entity, b"\n\n").map(|i| i + 2);
-    let end = match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => entity.len(),
-    };
-    entity.split_at(end)
-}
-
-/// The body parts of a multipart body (RFC 2046 5.1.1): the text between
-/// delimiter lines `--boundary` that start a line, up to the close
-/// delimiter `--boundary--`; the preamble and epilogue are not parts. A
-/// body that never closes runs to its end.
-fn split_multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Vec<&'a [u8]> {
-    let mut delimiter = b"--".to_vec();
-    delimiter.extend_from_slice(boundary);
-    let finder = memmem::Finder::new(&delimiter);
-    let mut parts = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut pos = 0;
-    while let Some(i) = finder.find(&body[pos..]) {
-        let at = pos + i;
-        pos = at + delimiter.len();
-        let line_start = at == 0 || body[at - 1] == b'\n';
-        let rest = &body[pos..];
-        // `--boundary` must end there: a longer boundary is another one.
-        let ends = rest.is_empty()
-            || rest.starts_with(b"--")
-            || matches!(rest[0], b'\r' | b'\n' | b' ' | b'\t');
-        if !line_start || !ends {
-            continue;
-        }
-        if let Some(s) = start {
-            // The CRLF before the delimiter belongs to the delimiter.
-            let mut end = at;
-            if end > s && body[end - 1] == b'\n' {
-                end -= 1;
-                if end > s && body[end - 1] == b'\r' {
-                    end -= 1;
-                }
-            }
-            parts.push(&body[s..end]);
-        }
-        if rest.starts_with(b"--") {
-            return parts;
-        }
-        match memchr::memchr(b'\n', rest) {
-            Some(n) => {
-                pos += n + 1;
-                start = Some(pos);
-            }
-            None => return parts,
-        }
-    }
-    if let Some(s) = start {
-        parts.push(&body[s..]);
-    }
-    parts
 }
 
 impl Plugin for AttachmentBlock {
@@ -264,39 +189,3 @@ impl Plugin for AttachmentBlock {
 }
 
 export_plugin!(AttachmentBlock);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parts_between_delimiter_lines() {
-        let body = b"preamble\r\n--B\r\nA: 1\r\n\r\none\r\n--B \r\n\r\ntwo\r\n--BX\r\nstill two\r\n--B--\r\nepilogue\r\n--B\r\nnot a part";
-        let parts = split_multipart(body, b"B");
-        assert_eq!(
-            parts,
-            vec![
-                &b"A: 1\r\n\r\none"[..],
-                &b"\r\ntwo\r\n--BX\r\nstill two"[..]
-            ]
-        );
-    }
-
-    #[test]
-    fn an_unclosed_multipart_runs_to_the_end() {
-        let parts = split_multipart(b"--B\r\n\r\nx\r\n--B\r\n\r\ny", b"B");
-        assert_eq!(parts, vec![&b"\r\nx"[..], &b"\r\ny"[..]]);
-        assert!(split_multipart(b"no delimiter", b"B").is_empty());
-        assert!(split_multipart(b"x--B\r\n", b"B").is_empty());
-    }
-
-    #[test]
-    fn entity_split_at_the_first_empty_line() {
-        assert_eq!(
-            split_entity(b"A: 1\r\n\r\nbody"),
-            (&b"A: 1\r\n\r\n"[..], &b"body"[..])
-        );
-        assert_eq!(split_entity(b"\r\nbody"), (&b"\r\n"[..], &b"body"[..]));
-        assert_eq!(split_entity(b"A: 1\r\n"), (&b"A: 1\r\n"[..], &b""[..]));
-    }
-}

@@ -11,9 +11,12 @@
 //!
 //! A message whose body is one plain-text part needing no decoding (see the
 //! `plain-text` crate) is matched without parsing the body: the header
-//! block alone gives the subject, and the body is the text.
+//! block alone gives the subject, and the body is the text. Any other
+//! message is walked by its MIME structure and only its text and HTML parts
+//! are decoded, never its attachments.
 
-use mail_parser::{Message, MessageParser};
+use mail_parser::{MessageParser, MimeHeaders};
+use plain_text::mime;
 use regex::{Regex, RegexBuilder};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
@@ -73,15 +76,61 @@ impl ContentFilter {
             }
         }
         let raw = plain_text::whole_message(head, txn.body_size(), |o, n| txn.read_body(o, n));
-        let msg = MessageParser::default().parse(&raw)?;
-        self.matched_mime(&msg)
+        let (head, _) = mime::split_entity(&raw);
+        let parsed = MessageParser::default().parse(head);
+        let subject = parsed.as_ref().and_then(|m| m.subject()).unwrap_or("");
+        let mut texts = Vec::new();
+        collect_texts(&raw, 0, &mut texts);
+        self.first_match(subject, texts.iter())
     }
+}
 
-    /// The first rule matching a parsed message's subject, text and HTML parts.
-    fn matched_mime(&self, msg: &Message<'_>) -> Option<String> {
-        let texts = (0..msg.text_body_count()).filter_map(|i| msg.body_text(i));
-        let htmls = (0..msg.html_body_count()).filter_map(|i| msg.body_html(i));
-        self.first_match(msg.subject().unwrap_or(""), texts.chain(htmls))
+/// Multipart nesting looked into (no mail client nests this deep).
+const MAX_NESTING: u32 = 32;
+
+/// The decoded text and HTML body parts of `entity` and its parts, walked
+/// by MIME structure (`plain_text::mime`): each text part is decoded on
+/// its own (transfer encoding, charset; HTML also as text), attachments
+/// and nested messages are never decoded.
+fn collect_texts(entity: &[u8], nesting: u32, out: &mut Vec<String>) {
+    let (head, body) = mime::split_entity(entity);
+    let Some(head) = MessageParser::default().parse(head) else {
+        return;
+    };
+    let (main, sub) = match head.content_type() {
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or("").to_ascii_lowercase(),
+        ),
+        None => ("text".to_string(), "plain".to_string()),
+    };
+    if main == "multipart" {
+        let Some(boundary) = head.content_type().and_then(|ct| ct.attribute("boundary")) else {
+            return;
+        };
+        if nesting < MAX_NESTING {
+            for part in mime::split_multipart(body, boundary.as_bytes()) {
+                collect_texts(part, nesting + 1, out);
+            }
+        }
+        return;
+    }
+    let attachment = head
+        .content_disposition()
+        .is_some_and(|d| d.is_attachment());
+    if main != "text" || !matches!(sub.as_str(), "plain" | "html") || attachment {
+        return;
+    }
+    let Some(part) = MessageParser::default().parse(entity) else {
+        return;
+    };
+    if let Some(text) = part.body_text(0) {
+        out.push(text.into_owned());
+    }
+    if sub == "html"
+        && let Some(html) = part.body_html(0)
+    {
+        out.push(html.into_owned());
     }
 }
 

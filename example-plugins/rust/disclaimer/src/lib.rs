@@ -9,10 +9,16 @@
 //! Leaves the transaction note `disclaimer.parts` = number of parts changed.
 //!
 //! A message whose body is one plain-text part needing no decoding (see the
-//! `plain-text` crate) gets its footer appended without a MIME parse.
+//! `plain-text` crate) gets its footer appended without a MIME parse; any
+//! other is walked by its MIME structure, and only its text/plain parts
+//! are decoded (a message of large attachments costs a boundary scan).
 
-use mail_parser::{Encoding, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Encoding, MessageParser, MimeHeaders};
+use plain_text::mime;
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
+
+/// Multipart nesting looked into (no mail client nests this deep).
+const MAX_NESTING: u32 = 32;
 
 struct Disclaimer {
     lines: Vec<String>,
@@ -113,44 +119,77 @@ impl Disclaimer {
     }
 
     /// Where footers go in `raw` (offsets past the header block) and their
-    /// bytes; `None` when nothing changes. The parse is dropped on return.
+    /// bytes; `None` when nothing changes. The message is walked by its
+    /// MIME structure (`plain_text::mime`): only text/plain parts are
+    /// parsed (to read their decoded text), attachments never are.
     fn inserts(
         &self,
         txn: &Transaction,
         raw: &[u8],
         head_len: usize,
     ) -> Option<Vec<(usize, Vec<u8>)>> {
-        let msg = MessageParser::default().parse(raw)?;
         let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
-        for (i, part) in msg.parts.iter().enumerate() {
-            let PartType::Text(text) = &part.body else {
-                continue;
-            };
-            let plain = part
-                .content_type()
-                .map(|ct| {
-                    ct.ctype().eq_ignore_ascii_case("text")
-                        && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"))
-                })
-                .unwrap_or(true);
-            let is_attachment = msg.attachments.iter().any(|&a| a as usize == i);
-            if !plain || is_attachment {
-                continue;
-            }
-            if self.already_in(text) {
-                continue;
-            }
-            if part.encoding == Encoding::Base64 {
-                txn.set_note("disclaimer.skipped", "base64 text part");
-                continue;
-            }
-            let end = part.offset_end as usize;
-            if end < head_len || end > raw.len() {
-                continue;
-            }
-            inserts.push((end, self.insert_at(raw, end, part.encoding)));
-        }
+        self.walk(txn, raw, raw, 0, &mut inserts);
+        inserts.retain(|(at, _)| *at >= head_len && *at <= raw.len());
         (!inserts.is_empty()).then_some(inserts)
+    }
+
+    /// Collects the footers of `entity` (a slice of `raw`) and its parts.
+    fn walk(
+        &self,
+        txn: &Transaction,
+        raw: &[u8],
+        entity: &[u8],
+        nesting: u32,
+        inserts: &mut Vec<(usize, Vec<u8>)>,
+    ) {
+        let (head, body) = mime::split_entity(entity);
+        let Some(head) = MessageParser::default().parse(head) else {
+            return;
+        };
+        let (main, sub) = match head.content_type() {
+            Some(ct) => (
+                ct.ctype().to_ascii_lowercase(),
+                ct.subtype().unwrap_or("").to_ascii_lowercase(),
+            ),
+            None => ("text".to_string(), "plain".to_string()),
+        };
+        if main == "multipart" {
+            let Some(boundary) = head.content_type().and_then(|ct| ct.attribute("boundary")) else {
+                return;
+            };
+            if nesting >= MAX_NESTING {
+                return;
+            }
+            for part in mime::split_multipart(body, boundary.as_bytes()) {
+                self.walk(txn, raw, part, nesting + 1, inserts);
+            }
+            return;
+        }
+        let attachment = head
+            .content_disposition()
+            .is_some_and(|d| d.is_attachment());
+        if main != "text" || sub != "plain" || attachment {
+            return;
+        }
+        let encoding = match head.content_transfer_encoding() {
+            Some(cte) if cte.eq_ignore_ascii_case("base64") => {
+                txn.set_note("disclaimer.skipped", "base64 text part");
+                return;
+            }
+            Some(cte) if cte.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
+            _ => Encoding::None,
+        };
+        // This part alone, decoded, to see whether the footer is there.
+        let text = MessageParser::default()
+            .parse(entity)
+            .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+            .unwrap_or_default();
+        if self.already_in(&text) {
+            return;
+        }
+        let end = mime::offset_in(raw, entity) + entity.len();
+        inserts.push((end, self.insert_at(raw, end, encoding)));
     }
 }
 

@@ -21,6 +21,8 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders};
 
+pub mod mime;
+
 /// Largest piece asked of the host's `read-body` per call.
 pub const READ_PIECE: u32 = 1 << 20;
 
