@@ -29,18 +29,18 @@ fn shipped_mime_chain() -> String {
     );
     c.push_str(&entry(
         "attachment-block",
-        "",
+        "cpu_ms = 1000",
         "extensions = ['exe', 'scr', 'bat', 'cmd', 'js', 'vbs', 'jar', 'msi', 'ps1']",
     ));
     c.push_str(&entry(
         "content-filter",
-        "instances = \"pooled\"\npool_size = 64\ncpu_ms = 500\nmemory_mb = 128",
+        "instances = \"pooled\"\npool_size = 64\ncpu_ms = 1000\nmemory_mb = 128",
         "subject = ['\\bviagra\\b', 'you have won']\nbody = ['cheap\\s+rolex', 'wire the money']\n\
          action = \"tag\"\nsubject_tag = \"[SPAM]\"",
     ));
     c.push_str(&entry(
         "disclaimer",
-        "memory_mb = 128",
+        "cpu_ms = 1000\nmemory_mb = 128",
         "text = \"This message passed through wasmtp.\"",
     ));
     c.push_str(&entry(
