@@ -53,6 +53,13 @@ pub struct KvConfig {
     /// them in between).
     #[serde(deserialize_with = "units::duration")]
     pub sweep_interval: Duration,
+    /// Embedded: when set, writes are committed without an fsync each and
+    /// made durable together at most this often (and at shutdown): a crash
+    /// of the machine loses at most this much of the latest writes, in
+    /// exchange for not waiting on the disk per write. Absent (the
+    /// default): every write is durable when it returns.
+    #[serde(deserialize_with = "opt_duration")]
+    pub flush_interval: Option<Duration>,
     /// Redis: `redis://[user:password@]host:port[/db]`. Required with `backend = "redis"`.
     pub url: Option<String>,
     /// Redis: how many multiplexed connections calls are spread over.
@@ -80,6 +87,7 @@ impl Default for KvConfig {
             backend: BackendKind::Embedded,
             path: PathBuf::from("var/kv"),
             sweep_interval: Duration::from_secs(30),
+            flush_interval: None,
             url: None,
             pool_size: 4,
             key_prefix: "wasmtp:".into(),
@@ -105,6 +113,10 @@ pub struct BucketConfig {
 
 fn opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     units::size(d).map(Some)
+}
+
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    units::duration(d).map(Some)
 }
 
 /// The quotas in force for one bucket.

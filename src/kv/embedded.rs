@@ -74,6 +74,8 @@ enum Op {
         quota: Quota,
     },
     Sweep,
+    /// Make every earlier write durable (`flush_interval`).
+    Flush,
 }
 
 /// What a write answers.
@@ -95,6 +97,8 @@ pub struct Embedded {
     tx: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Sends the periodic flush (`flush_interval`).
+    flusher: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn storage(e: impl Into<redb::Error>) -> KvError {
@@ -116,10 +120,14 @@ impl Embedded {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer_db = db.clone();
+        let relaxed = config.flush_interval.is_some();
         let writer = std::thread::Builder::new()
             .name("wasmtp-kv-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx))
+            .spawn(move || writer_loop(&writer_db, rx, relaxed))
             .map_err(|e| KvError::Unavailable(format!("cannot start the kv writer: {e}")))?;
+        let flusher = config
+            .flush_interval
+            .map(|every| tokio::spawn(periodic(tx.downgrade(), every, || Op::Flush)));
         let weak = tx.downgrade();
         let period = config.sweep_interval;
         let sweeper = tokio::spawn(async move {
@@ -151,6 +159,7 @@ impl Embedded {
             tx: Some(tx),
             writer: Some(writer),
             sweeper,
+            flusher,
         })
     }
 
@@ -262,6 +271,9 @@ impl Embedded {
 impl Drop for Embedded {
     fn drop(&mut self) {
         self.sweeper.abort();
+        if let Some(f) = &self.flusher {
+            f.abort();
+        }
         self.tx = None;
         if let Some(writer) = self.writer.take() {
             // The writer ends once the queue is drained; the file is closed
@@ -295,7 +307,29 @@ fn deadline(ttl_ms: Option<u64>, now: u64) -> u64 {
     ttl_ms.map_or(0, |t| now.saturating_add(t).max(1))
 }
 
-fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>) {
+/// Sends `op()` to the writer every `every` while the store lives.
+async fn periodic(tx: mpsc::WeakSender<Job>, every: std::time::Duration, op: fn() -> Op) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(tx) = tx.upgrade() else { return };
+        let (reply, done) = oneshot::channel();
+        if tx.send(Job { op: op(), reply }).await.is_err() {
+            return;
+        }
+        drop(tx);
+        if let Ok(Err(e)) = done.await {
+            tracing::warn!(error = %e, "kv flush failed");
+        }
+    }
+}
+
+/// Applies queued writes in batches, one transaction and one commit each.
+/// `relaxed` (`flush_interval`): commits are not fsynced, except a batch
+/// holding a flush and the last commit when the queue closes.
+fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, relaxed: bool) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < BATCH {
@@ -304,7 +338,8 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match run_batch(db, &mut jobs) {
+        let durable = !relaxed || jobs.iter().any(|j| matches!(j.op, Op::Flush));
+        match run_batch(db, &mut jobs, durable) {
             Ok(results) => {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
@@ -319,10 +354,28 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
+    if relaxed {
+        // The queue closed (shutdown): make the last writes durable.
+        let flushed = db
+            .begin_write()
+            .map_err(redb::Error::from)
+            .and_then(|t| t.commit().map_err(redb::Error::from));
+        if let Err(e) = flushed {
+            tracing::error!(error = %e, "kv: final flush failed");
+        }
+    }
 }
 
-fn run_batch(db: &Database, jobs: &mut [Job]) -> Result<Vec<Result<Done, KvError>>, redb::Error> {
-    let txn = db.begin_write()?;
+fn run_batch(
+    db: &Database,
+    jobs: &mut [Job],
+    durable: bool,
+) -> Result<Vec<Result<Done, KvError>>, redb::Error> {
+    let mut txn = db.begin_write()?;
+    if !durable {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    }
     let results = {
         let mut t = Tables::open(&txn)?;
         let mut results = Vec::with_capacity(jobs.len());
@@ -410,6 +463,7 @@ impl<'t> Tables<'t> {
                 self.sweep(now)?;
                 Ok(Ok(Done::Unit))
             }
+            Op::Flush => Ok(Ok(Done::Unit)),
         }
     }
 

@@ -1,6 +1,8 @@
-//! One test suite for both key-value backends: every test below runs once
-//! against the embedded store (a redb file in a temp dir) and once against a
-//! real `redis-server` (started once for this binary, see `kv_support`).
+//! One test suite for both key-value backends: every test below runs
+//! against the embedded store (a redb file in a temp dir), against it with
+//! `flush_interval` (writes fsynced only when the store closes, which
+//! `restart` checks), and against a real `redis-server` (started once per
+//! test process, see `kv_support`).
 //!
 //! Time-dependent checks wait for "eventually" with a bounded poll; none
 //! asserts how long anything took.
@@ -55,6 +57,16 @@ impl Fixture {
             config,
             _dir: Some(dir),
         }
+    }
+
+    /// Embedded with `flush_interval` of an hour: no write is fsynced while
+    /// the store is open, so `restart` shows the flush at shutdown.
+    async fn embedded_flushed() -> Self {
+        let mut f = Self::embedded().await;
+        drop(f.store.take());
+        f.config.flush_interval = Some(Duration::from_secs(3600));
+        f.store = Some(Arc::new(KvStore::open(&f.config).await.unwrap()));
+        f
     }
 
     async fn redis() -> Self {
@@ -377,6 +389,15 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let mut f = super::Fixture::embedded().await;
+                    super::$name(&mut f).await;
+                }
+            )*
+        }
+        mod embedded_flushed {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let mut f = super::Fixture::embedded_flushed().await;
                     super::$name(&mut f).await;
                 }
             )*
