@@ -55,11 +55,26 @@ pub(crate) fn pool(config: &DnsConfig) -> Option<NameServerPool<TokioConnectionP
 /// return many).
 const MAX_PTR_NAMES: usize = 4;
 
-/// Reverse lookups of client addresses (a no-op without a resolver).
+/// How long "no confirmed name" is remembered (the answers carry no SOA
+/// to take a negative TTL from).
+const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest a confirmed name is remembered, whatever its TTLs say.
+const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Addresses remembered at most (the cache is emptied when full).
+const MAX_CACHED: usize = 10_000;
+
+/// A remembered answer: the confirmed name (or none) until a deadline.
+type CachedName = (Option<String>, std::time::Instant);
+
+/// Reverse lookups of client addresses (a no-op without a resolver),
+/// cached per address for the answers' TTL (the smallest of the PTR and
+/// the confirming A/AAAA record, at most an hour; a failed confirmation
+/// for a minute; a timeout not at all).
 #[derive(Clone)]
 pub struct ReverseDns {
     pool: Option<NameServerPool<TokioConnectionProvider>>,
     timeout: std::time::Duration,
+    cache: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, CachedName>>>,
 }
 
 impl std::fmt::Debug for ReverseDns {
@@ -79,6 +94,7 @@ impl ReverseDns {
         Self {
             pool: Some(pool),
             timeout: config.timeout,
+            cache: Default::default(),
         }
     }
 
@@ -87,6 +103,7 @@ impl ReverseDns {
         Self {
             pool: None,
             timeout: std::time::Duration::ZERO,
+            cache: Default::default(),
         }
     }
 
@@ -98,10 +115,27 @@ impl ReverseDns {
     /// The forward-confirmed name of `ip`, lowercase, without the trailing dot.
     pub async fn lookup(&self, ip: IpAddr) -> Option<String> {
         let pool = self.pool.as_ref()?;
+        let now = std::time::Instant::now();
+        if let Some((name, until)) = self.cached(ip)
+            && until > now
+        {
+            return name;
+        }
         // One query may wait for a UDP then a TCP answer; bound the whole.
         let limit = self.timeout.saturating_mul(4);
         match tokio::time::timeout(limit, Self::confirmed(pool, ip)).await {
-            Ok(name) => name,
+            Ok((name, ttl)) => {
+                let ttl = match &name {
+                    Some(_) => ttl.min(MAX_TTL),
+                    None => NEGATIVE_TTL,
+                };
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(ip, (name.clone(), now + ttl));
+                name
+            }
             Err(_) => {
                 tracing::debug!(%ip, "reverse lookup timed out");
                 None
@@ -109,49 +143,57 @@ impl ReverseDns {
         }
     }
 
+    fn cached(&self, ip: IpAddr) -> Option<CachedName> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&ip).cloned()
+    }
+
+    /// The confirmed name and the smallest TTL of the records that gave it.
     async fn confirmed(
         pool: &NameServerPool<TokioConnectionProvider>,
         ip: IpAddr,
-    ) -> Option<String> {
+    ) -> (Option<String>, std::time::Duration) {
         let names = Self::query(pool, Name::from(ip), RecordType::PTR).await;
-        let names = names.into_iter().filter_map(|r| match r {
-            RData::PTR(p) => Some(p.0),
+        let names = names.into_iter().filter_map(|(r, ttl)| match r {
+            RData::PTR(p) => Some((p.0, ttl)),
             _ => None,
         });
-        for mut name in names.take(MAX_PTR_NAMES) {
+        for (mut name, ptr_ttl) in names.take(MAX_PTR_NAMES) {
             name.set_fqdn(true);
             let want = match ip {
                 IpAddr::V4(_) => RecordType::A,
                 IpAddr::V6(_) => RecordType::AAAA,
             };
             let addrs = Self::query(pool, name.clone(), want).await;
-            let confirmed = addrs.iter().any(|r| match (r, ip) {
+            let confirmed = addrs.iter().find(|(r, _)| match (r, ip) {
                 (RData::A(a), IpAddr::V4(v4)) => a.0 == v4,
                 (RData::AAAA(a), IpAddr::V6(v6)) => a.0 == v6,
                 _ => false,
             });
-            if confirmed {
+            if let Some((_, a_ttl)) = confirmed {
                 let text = name.to_utf8();
-                return Some(text.trim_end_matches('.').to_ascii_lowercase());
+                let ttl = std::time::Duration::from_secs(u64::from(ptr_ttl.min(*a_ttl)));
+                return (Some(text.trim_end_matches('.').to_ascii_lowercase()), ttl);
             }
             tracing::debug!(%ip, %name, "reverse name not forward-confirmed");
         }
-        None
+        (None, NEGATIVE_TTL)
     }
 
-    /// The answer records of one query (empty on any error or NXDOMAIN).
+    /// The answer records of one query with their TTLs (empty on any error
+    /// or NXDOMAIN).
     async fn query(
         pool: &NameServerPool<TokioConnectionProvider>,
         name: Name,
         kind: RecordType,
-    ) -> Vec<RData> {
+    ) -> Vec<(RData, u32)> {
         let options = DnsRequestOptions::default();
         let query = Query::query(name.clone(), kind);
         match pool.lookup(query, options).first_answer().await {
             Ok(response) => response
                 .answers()
                 .iter()
-                .map(|r| r.data().clone())
+                .map(|r| (r.data().clone(), r.ttl()))
                 .collect(),
             Err(e) => {
                 tracing::debug!(%name, ?kind, error = %e, "DNS query failed");

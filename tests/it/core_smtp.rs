@@ -655,6 +655,25 @@ fn reverse_dns_only_from_the_configured_resolver() {
         asked.contains(&"1 client.rdns.test".to_string()),
         "forward confirmation asked of the configured server: {asked:?}"
     );
+    // A second connection within the records' TTL (60 s) is answered from
+    // the cache: same name, no new query.
+    let mut c = gw.connect();
+    let r = c.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: 2\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{}", r.text);
+    let delivered = gw.delivered();
+    assert_eq!(delivered.len(), 2);
+    for m in &delivered {
+        let (received, _) = common::split_received(m);
+        assert!(
+            received.contains("(client.rdns.test [127.0.0.1])"),
+            "{received}"
+        );
+    }
+    assert_eq!(log.lock().unwrap().clone(), asked, "asked again");
 }
 
 #[test]
@@ -670,6 +689,15 @@ fn reverse_dns_unknown_when_the_resolver_knows_nothing() {
     );
     let asked = log.lock().unwrap().clone();
     assert_eq!(asked, vec!["12 1.0.0.127.in-addr.arpa".to_string()]);
+    // "Unknown" is remembered too (for a minute).
+    let mut c = gw.connect();
+    let r = c.send_mail(
+        "a@client.test",
+        &["user@example.test"],
+        b"Subject: 2\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(log.lock().unwrap().len(), 1, "asked again");
 }
 
 #[test]
