@@ -197,11 +197,12 @@ fn spawn_watcher(host: Weak<PluginHost>, every: Duration) {
             })
             .collect()
     }
+    // The files as loaded, taken now: stamped inside the task instead, a
+    // file replaced before the task first ran would never be seen to change.
+    let Some(mut seen) = host.upgrade().map(|h| stamp(&h.paths())) else {
+        return;
+    };
     tokio::spawn(async move {
-        let mut seen = match host.upgrade() {
-            Some(h) => stamp(&h.paths()),
-            None => return,
-        };
         loop {
             tokio::time::sleep(every).await;
             let Some(h) = host.upgrade() else { return };
