@@ -74,6 +74,10 @@ class Greylist(wasmtp.Plugin):
         self.on_kv_error = on_error
         # A passed triplet's TTL is renewed when it is used after this long.
         self.refresh_ms = max(self.pass_ttl_ms // 10, 1000)
+        # Client address -> its network: `ipaddress` costs more than the
+        # rest of the hook in the component's interpreter, and a pooled
+        # instance sees the same clients again and again.
+        self._nets = {}
 
     # --- the hook ---------------------------------------------------------
 
@@ -93,6 +97,15 @@ class Greylist(wasmtp.Plugin):
 
     def network(self, ip):
         """The client's network: /24 (IPv4) or /64 (IPv6) by default."""
+        net = self._nets.get(ip)
+        if net is None:
+            net = self._network(ip)
+            if len(self._nets) >= 4096:
+                self._nets.clear()
+            self._nets[ip] = net
+        return net
+
+    def _network(self, ip):
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
