@@ -125,35 +125,20 @@ impl Embedded {
             .name("wasmtp-kv-writer".into())
             .spawn(move || writer_loop(&writer_db, rx, relaxed))
             .map_err(|e| KvError::Unavailable(format!("cannot start the kv writer: {e}")))?;
-        let flusher = config
-            .flush_interval
-            .map(|every| tokio::spawn(periodic(tx.downgrade(), every, || Op::Flush)));
-        let weak = tx.downgrade();
-        let period = config.sweep_interval;
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(tx) = weak.upgrade() else { return };
-                let (reply, done) = oneshot::channel();
-                if tx
-                    .send(Job {
-                        op: Op::Sweep,
-                        reply,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                drop(tx);
-                if let Ok(Err(e)) = done.await {
-                    tracing::warn!(error = %e, "kv sweep failed");
-                }
-            }
+        let flusher = config.flush_interval.map(|every| {
+            tokio::spawn(periodic(
+                tx.downgrade(),
+                every,
+                || Op::Flush,
+                "kv flush failed",
+            ))
         });
+        let sweeper = tokio::spawn(periodic(
+            tx.downgrade(),
+            config.sweep_interval,
+            || Op::Sweep,
+            "kv sweep failed",
+        ));
         Ok(Self {
             db,
             tx: Some(tx),
@@ -307,8 +292,14 @@ fn deadline(ttl_ms: Option<u64>, now: u64) -> u64 {
     ttl_ms.map_or(0, |t| now.saturating_add(t).max(1))
 }
 
-/// Sends `op()` to the writer every `every` while the store lives.
-async fn periodic(tx: mpsc::WeakSender<Job>, every: std::time::Duration, op: fn() -> Op) {
+/// Sends `op()` to the writer every `every` while the store lives; a
+/// failure is logged as `failed`.
+async fn periodic(
+    tx: mpsc::WeakSender<Job>,
+    every: std::time::Duration,
+    op: fn() -> Op,
+    failed: &'static str,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -321,7 +312,7 @@ async fn periodic(tx: mpsc::WeakSender<Job>, every: std::time::Duration, op: fn(
         }
         drop(tx);
         if let Ok(Err(e)) = done.await {
-            tracing::warn!(error = %e, "kv flush failed");
+            tracing::warn!(error = %e, "{failed}");
         }
     }
 }
