@@ -244,10 +244,9 @@ mod tests {
         let r = undeliverable("a@x", &format!("550 5.1.1 no\r\nsuch{}", "y".repeat(500)));
         assert_eq!(r.code, 550);
         let text = r.to_string();
-        assert!(
-            !text.trim_end().contains('\r') || text.matches("\r\n").count() == 1,
-            "{text:?}"
-        );
+        // One line: the upstream's CR LF became `?`, nothing breaks the reply.
+        assert!(!text.contains(['\r', '\n']), "{text:?}");
+        assert!(text.contains("no??such"), "{text:?}");
         assert!(text.len() < 300, "{}", text.len());
         assert_eq!(unknown("a@x", "down").code, 450);
     }

@@ -94,12 +94,10 @@ impl AttachmentBlock {
         if let Some(reason) = self.banned(&head) {
             return Some(reason);
         }
-        let ct = head.content_type()?;
-        let main = ct.ctype().to_ascii_lowercase();
-        let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
+        let (main, sub) = plain_text::mime::media_type(&head);
         match main.as_str() {
             "multipart" => {
-                let boundary = ct.attribute("boundary")?;
+                let boundary = head.content_type()?.attribute("boundary")?;
                 if at.multipart >= MAX_MULTIPART_NESTING {
                     return Some("message nests MIME multiparts too deeply".to_string());
                 }

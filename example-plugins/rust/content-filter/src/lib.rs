@@ -97,13 +97,7 @@ fn collect_texts(entity: &[u8], nesting: u32, out: &mut Vec<String>) {
     let Some(head) = MessageParser::default().parse(head) else {
         return;
     };
-    let (main, sub) = match head.content_type() {
-        Some(ct) => (
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or("").to_ascii_lowercase(),
-        ),
-        None => ("text".to_string(), "plain".to_string()),
-    };
+    let (main, sub) = mime::media_type(&head);
     if main == "multipart" {
         let Some(boundary) = head.content_type().and_then(|ct| ct.attribute("boundary")) else {
             return;

@@ -4,7 +4,20 @@
 //! offsets of parts but not their decoded contents: a 30 MiB message of
 //! base64 attachments costs a scan for boundaries, not a decode.
 
+use mail_parser::{Message, MimeHeaders};
 use memchr::memmem;
+
+/// An entity's media type and subtype, lowercase, from its parsed header
+/// block; `text/plain` when it has no Content-Type (RFC 2045 5.2).
+pub fn media_type(head: &Message<'_>) -> (String, String) {
+    match head.content_type() {
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or("").to_ascii_lowercase(),
+        ),
+        None => ("text".to_string(), "plain".to_string()),
+    }
+}
 
 /// An entity's header block (with its terminating empty line) and body. An
 /// entity without an empty line is all header block. Only the header lines
