@@ -107,6 +107,11 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
     // wasi:http's outgoing handler: refused unless the plugin's `http`
     // grant names the origin (src/plugin/host_http.rs).
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
+    // Name lookups: IP literals, and host names through `[dns]` only
+    // (src/plugin/host_name_lookup.rs), never the system resolver.
+    super::host_name_lookup::add_to_linker(&mut linker)
+        .map_err(wasm_err)
+        .context("linking wasi:sockets/ip-name-lookup")?;
     let l = &mut linker;
     types::add_to_linker::<StoreData, LogHost>(l, StoreData::log_view).map_err(wasm_err)?;
     session::add_to_linker::<StoreData, SessionHost>(l, StoreData::session_view)

@@ -237,7 +237,8 @@ impl std::fmt::Debug for Ticker {
 /// A fresh store for one instance of `plugin` in session `session`.
 ///
 /// TCP is enabled only when the plugin has a `connect` grant, and every
-/// connect is checked against it; UDP, binding and name lookups stay off.
+/// connect is checked against it; UDP and binding stay off. Name lookups
+/// are the host's own (src/plugin/host_name_lookup.rs), not wasmtime-wasi's.
 pub(crate) fn new_store(
     engine: &Engine,
     plugin: &Arc<PluginInfo>,

@@ -1,10 +1,14 @@
-//! The JavaScript and C SDKs' DNS and key-value wrappers (and the JS
-//! `lifecycle` export) in the real gateway: the `js-services` and
-//! `c-services` fixtures, built from source by `cargo xtask plugins`, answer
-//! unknown commands (`XDNS`, `XREV`, `XKV`, `XLIFE`) with what the SDK call
-//! returned, against a DNS server the test runs on 127.0.0.1 and the
-//! embedded key-value store; `XFETCH` awaits `fetch` against HTTP servers
-//! the test runs on loopback, limited by the plugin's `http` grant.
+//! The JavaScript, Python and C SDKs' DNS and key-value wrappers (and the
+//! JS `lifecycle` export) in the real gateway: the `js-services`,
+//! `py-services` and `c-services` fixtures, built from source by `cargo
+//! xtask plugins`, answer unknown commands (`XDNS`, `XREV`, `XKV`, `XLIFE`)
+//! with what the SDK call returned, against a DNS server the test runs on
+//! 127.0.0.1 and the embedded key-value store. The JS fixture's `XFETCH`
+//! awaits `fetch` (wasi:http, limited by the `http` grant); the Python
+//! fixture's `XCONNECT` and `XFETCH` use Python's own `socket` and `urllib`
+//! (wasi:sockets, limited by the `connect` grant, host names resolved by
+//! the gateway's resolver only with `dns = true`), all against HTTP servers
+//! the test runs on loopback.
 
 use crate::common;
 use crate::dns_support;
@@ -24,6 +28,7 @@ fn zone() -> Zone {
         .txt("2.0.0.127.bl.test", &["listed", " here"])
         .ptr("192.0.2.10", "client.test")
         .servfail("broken.test")
+        .a("svc.test", "127.0.0.1")
 }
 
 /// A gateway with one fixture (`file`) granted `grants`, the test DNS
@@ -238,4 +243,102 @@ fn c_plugin_uses_kv_through_the_sdk() {
     assert_eq!(ask(&mut c, "XKV INCR probe n 1"), "250 8");
     assert!(ask(&mut c, "XKV GET other k").starts_with("450 KvError not-granted"));
     c.expect("QUIT", 221);
+}
+
+#[test]
+fn python_plugin_uses_dns_and_kv_through_the_sdk() {
+    let dns = DnsServer::start(zone());
+    let (gw, _kv) = gateway(
+        &dns,
+        "py-services",
+        "fixtures/py-services",
+        "dns = true\nkv = [\"counts\"]",
+        true,
+    );
+    let mut c = gw.connect();
+    let a = ask(&mut c, "XDNS A host.test");
+    assert!(a.starts_with("250 ") && a.ends_with(" 192.0.2.1"), "{a}");
+    let nx = ask(&mut c, "XDNS A nothing.test");
+    assert!(nx.starts_with("450 NxDomain nx-domain"), "{nx}");
+    assert_eq!(ask(&mut c, "XKV INCR counts k 2"), "250 2");
+    assert_eq!(ask(&mut c, "XKV INCR counts k 3"), "250 5");
+    assert_eq!(ask(&mut c, "XKV GET counts k"), "250 5");
+    let other = ask(&mut c, "XKV GET other k");
+    assert!(other.starts_with("450 NotGranted not-granted"), "{other}");
+}
+
+#[test]
+fn python_socket_and_urllib_reach_only_the_connect_grant() {
+    let dns = DnsServer::start(zone());
+    let (granted, granted_hits) = common::http_server("granted");
+    let (other, other_hits) = common::http_server("other");
+    let port = granted.port();
+    let grants = format!("dns = true\nconnect = [\"{granted}\"]");
+    let (gw, _kv) = gateway(&dns, "py-services", "fixtures/py-services", &grants, false);
+    let mut c = gw.connect();
+    // A plain socket, then urllib, to an IP literal in the grant.
+    assert_eq!(
+        ask(&mut c, &format!("XCONNECT 127.0.0.1 {port} /sock")),
+        "250 HTTP/1.1 200 OK"
+    );
+    assert_eq!(
+        ask(&mut c, &format!("XFETCH http://127.0.0.1:{port}/u?x=1")),
+        "250 200 granted /u?x=1"
+    );
+    // A host name, resolved by the gateway's resolver (the test's server).
+    assert_eq!(
+        ask(&mut c, &format!("XFETCH http://svc.test:{port}/named")),
+        "250 200 granted /named"
+    );
+    assert!(dns.queries_for("svc.test") >= 1);
+    assert_eq!(granted_hits.load(Ordering::SeqCst), 3);
+    // Outside the grant: refused before any connection is made.
+    let refused = ask(&mut c, &format!("XFETCH http://{other}/"));
+    assert!(refused.starts_with("450 fetch URLError"), "{refused}");
+    let refused = ask(&mut c, &format!("XCONNECT 127.0.0.1 {} /", other.port()));
+    assert!(
+        refused.starts_with("450 connect PermissionError"),
+        "{refused}"
+    );
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+    // A name the zone does not have.
+    let missing = ask(&mut c, &format!("XFETCH http://missing.test:{port}/"));
+    assert!(missing.starts_with("450 fetch URLError"), "{missing}");
+    assert_eq!(granted_hits.load(Ordering::SeqCst), 3);
+    // The session keeps working.
+    assert_eq!(c.cmd("NOOP").code, 250);
+}
+
+#[test]
+fn python_networking_without_grants_fails_cleanly() {
+    let dns = DnsServer::start(zone());
+    let (server, hits) = common::http_server("server");
+    let port = server.port();
+    // A connect grant but no dns grant: IP literals work, names do not.
+    let grants = format!("connect = [\"{server}\"]");
+    let (gw, _kv) = gateway(&dns, "py-services", "fixtures/py-services", &grants, false);
+    let mut c = gw.connect();
+    let named = ask(&mut c, &format!("XFETCH http://svc.test:{port}/"));
+    assert!(named.starts_with("450 fetch URLError"), "{named}");
+    assert_eq!(
+        dns.queries_for("svc.test"),
+        0,
+        "no lookup without dns = true"
+    );
+    assert_eq!(
+        ask(&mut c, &format!("XFETCH http://127.0.0.1:{port}/ip")),
+        "250 200 server /ip"
+    );
+    drop(c);
+    drop(gw);
+    // No grant at all: every connect is refused.
+    let (gw, _kv) = gateway(&dns, "py-services", "fixtures/py-services", "", false);
+    let mut c = gw.connect();
+    let refused = ask(&mut c, &format!("XCONNECT 127.0.0.1 {port} /"));
+    assert!(
+        refused.starts_with("450 connect PermissionError"),
+        "{refused}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(c.cmd("NOOP").code, 250);
 }
