@@ -381,7 +381,10 @@ async fn accept_loop(
         let local = tcp.local_addr().unwrap_or(bound.addr);
         let Some(admission) = limits.admit(remote.ip()) else {
             tracing::info!(%remote, "connection refused: too many connections");
-            refuse(tcp, &Reply::too_many_connections(&shared.hostname));
+            refuse(
+                tcp,
+                &crate::protocol::replies::too_many_connections(&shared.hostname),
+            );
             continue;
         };
         let _ = tcp.set_nodelay(true);

@@ -304,7 +304,7 @@ impl PluginSession {
             return Verdict::Declined;
         }
         if let (Some(i), Some(reply)) = (decider, verdict.deny_reply()) {
-            let code = reply.code;
+            let code = reply.code();
             self.notify_deny(i, &hook, code, ctx).await;
         }
         verdict

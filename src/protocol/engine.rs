@@ -618,7 +618,7 @@ impl Engine {
     /// Queues a reply; a 421 closes the session (RFC 5321 3.8).
     fn send(&mut self, reply: &Reply) {
         reply.write_to(&mut self.out);
-        if reply.code == 421 {
+        if reply.code() == 421 {
             self.close();
         }
     }
@@ -636,7 +636,7 @@ impl Engine {
 
     /// A refusal from the engine's own checks: syntax-class codes count as errors.
     fn refuse(&mut self, reply: Reply) {
-        if matches!(reply.code, 500..=504 | 555) {
+        if matches!(reply.code(), 500..=504 | 555) {
             self.error(reply);
         } else {
             self.send(&reply);
@@ -988,7 +988,7 @@ impl Engine {
                 match reply {
                     // A permanently refused recipient counts towards
                     // `max_errors`: recipient probing is capped.
-                    Some(r) if r.code >= 500 => self.error(r),
+                    Some(r) if r.code() >= 500 => self.error(r),
                     r => self.send(&or(r, replies::rcpt_ok)),
                 }
             }
@@ -1003,16 +1003,16 @@ impl Engine {
                 self.end_transaction();
                 self.send(&or(reply, replies::queued));
             }
-            Event::Rset => self.send(&or(reply, Reply::ok)),
+            Event::Rset => self.send(&or(reply, replies::ok)),
             Event::Quit => {
                 self.send(&or(reply, replies::bye));
                 self.close();
             }
-            Event::Noop { .. } => self.send(&or(reply, Reply::ok)),
+            Event::Noop { .. } => self.send(&or(reply, replies::ok)),
             Event::Vrfy { .. } => self.send(&or(reply, replies::vrfy)),
             Event::Help { .. } => self.send(&or(reply, replies::help)),
             Event::Unrecognized { .. } => match reply {
-                Some(r) if r.code < 500 => self.send(&r),
+                Some(r) if r.code() < 500 => self.send(&r),
                 Some(r) => self.error(r),
                 None => self.error(replies::unrecognized()),
             },
@@ -1021,7 +1021,7 @@ impl Engine {
                     self.authenticated = true;
                     self.send(&or(reply, replies::auth_ok));
                 } else {
-                    self.auth_failure(reply.unwrap_or_else(Reply::permanent_local_error));
+                    self.auth_failure(reply.unwrap_or_else(replies::permanent_local_error));
                 }
             }
         }
@@ -1042,7 +1042,7 @@ impl Engine {
                     // RFC 3030 4.2: the transaction failed; later chunks
                     // already pipelined are discarded with 503
                     self.end_transaction();
-                    let r = reply.unwrap_or_else(Reply::permanent_local_error);
+                    let r = reply.unwrap_or_else(replies::permanent_local_error);
                     self.phase = Phase::Skip {
                         chunk: Chunk::new(chunk.remaining, false),
                         reply: r,
@@ -1055,7 +1055,7 @@ impl Engine {
                     self.start_reception(body);
                     self.phase = Phase::Data(DataReceiver::new());
                     let r = reply
-                        .filter(|r| r.code == 354)
+                        .filter(|r| r.code() == 354)
                         .unwrap_or_else(replies::start_data);
                     self.send(&r);
                 } else if let Some(r) = reply {

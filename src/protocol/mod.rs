@@ -46,8 +46,9 @@
 //! - [`auth`]: SASL PLAIN and LOGIN decoding.
 //! - [`body`], [`data`], [`bdat`]: message reception (size accounting,
 //!   bare CR/LF and line checks, dot-unstuffing, chunks).
-//! - [`replies`]: every reply the engine sends on its own; [`reply`]: the
-//!   typed [`Reply`].
+//! - [`replies`]: the reply catalogue, every reply the gateway sends on its
+//!   own; [`reply`]: the typed [`Reply`], whose constructors keep CR, LF and
+//!   NUL out of every line.
 
 pub mod address;
 pub mod auth;
@@ -65,7 +66,7 @@ pub mod reply;
 
 pub use engine::Engine;
 pub use event::{Action, BareLineEndings, Decision, EngineConfig, Event};
-pub use reply::{EnhancedCode, Reply};
+pub use reply::{EnhancedCode, Reply, UnsafeText};
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::replies;
 use super::reply::{EnhancedCode, Reply};
 use super::*;
 use crate::context::HelloKind;
@@ -148,7 +149,7 @@ fn greeting_default_and_refused() {
 
     let mut e = Engine::new(Arc::new(cfg()), false);
     let r = drive(&mut e, b"EHLO x\r\n", &mut |_| {
-        Decision::Disconnect(Reply::too_many_connections("localhost"))
+        Decision::Disconnect(replies::too_many_connections("localhost"))
     });
     assert_eq!(r.codes(), [421]);
     assert_eq!(r.last, Some(Action::Close));
@@ -324,7 +325,7 @@ fn refused_data_lines_are_commands_again() {
         &mut e,
         b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
         &mut |ev| match ev {
-            Event::Data => Decision::Reply(Reply::ok()),
+            Event::Data => Decision::Reply(replies::ok()),
             _ => Decision::Default,
         },
     );
@@ -613,7 +614,7 @@ fn data_headers_event() {
         &mut e,
         b"DATA\r\nA: 1\r\n.\r\nNOOP\r\n",
         &mut |ev| match ev {
-            Event::MessageComplete => Decision::Disconnect(Reply::local_error()),
+            Event::MessageComplete => Decision::Disconnect(replies::local_error()),
             other => accept(other),
         },
     );
@@ -965,7 +966,7 @@ fn error_limit_closes() {
         ..cfg()
     });
     let r = drive(&mut e, b"XCLIENT a\r\nXCLIENT b\r\n", &mut |_| {
-        Decision::Reply(Reply::ok())
+        Decision::Reply(replies::ok())
     });
     assert_eq!(r.codes(), [250, 250]);
 }
@@ -1002,7 +1003,7 @@ fn simple_commands_and_defaults() {
     // a 421 from the driver closes the session
     let mut e = session(cfg());
     let r = drive(&mut e, b"NOOP\r\nNOOP\r\n", &mut |_| {
-        Decision::Reply(Reply::shutting_down("localhost"))
+        Decision::Reply(replies::shutting_down("localhost"))
     });
     assert_eq!(r.codes(), [421]);
     assert_eq!(r.last, Some(Action::Close));
@@ -1057,7 +1058,7 @@ fn random_input_invariants() {
                 match e.poll() {
                     Action::Event(_) => e.decide(match n % 4 {
                         0 => Decision::Default,
-                        1 => Decision::Reply(Reply::ok()),
+                        1 => Decision::Reply(replies::ok()),
                         2 => Decision::Reply(Reply::new(550, EnhancedCode::new(5, 7, 1), "no")),
                         _ => Decision::Reply(Reply::plain(354, "go")),
                     }),

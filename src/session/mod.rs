@@ -41,7 +41,7 @@ use crate::dns::ReverseDns;
 use crate::message::HeaderLimits;
 use crate::metrics::{ActiveConnection, SessionMetrics};
 use crate::plugin::{Hook, PluginHost, PluginSession};
-use crate::protocol::{Action, Engine, EngineConfig, EnhancedCode, Reply};
+use crate::protocol::{Action, Engine, EngineConfig, Reply, replies};
 use crate::relay::RelayPolicy;
 
 pub use stream::Stream;
@@ -207,13 +207,13 @@ impl Session {
                         Err(ReadStop::Closed) => return,
                         Err(ReadStop::Timeout) => {
                             tracing::info!("timeout");
-                            let reply = Reply::timeout(&self.shared.hostname);
+                            let reply = replies::timeout(&self.shared.hostname);
                             self.write_reply(&reply).await;
                             return;
                         }
                         Err(ReadStop::Shutdown) => {
                             tracing::info!("closing for shutdown");
-                            let reply = Reply::shutting_down(&self.shared.hostname);
+                            let reply = replies::shutting_down(&self.shared.hostname);
                             self.write_reply(&reply).await;
                             return;
                         }
@@ -385,15 +385,6 @@ impl Session {
         self.active = None;
         tracing::info!("disconnected");
     }
-}
-
-/// `554 5.5.1` for a client that talked before the greeting.
-pub fn early_talker_reply() -> Reply {
-    Reply::new(
-        554,
-        EnhancedCode::new(5, 5, 1),
-        "Protocol error: client sent data before the greeting",
-    )
 }
 
 async fn wait_true(mut rx: watch::Receiver<bool>) {
