@@ -50,3 +50,14 @@ pub use self::wasmtp::plugin::types::{
     HelloKind as WitHelloKind, HooksWanted, LogLevel, Param as WitParam, Recipient as WitRecipient,
     Reply as WitReply, TlsInfo as WitTlsInfo, Verdict as WitVerdict,
 };
+
+/// MAIL/RCPT parameters as the WIT `param` records plugins see.
+pub(crate) fn wit_params(params: &[crate::context::Param]) -> Vec<WitParam> {
+    params
+        .iter()
+        .map(|p| WitParam {
+            key: p.key.clone(),
+            value: p.value.clone(),
+        })
+        .collect()
+}

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::chain::Instance;
+use super::instance::Instance;
 
 /// How many idle instances may be kept at once, across every pool.
 #[derive(Debug)]
