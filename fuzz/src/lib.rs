@@ -16,7 +16,8 @@ use std::sync::Arc;
 use wasmtp::delivery::client::reply::{MAX_REPLY_BYTES, Parsed, parse};
 use wasmtp::message::{Message, header_block_end};
 use wasmtp::protocol::{
-    Action, BareLineEndings, Decision, Engine, EngineConfig, EnhancedCode, Event, Reply, replies,
+    Action, BareLineEndings, Decision, EngineConfig, EnhancedCode, Event, Reply, SmtpEngine,
+    replies,
 };
 
 /// Most octets one input may expand to (a chunk repeated).
@@ -56,7 +57,7 @@ pub fn engine(data: &[u8]) {
         ..EngineConfig::default()
     };
     let limit = config.max_command_line + config.command_line_extension;
-    let mut e = Engine::new(Arc::new(config), ctl & 32 != 0);
+    let mut e = SmtpEngine::new(Arc::new(config), ctl & 32 != 0);
     let mut input = rest;
     let mut expanded = 0usize;
     let mut binary = false;
@@ -79,7 +80,7 @@ pub fn engine(data: &[u8]) {
 }
 
 /// Polls until the engine needs input; true once it closed.
-fn step(e: &mut Engine, len: u8, limit: usize, max: u64, binary: &mut bool) -> bool {
+fn step(e: &mut SmtpEngine, len: u8, limit: usize, max: u64, binary: &mut bool) -> bool {
     let mut events = 0usize;
     let closed = loop {
         match e.poll() {

@@ -59,7 +59,7 @@ fn accept(e: &Event) -> Decision {
 }
 
 /// Feeds `input` and answers events until the engine needs input (or stops).
-fn drive(e: &mut Engine, input: &[u8], decide: &mut dyn FnMut(&Event) -> Decision) -> Run {
+fn drive(e: &mut SmtpEngine, input: &[u8], decide: &mut dyn FnMut(&Event) -> Decision) -> Run {
     let mut run = Run::default();
     e.receive(input);
     loop {
@@ -86,8 +86,8 @@ fn drive(e: &mut Engine, input: &[u8], decide: &mut dyn FnMut(&Event) -> Decisio
 }
 
 /// A session past the greeting.
-fn session(config: EngineConfig) -> Engine {
-    let mut e = Engine::new(Arc::new(config), false);
+fn session(config: EngineConfig) -> SmtpEngine {
+    let mut e = SmtpEngine::new(Arc::new(config), false);
     let r = drive(&mut e, b"", &mut accept);
     assert_eq!(r.events, [Event::Connect]);
     assert_eq!(r.out, "220 localhost ESMTP wasmtp\r\n");
@@ -96,7 +96,7 @@ fn session(config: EngineConfig) -> Engine {
 
 /// Feeds the input in pieces split at `splits` and merges the runs.
 fn drive_split(
-    e: &mut Engine,
+    e: &mut SmtpEngine,
     input: &[u8],
     splits: &[usize],
     decide: &mut dyn FnMut(&Event) -> Decision,
@@ -120,7 +120,7 @@ const TXN: &[u8] = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.e
 
 #[test]
 fn greeting_default_and_refused() {
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     // poll while pending returns the same event
     assert_eq!(e.poll(), Action::Event(Event::Connect));
     assert_eq!(e.poll(), Action::Event(Event::Connect));
@@ -132,7 +132,7 @@ fn greeting_default_and_refused() {
     e.decide(Decision::Default);
     assert_eq!(e.output(), b"");
 
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     let r = drive(&mut e, b"", &mut |_| {
         Decision::Reply(Reply::new(554, EnhancedCode::new(5, 7, 1), "go away"))
     });
@@ -147,7 +147,7 @@ fn greeting_default_and_refused() {
     assert_eq!(r.last, Some(Action::Close));
     assert_eq!(e.poll(), Action::Close);
 
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     let r = drive(&mut e, b"EHLO x\r\n", &mut |_| {
         Decision::Disconnect(replies::too_many_connections("localhost"))
     });
@@ -195,7 +195,7 @@ fn command_state_table() {
     for (cmd, want) in &commands {
         for (state, expect) in want.iter().enumerate() {
             let mut e = if state == 4 {
-                let mut e = Engine::new(Arc::new(cfg()), false);
+                let mut e = SmtpEngine::new(Arc::new(cfg()), false);
                 drive(&mut e, b"", &mut |_| {
                     Decision::Reply(Reply::new(554, EnhancedCode::new(5, 3, 2), "no"))
                 });
@@ -825,7 +825,7 @@ fn submission_requirements() {
             .contains("538 5.7.11 Encryption required for requested authentication mechanism\r\n")
     );
     assert!(!r.out.contains("AUTH PLAIN"));
-    let mut e = Engine::new(Arc::new(sub), true);
+    let mut e = SmtpEngine::new(Arc::new(sub), true);
     drive(&mut e, b"", &mut accept);
     let r = drive(&mut e, b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nAUTH PLAIN AHUAcA==\r\nMAIL FROM:<a@b.example>\r\n", &mut accept);
     assert_eq!(r.codes(), [250, 530, 235, 250]);
@@ -1116,7 +1116,7 @@ fn bdat_headers_mid_chunk() {
 #[test]
 fn input_before_the_greeting_decision_is_kept() {
     // early talkers are the driver's business; the engine just answers in order
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     e.receive(b"EHLO c.example\r\n");
     let r = drive(&mut e, b"NOOP\r\n", &mut accept);
     assert_eq!(r.events[0], Event::Connect);

@@ -16,7 +16,8 @@ use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
 use crate::protocol::{Decision, Event, replies};
 
-use super::{Session, ids, received};
+use super::{Session, received};
+use crate::ids;
 
 /// The decision a verdict imposes; `None` for `declined` (core decides).
 fn verdict_decision(verdict: Verdict) -> Option<Decision> {
