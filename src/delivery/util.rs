@@ -12,6 +12,7 @@ pub fn hostname() -> &'static str {
         let mut buf = [0u8; 256];
         // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname
         // writes at most that many and we stop at the first NUL.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
         if rc != 0 {
             return "localhost".to_string();

@@ -26,7 +26,7 @@ use crate::protocol::address;
 /// (`set-note` has no error result in the WIT), and the plugin's failure
 /// policy answers; every other bound returns the call's error.
 /// Largest range returned by one `read-body` call.
-pub const MAX_READ: u32 = 1 << 20;
+pub(super) const MAX_READ: u32 = 1 << 20;
 
 /// The `session` interface's view of a store: the session state lent to it.
 ///

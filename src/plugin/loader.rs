@@ -76,7 +76,7 @@ pub(crate) struct Chain {
 impl Chain {
     /// Drops the idle instances of every plugin and keeps none from now
     /// on: this generation was replaced by a reload.
-    pub fn close_pools(&self) {
+    pub(crate) fn close_pools(&self) {
         self.plugins.iter().for_each(|p| p.pool.close());
     }
 }
@@ -125,7 +125,7 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
 
 impl Loader {
     /// Loads every plugin of `plugins`; the first failure is the error.
-    pub async fn chain(&self, plugins: &[PluginConfig]) -> anyhow::Result<Chain> {
+    pub(super) async fn chain(&self, plugins: &[PluginConfig]) -> anyhow::Result<Chain> {
         let mut chain = Chain::default();
         for (i, p) in plugins.iter().enumerate() {
             if plugins[..i].iter().any(|q| q.name == p.name) {

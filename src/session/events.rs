@@ -41,7 +41,7 @@ fn refusal_code(decision: &Decision) -> Option<u16> {
 }
 
 /// Most octets of one `body-chunk` call.
-pub const BODY_CHUNK_SIZE: usize = 64 * 1024;
+pub(super) const BODY_CHUNK_SIZE: usize = 64 * 1024;
 
 impl Session {
     /// Runs the hook chain for `hook`.

@@ -796,7 +796,10 @@ impl SmtpSink {
         std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
         let addr = dead_port().await;
         let mut cmd = std::process::Command::new(bin);
-        if unsafe { libc::geteuid() } == 0 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        let euid = unsafe { libc::geteuid() };
+        if euid == 0 {
             cmd.args(["-u", "nobody"]);
         }
         let child = cmd

@@ -136,7 +136,7 @@ pub(super) struct Policy {
 
 impl Policy {
     /// The policy of a spool config.
-    pub fn new(c: &SpoolConfig) -> Self {
+    pub(super) fn new(c: &SpoolConfig) -> Self {
         Self {
             first_retry: c.first_retry,
             max_retry: c.max_retry,
@@ -148,7 +148,7 @@ impl Policy {
 
     /// The delay before attempt `attempts + 1`: `first_retry` doubled per
     /// attempt after the first, capped at `max_retry`.
-    pub fn backoff(&self, attempts: u32) -> Duration {
+    pub(super) fn backoff(&self, attempts: u32) -> Duration {
         let factor = 1u32 << attempts.saturating_sub(1).min(20);
         self.first_retry
             .checked_mul(factor)
