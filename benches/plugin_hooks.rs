@@ -11,6 +11,10 @@
 //!   the store, handles, verdict check).
 //! - `hook/unwanted`: a hook no plugin wants (the host's fast path).
 
+// Bench code: setup failures may panic. (The crate's [lints] deny
+// unwrap/expect in the gateway itself.)
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};

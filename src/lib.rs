@@ -5,6 +5,8 @@
 //!   the session state machine). No I/O.
 //! - [`context`]: the connection and transaction state plugins see and edit.
 //! - [`message`]: the received message and plugin edits to it.
+//! - [`date`]: the one date formatter (RFC 5322, `+0000`); [`ids`]: the one
+//!   id helper (sessions, queued messages) and random names.
 //! - [`plugin`]: the wasmtime component host: hook chain, sandbox, live swap.
 //! - [`delivery`]: Maildir, synchronous forward, the SMTP client and upstream
 //!   pool, and store-and-forward (`delivery::queue`: durable spool, retries,
@@ -12,6 +14,7 @@
 //! - [`config`]: the TOML config, validated, errors with key and line:column.
 //! - [`server`]: listeners, connection caps, graceful shutdown, reload.
 //! - [`session`]: the per-connection tokio driver around the engine.
+//! - [`shutdown`]: the one-shot signal the listeners and sessions wait on.
 //! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
@@ -23,8 +26,10 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod date;
 pub mod delivery;
 pub mod dns;
+pub mod ids;
 pub mod kv;
 pub mod logging;
 pub mod message;
@@ -34,4 +39,5 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod tls;

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::config::RelayConfig;
-use crate::protocol::{EnhancedCode, Reply};
+use crate::protocol::{Reply, replies};
 
 /// Local domains and relay networks, ready for lookups.
 #[derive(Debug, Clone, Default)]
@@ -22,11 +22,6 @@ pub struct RelayPolicy {
     networks: Vec<IpNet>,
     /// What `<Postmaster>` was mapped to (RFC 5321 4.5.1): always accepted.
     postmaster: String,
-}
-
-/// `550 5.7.1 Relay access denied`.
-pub fn relay_denied() -> Reply {
-    Reply::new(550, EnhancedCode::new(5, 7, 1), "Relay access denied")
 }
 
 impl RelayPolicy {
@@ -79,18 +74,18 @@ impl RelayPolicy {
         }
         if recipient.starts_with('@') {
             // Source route (@hop,@hop:user@domain): never from outsiders.
-            return Err(relay_denied());
+            return Err(replies::relay_denied());
         }
         let Some((local, domain)) = recipient.rsplit_once('@') else {
-            return Err(relay_denied());
+            return Err(replies::relay_denied());
         };
         if local.is_empty() || local.contains(['%', '!', '@']) {
-            return Err(relay_denied());
+            return Err(replies::relay_denied());
         }
         if self.is_local_domain(domain) {
             Ok(())
         } else {
-            Err(relay_denied())
+            Err(replies::relay_denied())
         }
     }
 }
@@ -142,7 +137,11 @@ mod tests {
             "@example.test",
             "",
         ] {
-            assert_eq!(p.check_recipient(r, false), Err(relay_denied()), "{r}");
+            assert_eq!(
+                p.check_recipient(r, false),
+                Err(replies::relay_denied()),
+                "{r}"
+            );
         }
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -28,10 +28,12 @@ use crate::auth::Users;
 use crate::config::{Config, ListenerMode};
 use crate::delivery::Deliverer;
 use crate::dns::ReverseDns;
+use crate::ids;
 use crate::plugin::PluginHost;
 use crate::protocol::Reply;
 use crate::relay::RelayPolicy;
-use crate::session::{ListenerInfo, Session, Shared, ids};
+use crate::session::{ListenerInfo, Session, Shared};
+use crate::shutdown::{self, Signal};
 
 /// A bound, not yet serving, server.
 pub struct Server {
@@ -262,8 +264,8 @@ impl Server {
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (force_tx, force_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = shutdown::channel();
+        let (force_tx, force_rx) = shutdown::channel();
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut accepting = JoinSet::new();
         for bound in self.listeners {
@@ -280,7 +282,7 @@ impl Server {
 
         shutdown.await;
         tracing::info!("shutting down: no longer accepting connections");
-        let _ = stop_tx.send(true);
+        stop_tx.fire();
         while accepting.join_next().await.is_some() {}
 
         if tokio::time::timeout(self.grace, done_rx.recv())
@@ -288,7 +290,7 @@ impl Server {
             .is_err()
         {
             tracing::info!("grace period over: closing the remaining sessions");
-            let _ = force_tx.send(true);
+            force_tx.fire();
             if tokio::time::timeout(Duration::from_secs(30), done_rx.recv())
                 .await
                 .is_err()
@@ -339,18 +341,12 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     server.serve(shutdown).await
 }
 
-async fn wait_true(mut rx: watch::Receiver<bool>) {
-    if rx.wait_for(|v| *v).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 async fn accept_loop(
     bound: Bound,
     shared: Arc<Shared>,
     limits: Limits,
-    stop: watch::Receiver<bool>,
-    force: watch::Receiver<bool>,
+    stop: Signal,
+    force: Signal,
     done: mpsc::Sender<()>,
 ) {
     const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -359,7 +355,7 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = wait_true(stop.clone()) => return,
+            _ = stop.wait() => return,
             r = bound.tcp.accept() => r,
         };
         let (tcp, remote) = match accepted {
@@ -371,7 +367,7 @@ async fn accept_loop(
                 // EMFILE and friends: wait a little instead of spinning.
                 tracing::warn!(error = %e, "accept failed; backing off {backoff:?}");
                 tokio::select! {
-                    _ = wait_true(stop.clone()) => return,
+                    _ = stop.wait() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -381,7 +377,10 @@ async fn accept_loop(
         let local = tcp.local_addr().unwrap_or(bound.addr);
         let Some(admission) = limits.admit(remote.ip()) else {
             tracing::info!(%remote, "connection refused: too many connections");
-            refuse(tcp, &Reply::too_many_connections(&shared.hostname));
+            refuse(
+                tcp,
+                &crate::protocol::replies::too_many_connections(&shared.hostname),
+            );
             continue;
         };
         let _ = tcp.set_nodelay(true);

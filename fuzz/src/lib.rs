@@ -13,10 +13,11 @@
 
 use std::sync::Arc;
 
-use wasmtp::delivery::client::reply::{MAX_REPLY_BYTES, Parsed, UpstreamReply};
+use wasmtp::delivery::client::reply::{MAX_REPLY_BYTES, Parsed, parse};
 use wasmtp::message::{Message, header_block_end};
 use wasmtp::protocol::{
-    Action, BareLineEndings, Decision, Engine, EngineConfig, EnhancedCode, Event, Reply,
+    Action, BareLineEndings, Decision, EngineConfig, EnhancedCode, Event, Reply, SmtpEngine,
+    replies,
 };
 
 /// Most octets one input may expand to (a chunk repeated).
@@ -56,7 +57,7 @@ pub fn engine(data: &[u8]) {
         ..EngineConfig::default()
     };
     let limit = config.max_command_line + config.command_line_extension;
-    let mut e = Engine::new(Arc::new(config), ctl & 32 != 0);
+    let mut e = SmtpEngine::new(Arc::new(config), ctl & 32 != 0);
     let mut input = rest;
     let mut expanded = 0usize;
     let mut binary = false;
@@ -79,7 +80,7 @@ pub fn engine(data: &[u8]) {
 }
 
 /// Polls until the engine needs input; true once it closed.
-fn step(e: &mut Engine, len: u8, limit: usize, max: u64, binary: &mut bool) -> bool {
+fn step(e: &mut SmtpEngine, len: u8, limit: usize, max: u64, binary: &mut bool) -> bool {
     let mut events = 0usize;
     let closed = loop {
         match e.poll() {
@@ -99,7 +100,7 @@ fn step(e: &mut Engine, len: u8, limit: usize, max: u64, binary: &mut bool) -> b
                     _ => {}
                 }
                 e.decide(match (usize::from(len) + events) % 5 {
-                    1 => Decision::Reply(Reply::ok()),
+                    1 => Decision::Reply(replies::ok()),
                     2 => Decision::Reply(Reply::new(550, EnhancedCode::new(5, 7, 1), "no")),
                     3 => Decision::Reply(Reply::plain(354, "go")),
                     _ => Decision::Default,
@@ -206,13 +207,13 @@ pub fn headers(data: &[u8]) {
 pub fn upstream_reply(data: &[u8]) {
     let mut pos = 0;
     while pos < data.len() {
-        match UpstreamReply::parse(&data[pos..]) {
+        match parse(&data[pos..]) {
             Parsed::Reply(r, used) => {
                 assert!(used > 0 && used <= data.len() - pos);
                 assert!(used <= MAX_REPLY_BYTES + 2, "{used}");
-                assert!((200..600).contains(&r.code), "{}", r.code);
-                assert!(!r.lines.is_empty());
-                match UpstreamReply::parse(&data[pos..pos + used]) {
+                assert!((200..600).contains(&r.code()), "{}", r.code());
+                assert!(!r.lines().is_empty());
+                match parse(&data[pos..pos + used]) {
                     Parsed::Reply(r2, used2) => assert_eq!((r2, used2), (r, used)),
                     other => panic!("prefix parsed as {other:?}"),
                 }

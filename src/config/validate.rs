@@ -6,14 +6,14 @@ use std::collections::HashSet;
 use super::Config;
 
 /// A failed check: the key path and the message.
-pub type Failure = (String, String);
+pub(super) type Failure = (String, String);
 
 fn fail(key: impl Into<String>, message: impl Into<String>) -> Result<(), Failure> {
     Err((key.into(), message.into()))
 }
 
 /// Checks and normalises (lower-cases domains) a freshly parsed config.
-pub fn validate(config: &mut Config) -> Result<(), Failure> {
+pub(super) fn validate(config: &mut Config) -> Result<(), Failure> {
     server(config)?;
     listeners(config)?;
     tls(config)?;
@@ -40,7 +40,7 @@ fn plugins(config: &mut Config) -> Result<(), Failure> {
 }
 
 /// A plausible domain name or address literal: no spaces, no `@`, no control characters.
-pub fn plausible_domain(name: &str) -> bool {
+pub(super) fn plausible_domain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name.bytes().all(|b| {

@@ -40,11 +40,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{
-    ClientError, ClientSettings, MailOptions, RcptMode, SmtpClient, TxnOutcome, UpstreamReply,
-};
+use super::client::{ClientError, ClientSettings, MailOptions, RcptMode, SmtpClient, TxnOutcome};
 use super::config::{ForwardConfig, TlsPolicy};
-use crate::protocol::{EnhancedCode, Reply};
+use crate::protocol::{Reply, replies};
 
 #[derive(Debug)]
 struct Idle {
@@ -220,7 +218,7 @@ impl UpstreamPool {
     /// Probes whether the upstream takes mail for `recipient` (see
     /// [`SmtpClient::probe`]) over a pooled or fresh connection, trying the
     /// upstreams in order until one answers.
-    pub async fn probe(&self, recipient: &str) -> Result<UpstreamReply, ClientError> {
+    pub async fn probe(&self, recipient: &str) -> Result<Reply, ClientError> {
         if let Some(mut c) = self.take_idle() {
             match c.probe(recipient).await {
                 Ok(r) => {
@@ -278,26 +276,12 @@ pub fn error_reply(e: &ClientError) -> Reply {
         return r;
     }
     match e {
-        ClientError::TlsUnavailable(_) | ClientError::TlsHandshake(_) => Reply::new(
-            451,
-            EnhancedCode::new(4, 7, 5),
-            "Upstream TLS unavailable; try again later",
-        ),
-        ClientError::LostAfterData(_) => Reply::new(
-            451,
-            EnhancedCode::new(4, 4, 2),
-            "Connection to upstream lost after the message was sent; try again later",
-        ),
-        ClientError::Refused(r) if r.is_permanent() => Reply::new(
-            451,
-            EnhancedCode::new(4, 4, 1),
-            format!("Upstream refused the session ({}); try again later", r.code),
-        ),
-        _ => Reply::new(
-            451,
-            EnhancedCode::new(4, 4, 1),
-            "Upstream unavailable; try again later",
-        ),
+        ClientError::TlsUnavailable(_) | ClientError::TlsHandshake(_) => {
+            replies::upstream_tls_unavailable()
+        }
+        ClientError::LostAfterData(_) => replies::upstream_lost_after_data(),
+        ClientError::Refused(r) if r.is_permanent() => replies::upstream_refused_session(r.code()),
+        _ => replies::upstream_unavailable(),
     }
 }
 
@@ -305,9 +289,9 @@ pub fn error_reply(e: &ClientError) -> Reply {
 /// module doc).
 pub fn verdict(outcome: &TxnOutcome, recipients: &[&str], queue_id: &str) -> Reply {
     if !outcome.mail.is_success() {
-        return outcome.mail.relayed("MAIL");
+        return replies::relayed(&outcome.mail, "MAIL");
     }
-    let refused: Vec<(usize, &super::client::UpstreamReply)> = outcome
+    let refused: Vec<(usize, &Reply)> = outcome
         .rcpts
         .iter()
         .enumerate()
@@ -316,38 +300,13 @@ pub fn verdict(outcome: &TxnOutcome, recipients: &[&str], queue_id: &str) -> Rep
     if let Some(&(i, first)) = refused.first() {
         let who = recipients.get(i).copied().unwrap_or("?");
         if refused.len() == recipients.len() && refused.iter().all(|(_, r)| r.is_permanent()) {
-            return first.relayed(&format!("RCPT <{who}>"));
+            return replies::relayed(first, &format!("RCPT <{who}>"));
         }
-        let e = first.enhanced_or_default();
-        return Reply::new(
-            451,
-            EnhancedCode::new(4, e.subject, e.detail),
-            format!(
-                "Upstream refused recipient <{who}> ({}); message not accepted for any recipient, try again later",
-                first
-                    .one_line()
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(300)
-                    .collect::<String>()
-            ),
-        );
+        return replies::upstream_refused_recipient(who, first);
     }
     match &outcome.data {
-        Some(r) if r.is_success() => {
-            let up: String = r
-                .one_line()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect();
-            Reply::new(
-                250,
-                EnhancedCode::new(2, 0, 0),
-                format!("Ok: queued as {queue_id} (upstream: {up})"),
-            )
-        }
-        Some(r) => r.relayed("DATA"),
-        None => Reply::local_error(),
+        Some(r) if r.is_success() => replies::queued_upstream(queue_id, &r.one_line()),
+        Some(r) => replies::relayed(r, "DATA"),
+        None => replies::local_error(),
     }
 }

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::util::{blocking, hostname, private_dir, private_file, random_u64, sync_dir};
+use super::util::{blocking, hostname, private_dir, private_file, sync_dir};
+use crate::ids::random_u64;
 
 /// A Maildir root with `tmp/`, `new/` and `cur/`.
 #[derive(Debug)]

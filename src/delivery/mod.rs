@@ -49,7 +49,7 @@ pub use config::{DeliveryConfig, DeliveryMode, ForwardConfig, SpoolConfig, TlsPo
 
 use crate::context::Recipient;
 use crate::protocol::params::BodyType;
-use crate::protocol::{EnhancedCode, Reply};
+use crate::protocol::{Reply, replies};
 use client::{MailOptions, RcptMode};
 use forward::UpstreamPool;
 use maildir::Maildir;
@@ -153,17 +153,17 @@ impl Deliverer {
     /// only once the message is safe (fsynced, or accepted upstream).
     pub async fn deliver(&self, envelope: &Envelope, parts: &[&[u8]]) -> Reply {
         if envelope.recipients.is_empty() {
-            return Reply::new(554, EnhancedCode::new(5, 5, 1), "No valid recipients");
+            return replies::no_recipients();
         }
         match &self.backend {
             Backend::Maildir(m) => match m.deliver(parts).await {
                 Ok(path) => {
                     tracing::info!(id = %envelope.id, path = %path.display(), "delivered to maildir");
-                    queued(&envelope.id)
+                    replies::queued_as(&envelope.id)
                 }
                 Err(e) => {
                     tracing::error!(id = %envelope.id, error = %e, "maildir delivery failed");
-                    Reply::local_error()
+                    replies::local_error()
                 }
             },
             Backend::Forward(pool) => {
@@ -232,13 +232,4 @@ impl Deliverer {
             Backend::Maildir(_) => {}
         }
     }
-}
-
-/// `250 2.0.0 Ok: queued as <id>`.
-pub fn queued(id: &str) -> Reply {
-    Reply::new(
-        250,
-        EnhancedCode::new(2, 0, 0),
-        format!("Ok: queued as {id}"),
-    )
 }

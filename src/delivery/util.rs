@@ -1,8 +1,7 @@
-//! Small helpers shared by delivery and the queue: host name, random
-//! numbers for unique names, blocking-fs glue, private (0700/0600)
-//! directories and files.
+//! Small helpers shared by delivery and the queue: host name,
+//! blocking-fs glue, private (0700/0600) directories and files. (Random
+//! numbers for unique names are in `crate::ids`.)
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
 /// The machine's host name (`gethostname(2)`), or `localhost` when unknown.
@@ -13,6 +12,7 @@ pub fn hostname() -> &'static str {
         let mut buf = [0u8; 256];
         // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname
         // writes at most that many and we stop at the first NUL.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
         if rc != 0 {
             return "localhost".to_string();
@@ -25,24 +25,6 @@ pub fn hostname() -> &'static str {
             name
         }
     })
-}
-
-/// A random 64-bit number (SipHash keyed by the process-random
-/// `RandomState`, mixed with a counter); good for unique names, not for
-/// cryptography.
-pub fn random_u64() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
-    static N: AtomicU64 = AtomicU64::new(0);
-    let mut h = STATE.get_or_init(Default::default).build_hasher();
-    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
 }
 
 /// Runs a blocking closure on tokio's blocking pool; a panicked or

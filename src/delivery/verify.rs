@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::config::SpoolConfig;
 use super::forward::UpstreamPool;
-use crate::protocol::{EnhancedCode, Reply};
+use crate::protocol::{Reply, replies};
 
 /// What the upstream said of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,27 +80,11 @@ fn quoted(text: &str) -> String {
 }
 
 fn undeliverable(recipient: &str, why: &str) -> Reply {
-    Reply::new(
-        550,
-        EnhancedCode::new(5, 1, 1),
-        format!(
-            "<{}>: Recipient address rejected: undeliverable address: {}",
-            quoted(recipient),
-            quoted(why)
-        ),
-    )
+    replies::recipient_undeliverable(&quoted(recipient), &quoted(why))
 }
 
 fn unknown(recipient: &str, why: &str) -> Reply {
-    Reply::new(
-        450,
-        EnhancedCode::new(4, 1, 1),
-        format!(
-            "<{}>: Recipient address rejected: unverified address: {}",
-            quoted(recipient),
-            quoted(why)
-        ),
-    )
+    replies::recipient_unverified(&quoted(recipient), &quoted(why))
 }
 
 impl RecipientVerifier {
@@ -242,12 +226,12 @@ mod tests {
     #[test]
     fn replies_quote_bounded_printable_text() {
         let r = undeliverable("a@x", &format!("550 5.1.1 no\r\nsuch{}", "y".repeat(500)));
-        assert_eq!(r.code, 550);
+        assert_eq!(r.code(), 550);
         let text = r.to_string();
         // One line: the upstream's CR LF became `?`, nothing breaks the reply.
         assert!(!text.contains(['\r', '\n']), "{text:?}");
         assert!(text.contains("no??such"), "{text:?}");
         assert!(text.len() < 300, "{}", text.len());
-        assert_eq!(unknown("a@x", "down").code, 450);
+        assert_eq!(unknown("a@x", "down").code(), 450);
     }
 }

@@ -241,11 +241,6 @@ impl KvStore {
         })
     }
 
-    /// The config the store was opened with.
-    pub fn config(&self) -> &KvConfig {
-        &self.config
-    }
-
     fn quota(&self, bucket: &str) -> Result<Quota, KvError> {
         check_bucket_name(bucket).map_err(KvError::Invalid)?;
         Ok(self.config.quota(bucket))

@@ -35,18 +35,35 @@ wasmtime::component::bindgen!({
 /// The handle is a token: the state is the `SessionContext` lent to the
 /// store for the duration of one hook call. The component model's borrow
 /// rules guarantee the guest cannot keep the handle beyond that call.
+// `pub`: the code `bindgen!` generates re-exports it with `pub use`.
+#[allow(unreachable_pub)]
 pub struct ConnectionHandle;
 
 /// Host type behind a `transaction` handle (a token, like [`ConnectionHandle`]).
+// `pub`: the code `bindgen!` generates re-exports it with `pub use`.
+#[allow(unreachable_pub)]
 pub struct TransactionHandle;
 
 // `self::`: under rustdoc the crate `wasmtp` is in scope too.
-pub use self::exports::wasmtp::plugin::hooks::{Guest as HooksGuest, GuestIndices as HooksIndices};
-pub use self::exports::wasmtp::plugin::lifecycle::{
+pub(super) use self::exports::wasmtp::plugin::hooks::{
+    Guest as HooksGuest, GuestIndices as HooksIndices,
+};
+pub(super) use self::exports::wasmtp::plugin::lifecycle::{
     Guest as LifecycleGuest, GuestIndices as LifecycleIndices, TransactionEnd as WitTransactionEnd,
 };
-pub use self::wasmtp::plugin::types::{
+pub(super) use self::wasmtp::plugin::types::{
     DeliveryReport as WitDeliveryReport, DeliveryStatus as WitDeliveryStatus, Header as WitHeader,
     HelloKind as WitHelloKind, HooksWanted, LogLevel, Param as WitParam, Recipient as WitRecipient,
     Reply as WitReply, TlsInfo as WitTlsInfo, Verdict as WitVerdict,
 };
+
+/// MAIL/RCPT parameters as the WIT `param` records plugins see.
+pub(crate) fn wit_params(params: &[crate::context::Param]) -> Vec<WitParam> {
+    params
+        .iter()
+        .map(|p| WitParam {
+            key: p.key.clone(),
+            value: p.value.clone(),
+        })
+        .collect()
+}

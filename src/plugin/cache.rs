@@ -58,7 +58,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> Digest32 {
 
 impl Cache {
     /// A cache in `dir` (created if missing; memory-only if that fails).
-    pub fn new(engine: &Engine, dir: &Path) -> Self {
+    pub(super) fn new(engine: &Engine, dir: &Path) -> Self {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_digest = hex::encode(&h.0.finalize()[..8]);
@@ -83,7 +83,7 @@ impl Cache {
     }
 
     /// The compiled component for `wasm` (blocking: run it off the async threads).
-    pub fn component(
+    pub(super) fn component(
         &self,
         engine: &Engine,
         wasm: &[u8],
@@ -117,7 +117,9 @@ impl Cache {
             // atomically (temp file + rename), into the gateway's own cache
             // directory; `trusted` checked that only the gateway's user
             // could have written it.
-            match unsafe { Component::deserialize_file(engine, &file) } {
+            #[allow(unsafe_code)]
+            let cached = unsafe { Component::deserialize_file(engine, &file) };
+            match cached {
                 Ok(c) => {
                     self.remember(digest, &c);
                     return Ok(c);
@@ -144,6 +146,7 @@ impl Cache {
             .and_then(|()| std::fs::rename(&tmp, &file))
             .with_context(|| format!("cannot write {}", file.display()))?;
         // SAFETY: as above; we just wrote it.
+        #[allow(unsafe_code)]
         let c = unsafe { Component::deserialize_file(engine, &file) }
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.remember(digest, &c);
@@ -164,6 +167,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The effective user id of the gateway.
+#[allow(unsafe_code)]
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }

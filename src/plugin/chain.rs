@@ -15,28 +15,22 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use wasmtime::Engine;
 use wasmtime::component::Resource;
-use wasmtime::{Engine, Store};
 
 use super::bindings::{
-    ConnectionHandle, HooksGuest, HooksWanted, LifecycleGuest, TransactionHandle,
-    WitDeliveryReport, WitDeliveryStatus, WitParam, WitTransactionEnd, WitVerdict,
+    ConnectionHandle, HooksWanted, TransactionHandle, WitDeliveryReport, WitDeliveryStatus,
+    WitTransactionEnd, WitVerdict, wit_params,
 };
 use super::failure::PluginFailure;
+use super::instance::{Component, Instance, start};
 use super::loader::{Chain, LoadedPlugin};
-use super::sandbox::{StoreData, arm, new_store, placeholder};
+use super::sandbox::{arm, placeholder};
 use super::services::{HostServices, SessionBudget};
 use super::verdict::{check, failure_verdict};
 use super::{DELIVERY_SLOT, DENY_SLOT, Hook, TransactionEnd, Verdict};
-use crate::context::{Param, SessionContext};
+use crate::context::SessionContext;
 use crate::delivery::queue::{DeliveryReport, DeliveryStatus};
-
-/// A live plugin instance of one connection (or idle in a pool).
-pub(crate) struct Instance {
-    store: Store<StoreData>,
-    hooks: HooksGuest,
-    lifecycle: Option<LifecycleGuest>,
-}
 
 /// The chain as one connection sees it: the chain current at accept, and
 /// the connection's instances.
@@ -62,16 +56,6 @@ impl std::fmt::Debug for PluginSession {
             )
             .finish()
     }
-}
-
-fn wit_params(params: &[Param]) -> Vec<WitParam> {
-    params
-        .iter()
-        .map(|p| WitParam {
-            key: p.key.clone(),
-            value: p.value.clone(),
-        })
-        .collect()
 }
 
 fn conn_handle() -> Resource<ConnectionHandle> {
@@ -241,11 +225,6 @@ impl PluginSession {
         self.chain.wanted.contains(hook.flag())
     }
 
-    /// Number of plugins in this connection's chain.
-    pub fn chain_len(&self) -> usize {
-        self.chain.plugins.len()
-    }
-
     /// Runs the chain for one hook: each plugin that wants it, in order,
     /// until one does not decline. Failures are answered by the failing
     /// plugin's policy; deny-class verdicts are then told to the plugins
@@ -304,7 +283,7 @@ impl PluginSession {
             return Verdict::Declined;
         }
         if let (Some(i), Some(reply)) = (decider, verdict.deny_reply()) {
-            let code = reply.code;
+            let code = reply.code();
             self.notify_deny(i, &hook, code, ctx).await;
         }
         verdict
@@ -495,7 +474,7 @@ impl PluginSession {
     }
 }
 
-/// A fresh instance of `p`, with `init` called.
+/// A fresh instance of `p` for one connection, with `init` called.
 async fn instantiate(
     engine: &Engine,
     p: &LoadedPlugin,
@@ -503,34 +482,20 @@ async fn instantiate(
     budget: Arc<SessionBudget>,
     session: Arc<str>,
 ) -> Result<Instance, PluginFailure> {
-    let mut store = new_store(engine, &p.info, services, budget, session);
-    arm(&mut store);
-    let run = async {
-        let instance = p.pre.instantiate_async(&mut store).await?;
-        let hooks = p.hooks.load(&mut store, &instance)?;
-        let lifecycle = match &p.lifecycle {
-            Some(l) => Some(l.load(&mut store, &instance)?),
-            None => None,
-        };
-        let init = hooks.call_init(&mut store, &p.info.config_json).await?;
-        wasmtime::Result::Ok((hooks, lifecycle, init))
+    let component = Component {
+        pre: &p.pre,
+        hooks: &p.hooks,
+        lifecycle: p.lifecycle.as_ref(),
+        info: &p.info,
     };
-    match tokio::time::timeout(p.info.limits.timeout, run).await {
-        Err(_) => Err(PluginFailure::Timeout(p.info.limits.timeout)),
-        Ok(Err(e)) => match PluginFailure::from_wasmtime(e) {
-            PluginFailure::Other(cause) => Err(PluginFailure::Init(cause.to_string())),
-            other => Err(other),
-        },
-        Ok(Ok((_, _, Err(msg)))) => Err(PluginFailure::InitRefused(msg)),
-        Ok(Ok((hooks, lifecycle, Ok(_)))) => {
+    match start(engine, component, services, budget, session).await {
+        Ok((mut inst, _)) => {
             // What the instance holds after init: its pooled size is
             // measured against it.
-            store.data_mut().limits.set_baseline();
-            Ok(Instance {
-                store,
-                hooks,
-                lifecycle,
-            })
+            inst.store.data_mut().limits.set_baseline();
+            Ok(inst)
         }
+        Err(PluginFailure::Other(cause)) => Err(PluginFailure::Init(cause.to_string())),
+        Err(other) => Err(other),
     }
 }

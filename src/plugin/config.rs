@@ -209,7 +209,7 @@ pub(crate) struct PluginLimits {
 
 impl PluginLimits {
     /// Resolves and checks the limits of `p`.
-    pub fn resolve(host: &PluginHostConfig, p: &PluginConfig) -> Result<Self, String> {
+    pub(crate) fn resolve(host: &PluginHostConfig, p: &PluginConfig) -> Result<Self, String> {
         if p.memory_mb == 0 || p.memory_mb > host.max_memory_mb {
             return Err(format!(
                 "memory_mb = {} must be between 1 and [plugin_host] max_memory_mb = {}",

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// A boxed error with its cause chain (a `wasmtime::Error` converted).
-pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(super) type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A failed plugin call (or instantiation).
 #[derive(Debug, thiserror::Error)]

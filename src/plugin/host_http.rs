@@ -28,7 +28,7 @@ pub(crate) struct HttpGrant {
 
 impl HttpGrant {
     /// Hooks for `plugin`'s instances.
-    pub fn new(plugin: Arc<PluginInfo>) -> Self {
+    pub(crate) fn new(plugin: Arc<PluginInfo>) -> Self {
         Self { plugin }
     }
 

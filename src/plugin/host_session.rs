@@ -11,6 +11,7 @@
 use wasmtime::component::{HasData, Resource};
 
 use super::bindings::wasmtp::plugin::session::{self, HostConnection, HostTransaction};
+use super::bindings::wit_params;
 use super::bindings::{
     ConnectionHandle, TransactionHandle, WitHeader, WitHelloKind, WitParam, WitRecipient,
     WitTlsInfo,
@@ -19,12 +20,13 @@ use super::failure::HostRefusal;
 use crate::context::{
     HeaderEdit, HelloKind, NoteScope, Param, Recipient, SessionContext, Transaction,
 };
+use crate::protocol::address;
 
 /// Notes past the session's bound ([`crate::context::PluginLimits`]) trap
 /// (`set-note` has no error result in the WIT), and the plugin's failure
 /// policy answers; every other bound returns the call's error.
 /// Largest range returned by one `read-body` call.
-pub const MAX_READ: u32 = 1 << 20;
+pub(super) const MAX_READ: u32 = 1 << 20;
 
 /// The `session` interface's view of a store: the session state lent to it.
 ///
@@ -49,28 +51,16 @@ impl SessionView<'_> {
     }
 }
 
-/// Checks a mailbox a plugin wants in the envelope: `local@domain`, no
-/// brackets, spaces or control characters (UTF-8 allowed for SMTPUTF8),
-/// at most 254 octets. The empty string (null sender) is checked by callers.
+/// Checks a mailbox a plugin wants in the envelope with the rule the
+/// engine applies to clients ([`address::check_mailbox`]: RFC 5321
+/// `local@domain`, without brackets); UTF-8 is allowed (SMTPUTF8). The
+/// empty string (null sender) is checked by callers.
 pub fn check_mailbox(address: &str) -> Result<(), String> {
-    if address.len() > 254 {
-        return Err("address longer than 254 octets".into());
-    }
-    let Some((local, domain)) = address.rsplit_once('@') else {
+    if !address.contains('@') {
         return Err(format!("{address:?} is not local@domain"));
-    };
-    let bad = |c: char| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>');
-    if local.is_empty() || domain.is_empty() || address.chars().any(bad) {
-        return Err(format!("{address:?} is not a valid mailbox"));
     }
-    let domain_ok = domain.starts_with('[') && domain.ends_with(']')
-        || domain
-            .split('.')
-            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
-    if !domain_ok {
-        return Err(format!("{domain:?} is not a valid domain"));
-    }
-    Ok(())
+    address::check_mailbox(address, true)
+        .map_err(|e| format!("{address:?} is not a valid mailbox: {e}"))
 }
 
 fn check_params(params: &[WitParam]) -> Result<Vec<Param>, String> {
@@ -92,16 +82,6 @@ fn check_params(params: &[WitParam]) -> Result<Vec<Param>, String> {
                 key: p.key.to_ascii_uppercase(),
                 value: p.value.clone(),
             })
-        })
-        .collect()
-}
-
-fn wit_params(params: &[Param]) -> Vec<WitParam> {
-    params
-        .iter()
-        .map(|p| WitParam {
-            key: p.key.clone(),
-            value: p.value.clone(),
         })
         .collect()
 }
@@ -389,5 +369,24 @@ impl SessionView<'_> {
     /// ([`SessionContext::edit_header`]); a refusal is the call's error.
     fn edit_header(&mut self, edit: HeaderEdit<'_>) -> wasmtime::Result<Result<(), String>> {
         Ok(self.ctx.edit_header(edit).map_err(|e| e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_mailbox;
+
+    #[test]
+    fn plugins_get_the_clients_mailbox_rule() {
+        assert_eq!(check_mailbox("a@b.example"), Ok(()));
+        assert_eq!(check_mailbox("üser@b.example"), Ok(()));
+        assert_eq!(
+            check_mailbox("not an address"),
+            Err("\"not an address\" is not local@domain".into())
+        );
+        // Refused by the RFC 5321 rule, accepted by the old plugin check.
+        for bad in ["a..b@b.example", "a(b@b.example", "a@b_c.example", "a@[x]"] {
+            assert!(check_mailbox(bad).is_err(), "{bad}");
+        }
     }
 }

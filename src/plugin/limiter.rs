@@ -12,11 +12,11 @@ use wasmtime::ResourceLimiter;
 /// still go back to its pool. Relative to the size after `init`, since
 /// that differs a lot between languages (a Python or JS runtime starts far
 /// larger than a Rust plugin).
-pub const POOL_GROWTH_MAX: usize = 16 << 20;
+pub(super) const POOL_GROWTH_MAX: usize = 16 << 20;
 
 /// Memory accounting of one instance.
 #[derive(Debug, Clone)]
-pub struct InstanceLimits {
+pub(crate) struct InstanceLimits {
     /// Most octets of linear memory, all memories together.
     cap: usize,
     /// Octets of linear memory now, all memories together.
@@ -27,7 +27,7 @@ pub struct InstanceLimits {
 
 impl InstanceLimits {
     /// A cap of `cap` octets.
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             cap,
             memory: 0,
@@ -36,17 +36,17 @@ impl InstanceLimits {
     }
 
     /// Octets of linear memory the instance holds (memories never shrink).
-    pub fn memory(&self) -> usize {
+    pub(crate) fn memory(&self) -> usize {
         self.memory
     }
 
     /// Records the current size as the instance's size after `init`.
-    pub fn set_baseline(&mut self) {
+    pub(crate) fn set_baseline(&mut self) {
         self.baseline = self.memory;
     }
 
     /// Whether the memory grew more than `octets` since `init`.
-    pub fn grew_past(&self, octets: usize) -> bool {
+    pub(crate) fn grew_past(&self, octets: usize) -> bool {
         self.memory.saturating_sub(self.baseline) > octets
     }
 }

@@ -23,9 +23,10 @@ use super::host_dns::DnsHost;
 use super::host_kv::KvHost;
 use super::host_log::LogHost;
 use super::host_session::SessionHost;
+use super::instance::{Component, start};
 use super::metrics::PluginMetrics;
 use super::pool::{IdleBudget, InstancePool};
-use super::sandbox::{PluginInfo, StoreData, arm, new_store};
+use super::sandbox::{PluginInfo, StoreData};
 use super::services::{HostServices, SessionBudget};
 
 /// A wasmtime error as an `anyhow` one, keeping its cause chain.
@@ -75,7 +76,7 @@ pub(crate) struct Chain {
 impl Chain {
     /// Drops the idle instances of every plugin and keeps none from now
     /// on: this generation was replaced by a reload.
-    pub fn close_pools(&self) {
+    pub(crate) fn close_pools(&self) {
         self.plugins.iter().for_each(|p| p.pool.close());
     }
 }
@@ -124,7 +125,7 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
 
 impl Loader {
     /// Loads every plugin of `plugins`; the first failure is the error.
-    pub async fn chain(&self, plugins: &[PluginConfig]) -> anyhow::Result<Chain> {
+    pub(super) async fn chain(&self, plugins: &[PluginConfig]) -> anyhow::Result<Chain> {
         let mut chain = Chain::default();
         for (i, p) in plugins.iter().enumerate() {
             if plugins[..i].iter().any(|q| q.name == p.name) {
@@ -195,26 +196,25 @@ impl Loader {
         info: &Arc<PluginInfo>,
     ) -> anyhow::Result<HooksWanted> {
         let budget = Arc::new(SessionBudget::new(self.services.dns_budget));
-        let mut store = new_store(
-            &self.engine,
+        let component = Component {
+            pre,
+            hooks,
+            lifecycle: None,
             info,
+        };
+        let started = start(
+            &self.engine,
+            component,
             &self.services,
             budget,
             Arc::from("load"),
-        );
-        arm(&mut store);
-        let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let guest = hooks.load(&mut store, &instance)?;
-            guest.call_init(&mut store, &info.config_json).await
-        };
-        match tokio::time::timeout(info.limits.timeout, run).await {
-            Err(_) => Err(PluginFailure::Timeout(info.limits.timeout)).context("init"),
-            Ok(Err(e)) => Err(PluginFailure::from_wasmtime(e)).context("init failed"),
-            Ok(Ok(Err(msg))) => {
-                Err(PluginFailure::InitRefused(msg)).context("init refused its config")
-            }
-            Ok(Ok(Ok(wanted))) => Ok(wanted),
+        )
+        .await;
+        match started {
+            Ok((_, wanted)) => Ok(wanted),
+            Err(e @ PluginFailure::Timeout(_)) => Err(e).context("init"),
+            Err(e @ PluginFailure::InitRefused(_)) => Err(e).context("init refused its config"),
+            Err(e) => Err(e).context("init failed"),
         }
     }
 }

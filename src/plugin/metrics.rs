@@ -67,7 +67,7 @@ pub(crate) struct PluginMetrics {
 
 impl PluginMetrics {
     /// Registers the series of plugin `name` for its `wanted` hooks.
-    pub fn new(name: &str, wanted: HooksWanted, pooled: bool) -> Self {
+    pub(crate) fn new(name: &str, wanted: HooksWanted, pooled: bool) -> Self {
         let plugin = name.to_string();
         let hooks = std::array::from_fn(|slot| {
             let (hook, flag) = HOOKS[slot];
@@ -109,14 +109,14 @@ impl PluginMetrics {
     }
 
     /// Records the wall time of one call in `slot`.
-    pub fn call(&self, slot: usize, seconds: f64) {
+    pub(crate) fn call(&self, slot: usize, seconds: f64) {
         if let Some(Some(h)) = self.hooks.get(slot) {
             h.duration.record(seconds);
         }
     }
 
     /// Counts a failed call in `slot`, by reason (a [`PluginFailure::reason`]).
-    pub fn failure(&self, slot: usize, reason: &str) {
+    pub(crate) fn failure(&self, slot: usize, reason: &str) {
         if let Some(Some(h)) = self.hooks.get(slot)
             && let Some(i) = PluginFailure::REASONS.iter().position(|r| *r == reason)
             && let Some(c) = h.failures.get(i)
@@ -126,7 +126,7 @@ impl PluginMetrics {
     }
 
     /// Counts a valid answer in `slot`.
-    pub fn verdict(&self, slot: usize, verdict: &Verdict) {
+    pub(crate) fn verdict(&self, slot: usize, verdict: &Verdict) {
         if let Some(Some(h)) = self.hooks.get(slot)
             && let Some(c) = h.verdicts.get(verdict_index(verdict))
         {

@@ -16,6 +16,8 @@
 //! - `failure`: [`PluginFailure`], why a plugin call failed.
 //! - `chain`: [`PluginSession`], running a hook through the chain, failure
 //!   policies and `deny` notifications.
+//! - `instance`: a plugin instance, and instantiating one with `init` called
+//!   (shared by the loader's probe and the chain).
 //! - `verdict`: completing and checking plugin replies.
 //! - `loader` / `cache`: compile (cached on disk), link, validate, probe.
 //! - `sandbox`: engine, pooling allocator, epoch ticker, per-store limits, WASI.
@@ -36,6 +38,7 @@ mod host_kv;
 mod host_log;
 mod host_name_lookup;
 mod host_session;
+mod instance;
 mod limiter;
 mod loader;
 mod metrics;

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::chain::Instance;
+use super::instance::Instance;
 
 /// How many idle instances may be kept at once, across every pool.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ pub(crate) struct IdleBudget {
 
 impl IdleBudget {
     /// A budget of `max` idle instances.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
             idle: AtomicUsize::new(0),
@@ -69,7 +69,7 @@ impl std::fmt::Debug for InstancePool {
 
 impl InstancePool {
     /// A pool keeping at most `size` idle instances (0: never keeps any).
-    pub fn new(size: usize, budget: std::sync::Arc<IdleBudget>) -> Self {
+    pub(crate) fn new(size: usize, budget: std::sync::Arc<IdleBudget>) -> Self {
         Self {
             size,
             idle: Mutex::new(Vec::new()),
@@ -79,12 +79,12 @@ impl InstancePool {
     }
 
     /// Whether instances of this plugin are reused across connections.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.size > 0
     }
 
     /// A warm instance, if one is idle (most recently used first).
-    pub fn take(&self) -> Option<Instance> {
+    pub(crate) fn take(&self) -> Option<Instance> {
         if !self.enabled() {
             return None;
         }
@@ -96,7 +96,7 @@ impl InstancePool {
     /// Keeps `inst` for the next connection if there is room (in this pool
     /// and in the budget) and the generation is current; else drops it.
     /// Returns whether it was kept.
-    pub fn put(&self, inst: Instance) -> bool {
+    pub(crate) fn put(&self, inst: Instance) -> bool {
         if !self.enabled() || self.closed.load(Ordering::Acquire) {
             return false;
         }
@@ -110,14 +110,14 @@ impl InstancePool {
 
     /// Drops every idle instance and keeps none from now on (the chain
     /// generation was replaced).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let drained = std::mem::take(&mut *self.lock());
         self.budget.release(drained.len());
     }
 
     /// Idle instances kept right now.
-    pub fn idle(&self) -> usize {
+    pub(crate) fn idle(&self) -> usize {
         self.lock().len()
     }
 

@@ -79,12 +79,12 @@ impl SessionTag {
     }
 
     /// The current session id.
-    pub fn get(&self) -> Arc<String> {
+    pub(crate) fn get(&self) -> Arc<String> {
         self.0.load_full()
     }
 
     /// Renames the session (a pooled instance taken by a new connection).
-    pub fn set(&self, id: &str) {
+    pub(crate) fn set(&self, id: &str) {
         self.0.store(Arc::new(id.to_string()));
     }
 }
@@ -125,12 +125,12 @@ impl WasiHttpView for StoreData {
 
 impl StoreData {
     /// The `session` interface's view.
-    pub fn session_view(&mut self) -> SessionView<'_> {
+    pub(crate) fn session_view(&mut self) -> SessionView<'_> {
         SessionView { ctx: &mut self.ctx }
     }
 
     /// The `host` (and `types`) interface's view.
-    pub fn log_view(&mut self) -> LogView<'_> {
+    pub(crate) fn log_view(&mut self) -> LogView<'_> {
         LogView {
             plugin: &self.plugin,
             session: &self.session,
@@ -138,7 +138,7 @@ impl StoreData {
     }
 
     /// The `dns` interface's view.
-    pub fn dns_view(&mut self) -> DnsView<'_> {
+    pub(crate) fn dns_view(&mut self) -> DnsView<'_> {
         DnsView {
             plugin: &self.plugin,
             lookups: self.services.dns.as_deref(),
@@ -147,7 +147,7 @@ impl StoreData {
     }
 
     /// The `kv` interface's view.
-    pub fn kv_view(&mut self) -> KvView<'_> {
+    pub(crate) fn kv_view(&mut self) -> KvView<'_> {
         KvView {
             plugin: &self.plugin,
             backend: self.services.kv.get(),
@@ -207,7 +207,7 @@ pub(crate) struct Ticker {
 
 impl Ticker {
     /// Starts the ticker thread.
-    pub fn start(engine: Engine, tick: Duration) -> anyhow::Result<Self> {
+    pub(super) fn start(engine: Engine, tick: Duration) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()

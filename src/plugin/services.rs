@@ -70,14 +70,14 @@ pub(crate) struct SessionBudget {
 
 impl SessionBudget {
     /// A fresh budget of `dns` lookups.
-    pub fn new(dns: u32) -> Self {
+    pub(crate) fn new(dns: u32) -> Self {
         Self {
             dns_left: AtomicU32::new(dns),
         }
     }
 
     /// Takes one DNS lookup from the budget; false when it is spent.
-    pub fn take_dns(&self) -> bool {
+    pub(crate) fn take_dns(&self) -> bool {
         self.dns_left
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use super::bindings::{WitReply, WitVerdict};
 use super::{FailurePolicy, Hook, Verdict};
-use crate::protocol::{EnhancedCode, Reply};
+use crate::protocol::{EnhancedCode, Reply, UnsafeText, replies};
 
 /// Longest text of one reply line (512 octets on the wire, RFC 5321
 /// section 4.5.3.1.5, less the code, the enhanced code and CRLF).
@@ -114,40 +114,28 @@ fn complete(kind: Kind, r: WitReply, hook: &Hook<'_>) -> Result<Reply, String> {
             r.lines.len()
         ));
     }
-    let mut lines: Vec<Cow<'static, str>> = Vec::with_capacity(r.lines.len().max(1));
-    for line in r.lines {
-        if !Reply::is_safe_text(&line) {
-            return Err("reply text contains CR, LF or NUL".into());
+    for line in &r.lines {
+        if !Reply::is_safe_text(line) {
+            return Err(UnsafeText.to_string());
         }
         if line.len() > MAX_LINE {
             return Err(format!("reply line longer than {MAX_LINE} octets"));
         }
-        lines.push(Cow::Owned(line));
     }
-    if lines.is_empty() {
-        lines.push(Cow::Borrowed(dtext));
-    }
-    Ok(Reply {
-        code,
-        enhanced,
-        lines,
-    })
+    let lines: Vec<Cow<'static, str>> = if r.lines.is_empty() {
+        vec![Cow::Borrowed(dtext)]
+    } else {
+        r.lines.into_iter().map(Cow::Owned).collect()
+    };
+    Reply::checked(code, enhanced, lines).map_err(|e| e.to_string())
 }
 
 /// What the chain answers when a plugin fails; `None` for `skip`.
 pub(crate) fn failure_verdict(policy: FailurePolicy) -> Option<Verdict> {
     match policy {
         FailurePolicy::Skip => None,
-        FailurePolicy::Tempfail => Some(Verdict::DenySoft(Reply::new(
-            451,
-            EnhancedCode::new(4, 3, 0),
-            "Temporary local problem, try again later",
-        ))),
-        FailurePolicy::Reject => Some(Verdict::Deny(Reply::new(
-            554,
-            EnhancedCode::new(5, 3, 0),
-            "Permanent local problem",
-        ))),
+        FailurePolicy::Tempfail => Some(Verdict::DenySoft(replies::plugin_tempfail())),
+        FailurePolicy::Reject => Some(Verdict::Deny(replies::plugin_reject())),
     }
 }
 

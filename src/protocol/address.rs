@@ -83,6 +83,24 @@ pub fn parse_path(text: &str, utf8: bool) -> Result<Path, AddressError> {
     if mailbox.eq_ignore_ascii_case("postmaster") {
         return Ok(Path::Postmaster);
     }
+    check_mailbox(mailbox, utf8)?;
+    Ok(Path::Mailbox(mailbox.to_string()))
+}
+
+/// Checks a bare mailbox `local@domain` (no brackets, no source route) by
+/// the rules of RFC 5321 4.1.2 and 4.5.3.1: a dot-string or quoted-string
+/// local part of at most 64 octets, a domain or address literal of at most
+/// 255, at most 254 octets in all (the path's 256 less the brackets).
+/// `utf8` allows non-ASCII (RFC 6531). The one mailbox rule: the engine
+/// applies it to what clients send ([`parse_path`]), the plugin host to
+/// what plugins put in the envelope.
+pub fn check_mailbox(mailbox: &str, utf8: bool) -> Result<(), AddressError> {
+    if mailbox.len() > MAX_PATH - 2 {
+        return Err(AddressError::PathTooLong);
+    }
+    if !utf8 && !mailbox.is_ascii() {
+        return Err(AddressError::NonAscii);
+    }
     let (local, domain) = split_mailbox(mailbox)?;
     if local.len() > MAX_LOCAL_PART {
         return Err(AddressError::LocalPartTooLong);
@@ -93,7 +111,7 @@ pub fn parse_path(text: &str, utf8: bool) -> Result<Path, AddressError> {
     if !is_domain_or_literal(domain, utf8) {
         return Err(AddressError::Syntax("invalid domain"));
     }
-    Ok(Path::Mailbox(mailbox.to_string()))
+    Ok(())
 }
 
 /// Removes a source route `@a,@b:` (each hop must be a valid domain).
@@ -306,6 +324,39 @@ mod tests {
         for (input, utf8, want) in cases {
             assert_eq!(parse_path(input, utf8), want, "{input}");
         }
+    }
+
+    #[test]
+    fn bare_mailboxes() {
+        use AddressError::*;
+        assert_eq!(check_mailbox("a@b.example", false), Ok(()));
+        assert_eq!(check_mailbox("\"a b\"@b.example", false), Ok(()));
+        assert_eq!(check_mailbox("a@[192.0.2.1]", false), Ok(()));
+        assert_eq!(check_mailbox("üser@b.example", true), Ok(()));
+        assert_eq!(check_mailbox("üser@b.example", false), Err(NonAscii));
+        assert_eq!(
+            check_mailbox("<a@b.example>", false),
+            Err(Syntax("invalid local part"))
+        );
+        assert_eq!(
+            check_mailbox("a b@b.example", false),
+            Err(Syntax("invalid local part"))
+        );
+        assert_eq!(
+            check_mailbox("a@b.example\r\n", false),
+            Err(Syntax("invalid domain"))
+        );
+        assert_eq!(check_mailbox("a@-b", false), Err(Syntax("invalid domain")));
+        assert_eq!(
+            check_mailbox("a@[1.2.3]", false),
+            Err(Syntax("invalid domain"))
+        );
+        assert_eq!(
+            check_mailbox("nodomain", false),
+            Err(Syntax("missing @domain"))
+        );
+        let long = format!("{}@{}.example", "a".repeat(64), "b".repeat(190));
+        assert_eq!(check_mailbox(&long, false), Err(PathTooLong));
     }
 
     #[test]

@@ -121,7 +121,7 @@ mod tests {
             (b"\0u\xff\0p", Err(501)),
         ];
         for (msg, want) in cases {
-            assert_eq!(parse_plain(msg).map_err(|r| r.code), *want, "{msg:?}");
+            assert_eq!(parse_plain(msg).map_err(|r| r.code()), *want, "{msg:?}");
         }
     }
 
@@ -129,7 +129,7 @@ mod tests {
     fn base64_and_redaction() {
         assert_eq!(decode_response(b"=").unwrap(), b"");
         assert_eq!(decode_response(b"dXNlcg==").unwrap(), b"user");
-        assert_eq!(decode_response(b"!!").map_err(|r| r.code), Err(501));
+        assert_eq!(decode_response(b"!!").map_err(|r| r.code()), Err(501));
         let creds = Credentials {
             authzid: String::new(),
             username: "u".into(),

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use super::address::{is_address_literal, is_domain};
 use super::event::EngineConfig;
+use super::replies;
 use super::reply::Reply;
 
 /// The default EHLO reply: our name, then one capability per line.
@@ -32,11 +33,7 @@ pub fn capabilities(config: &EngineConfig, tls_active: bool) -> Reply {
     if auth_usable(config, tls_active) {
         lines.push("AUTH PLAIN LOGIN".into());
     }
-    Reply {
-        code: 250,
-        enhanced: None,
-        lines,
-    }
+    replies::ehlo(lines)
 }
 
 /// AUTH is offered and allowed on this connection right now.
@@ -80,12 +77,12 @@ mod tests {
                 ..base.clone()
             };
             let r = capabilities(&cfg, tls);
-            let has = |s: &str| r.lines.iter().any(|l| l == s);
+            let has = |s: &str| r.lines().iter().any(|l| l == s);
             assert_eq!(has("STARTTLS"), want_tls);
             assert_eq!(has("AUTH PLAIN LOGIN"), want_auth);
             assert!(has("PIPELINING") && has("8BITMIME") && has("ENHANCEDSTATUSCODES"));
             assert!(has(&format!("SIZE {}", base.max_message_size)));
-            assert_eq!(r.lines[0], "localhost");
+            assert_eq!(r.lines()[0], "localhost");
         }
         let cfg = EngineConfig {
             chunking: false,
@@ -93,7 +90,7 @@ mod tests {
             ..base
         };
         let r = capabilities(&cfg, false);
-        assert!(!r.lines.iter().any(|l| l == "CHUNKING" || l == "SMTPUTF8"));
+        assert!(!r.lines().iter().any(|l| l == "CHUNKING" || l == "SMTPUTF8"));
     }
 
     #[test]

@@ -4,18 +4,18 @@
 //! an AUTH response, DATA content, a BDAT chunk, a refused chunk to skip).
 //! Commands are handled one at a time; when one needs a policy decision the
 //! engine parks it as the pending [`Event`] and reads nothing more until
-//! [`Engine::decide`]. Replies go to one output buffer in command order, so
+//! [`SmtpEngine::decide`]. Replies go to one output buffer in command order, so
 //! pipelined commands (RFC 2920) are answered in order.
 //!
 //! # Notes for the driver
 //! - A transaction can end without `MessageComplete`: a message refused by
 //!   the engine (552 size, 550 bare CR/LF, long line) or at `DataHeaders`
-//!   ends it after the reply. [`Engine::in_transaction`] says whether one
+//!   ends it after the reply. [`SmtpEngine::in_transaction`] says whether one
 //!   is open; mirror it into the plugin context after each `poll`.
 //! - An accepted HELO/EHLO, RSET, the end of a message and a refused
 //!   first BDAT (RFC 3030 4.2) end the transaction; a refused DATA does
 //!   not. `tls_established` clears the transaction, HELO and AUTH
-//!   ([`Engine::hello`], [`Engine::is_authenticated`]).
+//!   ([`SmtpEngine::hello`], [`SmtpEngine::is_authenticated`]).
 //! - A positive reply to `Event::Data` always becomes 354 (for DATA) or no
 //!   reply at all (for the first BDAT, whose chunk reply comes later).
 //! - Any 421 reply, from the engine or the driver, closes the session.
@@ -27,8 +27,8 @@
 //!   answered `421 4.7.0`, and so is the NOOP/VRFY/HELP/RSET past
 //!   `max_junk_commands` (it never becomes an event).
 //! - The engine owns the protocol state the driver needs:
-//!   [`Engine::receiving_message`] (which read timeout applies),
-//!   [`Engine::smtputf8`], [`Engine::headers_len`], and
+//!   [`SmtpEngine::receiving_message`] (which read timeout applies),
+//!   [`SmtpEngine::smtputf8`], [`SmtpEngine::headers_len`], and
 //!   [`Decision::accepts`] is the one rule for what a decision accepts.
 
 use std::sync::Arc;
@@ -102,7 +102,7 @@ enum Pending {
 
 /// A mail transaction between an accepted MAIL and its end.
 #[derive(Debug)]
-struct Transaction {
+struct MailTransaction {
     /// MAIL parameters.
     params: MailParams,
     /// Recipients accepted so far.
@@ -135,7 +135,7 @@ struct Reception {
 /// - After `Action::StartTls`, `poll` keeps returning `StartTls` and input
 ///   is ignored until `tls_established`.
 #[derive(Debug)]
-pub struct Engine {
+pub struct SmtpEngine {
     /// Listener settings.
     config: Arc<EngineConfig>,
     /// TLS is active on the connection.
@@ -159,7 +159,7 @@ pub struct Engine {
     /// AUTH succeeded.
     authenticated: bool,
     /// The mail transaction, between MAIL and its end.
-    txn: Option<Transaction>,
+    txn: Option<MailTransaction>,
     /// The message being received, if any.
     reception: Option<Reception>,
     /// The message octets (kept after the end until `take_message` or the next message).
@@ -172,7 +172,7 @@ pub struct Engine {
     junk_commands: usize,
 }
 
-impl Engine {
+impl SmtpEngine {
     /// A new session; `tls_active` is true for implicit TLS (smtps).
     /// The first `poll` returns `Event::Connect`.
     pub fn new(config: Arc<EngineConfig>, tls_active: bool) -> Self {
@@ -281,11 +281,6 @@ impl Engine {
         self.message.take()
     }
 
-    /// The config this engine runs with.
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
-    }
-
     /// Octets received but not processed yet. After `poll` returned
     /// `NeedInput` this is at most the command-line limit: overlong lines
     /// are discarded, not buffered.
@@ -329,16 +324,6 @@ impl Engine {
     /// that prefix once and appends only the rest at `MessageComplete`.
     pub fn headers_len(&self) -> usize {
         self.reception.as_ref().map_or(0, |r| r.headers_len)
-    }
-
-    /// Whether the session is over.
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// Octets of the current (or last) message received, stored or not.
-    pub fn message_size(&self) -> u64 {
-        self.message.size()
     }
 
     // ---- the loop ----
@@ -618,7 +603,7 @@ impl Engine {
     /// Queues a reply; a 421 closes the session (RFC 5321 3.8).
     fn send(&mut self, reply: &Reply) {
         reply.write_to(&mut self.out);
-        if reply.code == 421 {
+        if reply.code() == 421 {
             self.close();
         }
     }
@@ -636,7 +621,7 @@ impl Engine {
 
     /// A refusal from the engine's own checks: syntax-class codes count as errors.
     fn refuse(&mut self, reply: Reply) {
-        if matches!(reply.code, 500..=504 | 555) {
+        if matches!(reply.code(), 500..=504 | 555) {
             self.error(reply);
         } else {
             self.send(&reply);
@@ -973,7 +958,7 @@ impl Engine {
             }
             Event::Mail { .. } => {
                 if positive && let Pending::Mail(params) = pending {
-                    self.txn = Some(Transaction {
+                    self.txn = Some(MailTransaction {
                         params,
                         recipients: 0,
                         bdat: false,
@@ -988,7 +973,7 @@ impl Engine {
                 match reply {
                     // A permanently refused recipient counts towards
                     // `max_errors`: recipient probing is capped.
-                    Some(r) if r.code >= 500 => self.error(r),
+                    Some(r) if r.code() >= 500 => self.error(r),
                     r => self.send(&or(r, replies::rcpt_ok)),
                 }
             }
@@ -1003,16 +988,16 @@ impl Engine {
                 self.end_transaction();
                 self.send(&or(reply, replies::queued));
             }
-            Event::Rset => self.send(&or(reply, Reply::ok)),
+            Event::Rset => self.send(&or(reply, replies::ok)),
             Event::Quit => {
                 self.send(&or(reply, replies::bye));
                 self.close();
             }
-            Event::Noop { .. } => self.send(&or(reply, Reply::ok)),
+            Event::Noop { .. } => self.send(&or(reply, replies::ok)),
             Event::Vrfy { .. } => self.send(&or(reply, replies::vrfy)),
             Event::Help { .. } => self.send(&or(reply, replies::help)),
             Event::Unrecognized { .. } => match reply {
-                Some(r) if r.code < 500 => self.send(&r),
+                Some(r) if r.code() < 500 => self.send(&r),
                 Some(r) => self.error(r),
                 None => self.error(replies::unrecognized()),
             },
@@ -1021,7 +1006,7 @@ impl Engine {
                     self.authenticated = true;
                     self.send(&or(reply, replies::auth_ok));
                 } else {
-                    self.auth_failure(reply.unwrap_or_else(Reply::permanent_local_error));
+                    self.auth_failure(reply.unwrap_or_else(replies::permanent_local_error));
                 }
             }
         }
@@ -1042,7 +1027,7 @@ impl Engine {
                     // RFC 3030 4.2: the transaction failed; later chunks
                     // already pipelined are discarded with 503
                     self.end_transaction();
-                    let r = reply.unwrap_or_else(Reply::permanent_local_error);
+                    let r = reply.unwrap_or_else(replies::permanent_local_error);
                     self.phase = Phase::Skip {
                         chunk: Chunk::new(chunk.remaining, false),
                         reply: r,
@@ -1055,7 +1040,7 @@ impl Engine {
                     self.start_reception(body);
                     self.phase = Phase::Data(DataReceiver::new());
                     let r = reply
-                        .filter(|r| r.code == 354)
+                        .filter(|r| r.code() == 354)
                         .unwrap_or_else(replies::start_data);
                     self.send(&r);
                 } else if let Some(r) = reply {

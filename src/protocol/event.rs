@@ -53,9 +53,9 @@ pub enum Event {
     },
     /// DATA, or the first BDAT of a transaction, before any message byte is accepted.
     Data,
-    /// The header block of the message is complete (`Engine::message_so_far`).
+    /// The header block of the message is complete (`SmtpEngine::message_so_far`).
     DataHeaders,
-    /// The message is complete (`Engine::take_message`). `Default` is not
+    /// The message is complete (`SmtpEngine::take_message`). `Default` is not
     /// meaningful here: the driver answers with the delivery result.
     MessageComplete,
     /// RSET (the engine already reset its transaction state).
@@ -221,7 +221,7 @@ pub struct EngineConfig {
 
 impl Decision {
     /// Whether the engine treats this decision as acceptance (the one rule
-    /// [`Engine::decide`](super::Engine::decide) and the driver share).
+    /// [`SmtpEngine::decide`](super::SmtpEngine::decide) and the driver share).
     pub fn accepts(&self) -> bool {
         match self {
             Decision::Default => true,

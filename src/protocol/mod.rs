@@ -1,9 +1,9 @@
 //! The sans-IO SMTP protocol engine.
 //!
 //! No sockets, no tokio, no wasmtime: bytes go in through
-//! [`Engine::receive`], and [`Engine::poll`] says what the driver must do
+//! [`SmtpEngine::receive`], and [`SmtpEngine::poll`] says what the driver must do
 //! next ([`Action`]). When the engine needs a policy decision (a hook point)
-//! it returns [`Action::Event`] and waits for [`Engine::decide`].
+//! it returns [`Action::Event`] and waits for [`SmtpEngine::decide`].
 //!
 //! ```text
 //!  driver                         engine
@@ -15,8 +15,8 @@
 //!  poll() ◀─────────────────────  Action::NeedInput   (driver flushes output, reads)
 //! ```
 //!
-//! Replies are queued in an output buffer ([`Engine::output`] /
-//! [`Engine::clear_output`]); the driver writes it whenever `poll` returns
+//! Replies are queued in an output buffer ([`SmtpEngine::output`] /
+//! [`SmtpEngine::clear_output`]); the driver writes it whenever `poll` returns
 //! [`Action::NeedInput`], [`Action::StartTls`] or [`Action::Close`], so
 //! pipelined commands (RFC 2920) are answered in order and in one write.
 //!
@@ -35,7 +35,7 @@
 //! used and is not a dependency.
 //!
 //! # Layout
-//! - [`engine`]: the session state machine ([`Engine`]).
+//! - [`engine`]: the session state machine ([`SmtpEngine`]).
 //! - [`event`]: [`Action`], [`Event`], [`Decision`], [`EngineConfig`].
 //! - [`line`](mod@line): the bounded command-line reader.
 //! - [`command`]: command lines parsed into a typed [`command::Command`]
@@ -46,8 +46,9 @@
 //! - [`auth`]: SASL PLAIN and LOGIN decoding.
 //! - [`body`], [`data`], [`bdat`]: message reception (size accounting,
 //!   bare CR/LF and line checks, dot-unstuffing, chunks).
-//! - [`replies`]: every reply the engine sends on its own; [`reply`]: the
-//!   typed [`Reply`].
+//! - [`replies`]: the reply catalogue, every reply the gateway sends on its
+//!   own; [`reply`]: the typed [`Reply`], whose constructors keep CR, LF and
+//!   NUL out of every line.
 
 pub mod address;
 pub mod auth;
@@ -63,9 +64,9 @@ pub mod params;
 pub mod replies;
 pub mod reply;
 
-pub use engine::Engine;
+pub use engine::SmtpEngine;
 pub use event::{Action, BareLineEndings, Decision, EngineConfig, Event};
-pub use reply::{EnhancedCode, Reply};
+pub use reply::{EnhancedCode, Reply, UnsafeText};
 
 #[cfg(test)]
 mod tests;

@@ -194,7 +194,7 @@ mod tests {
         for (params, config, ehlo, want) in cases {
             let got = mail_params(&params, config, ehlo)
                 .map(|m| (m.body, m.smtputf8, m.size))
-                .map_err(|r| r.code);
+                .map_err(|r| r.code());
             assert_eq!(got, want, "{params:?}");
         }
         let m = mail_params(
@@ -208,7 +208,7 @@ mod tests {
             vec![p("AUTH", Some("a+b")), p("BODY", Some("8BITMIME"))]
         );
         assert_eq!(
-            rcpt_params(&[p("NOTIFY", Some("NEVER"))]).map_err(|r| r.code),
+            rcpt_params(&[p("NOTIFY", Some("NEVER"))]).map_err(|r| r.code()),
             Err(555)
         );
     }

@@ -1,5 +1,15 @@
-//! The replies the engine sends on its own, one constructor each, so the
-//! state machine reads as intent and the wire text lives in one place.
+//! The reply catalogue: every reply the gateway writes on its own, one
+//! constructor each, so call sites read as intent and the wire text lives in
+//! one place. The engine's replies come first, then the session driver's,
+//! the delivery backends' and the plugin host's.
+//!
+//! Not here: a plugin's own reply (checked in `plugin::verdict`, which also
+//! holds the per-hook defaults a verdict without text falls back to, as the
+//! plugin contract documents them) and an upstream's reply (parsed in
+//! `delivery::client`); both are [`Reply`] values all the same.
+
+use std::borrow::Cow;
+use std::fmt::Display;
 
 use super::reply::{EnhancedCode, Reply};
 
@@ -10,6 +20,10 @@ const fn esc(class: u8, subject: u16, detail: u16) -> EnhancedCode {
 /// `220 <host> ESMTP wasmtp`.
 pub fn greeting(host: &str) -> Reply {
     Reply::plain(220, format!("{host} ESMTP wasmtp"))
+}
+/// `250-<host>` and one capability per line (EHLO; see `protocol::ehlo`).
+pub fn ehlo(lines: Vec<Cow<'static, str>>) -> Reply {
+    Reply::multiline(250, None, lines)
 }
 /// `250 <host>` (HELO).
 pub fn helo(host: &str) -> Reply {
@@ -224,4 +238,249 @@ pub fn too_many_auth_failures_from_address() -> Reply {
         esc(4, 7, 0),
         "Too many authentication failures from your address, try later",
     )
+}
+
+// ---- General replies, used by the engine and the driver alike.
+
+/// `250 2.0.0 Ok`.
+pub fn ok() -> Reply {
+    Reply::new(250, esc(2, 0, 0), "Ok")
+}
+/// `421 4.3.2 <host> Service shutting down`.
+pub fn shutting_down(host: &str) -> Reply {
+    Reply::new(
+        421,
+        esc(4, 3, 2),
+        format!("{host} Service shutting down, closing transmission channel"),
+    )
+}
+/// `421 4.4.2 <host> Timeout`.
+pub fn timeout(host: &str) -> Reply {
+    Reply::new(421, esc(4, 4, 2), format!("{host} Error: timeout exceeded"))
+}
+/// `421 4.7.0 Too many connections`.
+pub fn too_many_connections(host: &str) -> Reply {
+    Reply::new(
+        421,
+        esc(4, 7, 0),
+        format!("{host} Too many connections, try again later"),
+    )
+}
+/// `451 4.3.0` local error (plugin failure with the tempfail policy, I/O errors).
+pub fn local_error() -> Reply {
+    Reply::new(
+        451,
+        esc(4, 3, 0),
+        "Requested action aborted: local error in processing",
+    )
+}
+/// `554 5.3.0` permanent local error (plugin failure with the reject policy).
+pub fn permanent_local_error() -> Reply {
+    Reply::new(554, esc(5, 3, 0), "Transaction failed")
+}
+
+// ---- The session driver's replies (src/session).
+
+/// `554 5.5.1` for a client that talked before the greeting.
+pub fn early_talker() -> Reply {
+    Reply::new(
+        554,
+        esc(5, 5, 1),
+        "Protocol error: client sent data before the greeting",
+    )
+}
+/// `535 5.7.8 Authentication credentials invalid` (RFC 4954).
+pub fn auth_failed() -> Reply {
+    Reply::new(535, esc(5, 7, 8), "Authentication credentials invalid")
+}
+/// `552 5.3.4` for a header section past `[limits]` (RFC 3463: message
+/// too big for system).
+pub fn header_too_large(why: impl Display) -> Reply {
+    Reply::new(
+        552,
+        esc(5, 3, 4),
+        format!("Message header too large: {why}"),
+    )
+}
+/// `452 4.3.1` when the memory budget for messages is used up.
+pub fn memory_full() -> Reply {
+    Reply::new(
+        452,
+        esc(4, 3, 1),
+        "Insufficient system storage, try again later",
+    )
+}
+/// `250 2.0.0 Ok: queued as <id>` (delivered, spooled, or queued by a plugin).
+pub fn queued_as(id: &str) -> Reply {
+    Reply::new(250, esc(2, 0, 0), format!("Ok: queued as {id}"))
+}
+/// `550 5.7.1 Relay access denied`.
+pub fn relay_denied() -> Reply {
+    Reply::new(550, esc(5, 7, 1), "Relay access denied")
+}
+
+// ---- The delivery backends' replies (src/delivery).
+
+/// `451 4.3.0 ... (spool)` when the spool could not write a message.
+pub fn spool_error() -> Reply {
+    Reply::new(
+        451,
+        esc(4, 3, 0),
+        "Requested action aborted: local error in processing (spool)",
+    )
+}
+/// `250 2.0.0 Ok: queued as <id> (upstream: <reply>)` (forward mode);
+/// `upstream` is the upstream's reply on one line.
+pub fn queued_upstream(id: &str, upstream: &str) -> Reply {
+    Reply::new(
+        250,
+        esc(2, 0, 0),
+        format!(
+            "Ok: queued as {id} (upstream: {})",
+            printable(upstream, 200)
+        ),
+    )
+}
+/// An upstream's failure relayed to our client as `<code> <enhanced>
+/// <what>: upstream said <code> <text>` (class kept, code clamped to
+/// 4xx/5xx, control characters dropped, text cut at 400 characters).
+pub fn relayed(upstream: &Reply, what: &str) -> Reply {
+    let code = if upstream.is_permanent() || upstream.is_transient() {
+        upstream.code()
+    } else {
+        451
+    };
+    let e = upstream.enhanced_or_default();
+    let class = if code >= 500 { 5 } else { 4 };
+    let text = printable(&upstream.text(), 400);
+    Reply::new(
+        code,
+        esc(class, e.subject, e.detail),
+        format!("{what}: upstream said {code} {text}"),
+    )
+}
+/// `451 4.x.y Upstream refused recipient <who> (...)`: some recipients were
+/// refused, so none is accepted (forward mode is all or nothing).
+pub fn upstream_refused_recipient(who: &str, upstream: &Reply) -> Reply {
+    let e = upstream.enhanced_or_default();
+    Reply::new(
+        451,
+        esc(4, e.subject, e.detail),
+        format!(
+            "Upstream refused recipient <{who}> ({}); message not accepted for any recipient, try again later",
+            printable(&upstream.one_line(), 300)
+        ),
+    )
+}
+/// `451 4.7.5` when TLS to the upstream is required but failed.
+pub fn upstream_tls_unavailable() -> Reply {
+    Reply::new(
+        451,
+        esc(4, 7, 5),
+        "Upstream TLS unavailable; try again later",
+    )
+}
+/// `451 4.4.2` when the upstream connection broke after the message was sent.
+pub fn upstream_lost_after_data() -> Reply {
+    Reply::new(
+        451,
+        esc(4, 4, 2),
+        "Connection to upstream lost after the message was sent; try again later",
+    )
+}
+/// `451 4.4.1` when the upstream refused the session with `code`.
+pub fn upstream_refused_session(code: u16) -> Reply {
+    Reply::new(
+        451,
+        esc(4, 4, 1),
+        format!("Upstream refused the session ({code}); try again later"),
+    )
+}
+/// `451 4.4.1 Upstream unavailable`.
+pub fn upstream_unavailable() -> Reply {
+    Reply::new(451, esc(4, 4, 1), "Upstream unavailable; try again later")
+}
+/// `553 5.6.7` when the message needs SMTPUTF8 and the upstream lacks it.
+pub fn upstream_no_smtputf8(peer: impl Display) -> Reply {
+    Reply::new(
+        553,
+        esc(5, 6, 7),
+        format!("Upstream {peer} does not support SMTPUTF8, which the message needs"),
+    )
+}
+/// `554 5.6.3` when the message needs `extension` (BINARYMIME) and the
+/// upstream lacks it.
+pub fn upstream_conversion_unsupported(peer: impl Display, extension: &str) -> Reply {
+    Reply::new(
+        554,
+        esc(5, 6, 3),
+        format!(
+            "Conversion required but not supported: upstream {peer} does not support {extension}"
+        ),
+    )
+}
+/// `550 5.1.1 <rcpt>: Recipient address rejected: undeliverable address:
+/// <why>` (recipient verification; both texts already quoted).
+pub fn recipient_undeliverable(recipient: &str, why: &str) -> Reply {
+    Reply::new(
+        550,
+        esc(5, 1, 1),
+        format!("<{recipient}>: Recipient address rejected: undeliverable address: {why}"),
+    )
+}
+/// `450 4.1.1 <rcpt>: Recipient address rejected: unverified address:
+/// <why>` (the upstream could not say; both texts already quoted).
+pub fn recipient_unverified(recipient: &str, why: &str) -> Reply {
+    Reply::new(
+        450,
+        esc(4, 1, 1),
+        format!("<{recipient}>: Recipient address rejected: unverified address: {why}"),
+    )
+}
+
+// ---- The plugin host's replies (src/plugin).
+
+/// `451 4.3.0` for a failed plugin with the `tempfail` policy.
+pub fn plugin_tempfail() -> Reply {
+    Reply::new(
+        451,
+        esc(4, 3, 0),
+        "Temporary local problem, try again later",
+    )
+}
+/// `554 5.3.0` for a failed plugin with the `reject` policy.
+pub fn plugin_reject() -> Reply {
+    Reply::new(554, esc(5, 3, 0), "Permanent local problem")
+}
+
+/// At most `max` characters of `text`, control characters dropped (a
+/// quoted upstream reply stays one short, printable line).
+fn printable(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_keeps_class_and_drops_control_characters() {
+        let up = Reply::new(550, esc(5, 1, 1), "no such user\u{7}");
+        let out = relayed(&up, "RCPT <a@b>");
+        assert_eq!(out.code(), 550);
+        assert_eq!(out.enhanced(), Some(esc(5, 1, 1)));
+        assert_eq!(out.lines(), ["RCPT <a@b>: upstream said 550 no such user"]);
+        let odd = Reply::plain(354, "go on");
+        let out = relayed(&odd, "DATA");
+        assert_eq!(out.code(), 451);
+        assert_eq!(out.enhanced(), Some(esc(4, 0, 0)));
+    }
+
+    #[test]
+    fn quoted_texts_cannot_inject_lines() {
+        let r = queued_as("id\r\n250 x");
+        assert_eq!(r.to_bytes(), b"250 2.0.0 Ok: queued as id  250 x\r\n");
+        let r = upstream_no_smtputf8("mx\n");
+        assert!(Reply::is_safe_text(&r.text()));
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::replies;
 use super::reply::{EnhancedCode, Reply};
 use super::*;
 use crate::context::HelloKind;
@@ -58,7 +59,7 @@ fn accept(e: &Event) -> Decision {
 }
 
 /// Feeds `input` and answers events until the engine needs input (or stops).
-fn drive(e: &mut Engine, input: &[u8], decide: &mut dyn FnMut(&Event) -> Decision) -> Run {
+fn drive(e: &mut SmtpEngine, input: &[u8], decide: &mut dyn FnMut(&Event) -> Decision) -> Run {
     let mut run = Run::default();
     e.receive(input);
     loop {
@@ -85,8 +86,8 @@ fn drive(e: &mut Engine, input: &[u8], decide: &mut dyn FnMut(&Event) -> Decisio
 }
 
 /// A session past the greeting.
-fn session(config: EngineConfig) -> Engine {
-    let mut e = Engine::new(Arc::new(config), false);
+fn session(config: EngineConfig) -> SmtpEngine {
+    let mut e = SmtpEngine::new(Arc::new(config), false);
     let r = drive(&mut e, b"", &mut accept);
     assert_eq!(r.events, [Event::Connect]);
     assert_eq!(r.out, "220 localhost ESMTP wasmtp\r\n");
@@ -95,7 +96,7 @@ fn session(config: EngineConfig) -> Engine {
 
 /// Feeds the input in pieces split at `splits` and merges the runs.
 fn drive_split(
-    e: &mut Engine,
+    e: &mut SmtpEngine,
     input: &[u8],
     splits: &[usize],
     decide: &mut dyn FnMut(&Event) -> Decision,
@@ -119,7 +120,7 @@ const TXN: &[u8] = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.e
 
 #[test]
 fn greeting_default_and_refused() {
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     // poll while pending returns the same event
     assert_eq!(e.poll(), Action::Event(Event::Connect));
     assert_eq!(e.poll(), Action::Event(Event::Connect));
@@ -131,7 +132,7 @@ fn greeting_default_and_refused() {
     e.decide(Decision::Default);
     assert_eq!(e.output(), b"");
 
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     let r = drive(&mut e, b"", &mut |_| {
         Decision::Reply(Reply::new(554, EnhancedCode::new(5, 7, 1), "go away"))
     });
@@ -146,9 +147,9 @@ fn greeting_default_and_refused() {
     assert_eq!(r.last, Some(Action::Close));
     assert_eq!(e.poll(), Action::Close);
 
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     let r = drive(&mut e, b"EHLO x\r\n", &mut |_| {
-        Decision::Disconnect(Reply::too_many_connections("localhost"))
+        Decision::Disconnect(replies::too_many_connections("localhost"))
     });
     assert_eq!(r.codes(), [421]);
     assert_eq!(r.last, Some(Action::Close));
@@ -194,7 +195,7 @@ fn command_state_table() {
     for (cmd, want) in &commands {
         for (state, expect) in want.iter().enumerate() {
             let mut e = if state == 4 {
-                let mut e = Engine::new(Arc::new(cfg()), false);
+                let mut e = SmtpEngine::new(Arc::new(cfg()), false);
                 drive(&mut e, b"", &mut |_| {
                     Decision::Reply(Reply::new(554, EnhancedCode::new(5, 3, 2), "no"))
                 });
@@ -324,7 +325,7 @@ fn refused_data_lines_are_commands_again() {
         &mut e,
         b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
         &mut |ev| match ev {
-            Event::Data => Decision::Reply(Reply::ok()),
+            Event::Data => Decision::Reply(replies::ok()),
             _ => Decision::Default,
         },
     );
@@ -613,7 +614,7 @@ fn data_headers_event() {
         &mut e,
         b"DATA\r\nA: 1\r\n.\r\nNOOP\r\n",
         &mut |ev| match ev {
-            Event::MessageComplete => Decision::Disconnect(Reply::local_error()),
+            Event::MessageComplete => Decision::Disconnect(replies::local_error()),
             other => accept(other),
         },
     );
@@ -824,7 +825,7 @@ fn submission_requirements() {
             .contains("538 5.7.11 Encryption required for requested authentication mechanism\r\n")
     );
     assert!(!r.out.contains("AUTH PLAIN"));
-    let mut e = Engine::new(Arc::new(sub), true);
+    let mut e = SmtpEngine::new(Arc::new(sub), true);
     drive(&mut e, b"", &mut accept);
     let r = drive(&mut e, b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nAUTH PLAIN AHUAcA==\r\nMAIL FROM:<a@b.example>\r\n", &mut accept);
     assert_eq!(r.codes(), [250, 530, 235, 250]);
@@ -965,7 +966,7 @@ fn error_limit_closes() {
         ..cfg()
     });
     let r = drive(&mut e, b"XCLIENT a\r\nXCLIENT b\r\n", &mut |_| {
-        Decision::Reply(Reply::ok())
+        Decision::Reply(replies::ok())
     });
     assert_eq!(r.codes(), [250, 250]);
 }
@@ -1002,7 +1003,7 @@ fn simple_commands_and_defaults() {
     // a 421 from the driver closes the session
     let mut e = session(cfg());
     let r = drive(&mut e, b"NOOP\r\nNOOP\r\n", &mut |_| {
-        Decision::Reply(Reply::shutting_down("localhost"))
+        Decision::Reply(replies::shutting_down("localhost"))
     });
     assert_eq!(r.codes(), [421]);
     assert_eq!(r.last, Some(Action::Close));
@@ -1057,7 +1058,7 @@ fn random_input_invariants() {
                 match e.poll() {
                     Action::Event(_) => e.decide(match n % 4 {
                         0 => Decision::Default,
-                        1 => Decision::Reply(Reply::ok()),
+                        1 => Decision::Reply(replies::ok()),
                         2 => Decision::Reply(Reply::new(550, EnhancedCode::new(5, 7, 1), "no")),
                         _ => Decision::Reply(Reply::plain(354, "go")),
                     }),
@@ -1115,7 +1116,7 @@ fn bdat_headers_mid_chunk() {
 #[test]
 fn input_before_the_greeting_decision_is_kept() {
     // early talkers are the driver's business; the engine just answers in order
-    let mut e = Engine::new(Arc::new(cfg()), false);
+    let mut e = SmtpEngine::new(Arc::new(cfg()), false);
     e.receive(b"EHLO c.example\r\n");
     let r = drive(&mut e, b"NOOP\r\n", &mut accept);
     assert_eq!(r.events[0], Event::Connect);

@@ -11,12 +11,13 @@ use std::time::SystemTime;
 use crate::context::{HelloKind, Recipient, Transaction};
 use crate::delivery::Envelope;
 use crate::delivery::verify::Verification;
-use crate::message::{HeaderError, Message};
+use crate::message::Message;
 use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
-use crate::protocol::{Decision, EnhancedCode, Event, Reply, replies};
+use crate::protocol::{Decision, Event, replies};
 
-use super::{Session, early_talker_reply, ids, received};
+use super::{Session, received};
+use crate::ids;
 
 /// The decision a verdict imposes; `None` for `declined` (core decides).
 fn verdict_decision(verdict: Verdict) -> Option<Decision> {
@@ -35,49 +36,12 @@ fn refusal_code(decision: &Decision) -> Option<u16> {
     match decision {
         Decision::Default => None,
         Decision::Reply(r) if r.is_positive() => None,
-        Decision::Reply(r) | Decision::Disconnect(r) => Some(r.code),
+        Decision::Reply(r) | Decision::Disconnect(r) => Some(r.code()),
     }
 }
 
 /// Most octets of one `body-chunk` call.
-pub const BODY_CHUNK_SIZE: usize = 64 * 1024;
-
-/// `535 5.7.8 Authentication credentials invalid` (RFC 4954).
-fn auth_failed() -> Reply {
-    Reply::new(
-        535,
-        EnhancedCode::new(5, 7, 8),
-        "Authentication credentials invalid",
-    )
-}
-
-/// `552 5.3.4` for a header section past `[limits]` (RFC 3463: message
-/// too big for system).
-fn header_too_large(e: HeaderError) -> Reply {
-    Reply::new(
-        552,
-        EnhancedCode::new(5, 3, 4),
-        format!("Message header too large: {e}"),
-    )
-}
-
-/// `452 4.3.1` when the memory budget for messages is used up.
-fn memory_full() -> Reply {
-    Reply::new(
-        452,
-        EnhancedCode::new(4, 3, 1),
-        "Insufficient system storage, try again later",
-    )
-}
-
-/// `250 2.0.0 Ok: queued as <id>`.
-fn queued_as(id: &str) -> Reply {
-    Reply::new(
-        250,
-        EnhancedCode::new(2, 0, 0),
-        format!("Ok: queued as {id}"),
-    )
-}
+pub(super) const BODY_CHUNK_SIZE: usize = 64 * 1024;
 
 impl Session {
     /// Runs the hook chain for `hook`.
@@ -119,7 +83,7 @@ impl Session {
                         reserved = self.shared.memory_budget.used(),
                         "memory budget for messages used up"
                     );
-                    return Decision::Reply(memory_full());
+                    return Decision::Reply(replies::memory_full());
                 };
                 let d = verdict_decision(self.hook(Hook::Data).await).unwrap_or(Decision::Default);
                 self.reservation = d.accepts().then_some(reservation);
@@ -181,7 +145,7 @@ impl Session {
         }
         if self.client_talked_early().await {
             tracing::info!("early talker refused");
-            return Decision::Disconnect(early_talker_reply());
+            return Decision::Disconnect(replies::early_talker());
         }
         decision
     }
@@ -289,7 +253,7 @@ impl Session {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(error = %e, "header section refused");
-                return Decision::Reply(header_too_large(e));
+                return Decision::Reply(replies::header_too_large(e));
             }
         };
         if let Some(txn) = self.ctx.txn.as_mut() {
@@ -317,7 +281,7 @@ impl Session {
         let full = self.engine.take_message();
         let Some(txn) = self.ctx.txn.as_mut() else {
             tracing::warn!("message complete without a transaction");
-            return Decision::Reply(Reply::local_error());
+            return Decision::Reply(replies::local_error());
         };
         match txn.message.as_mut() {
             Some(m) => m.complete(full),
@@ -325,7 +289,7 @@ impl Session {
                 Ok(m) => txn.message = Some(m),
                 Err(e) => {
                     tracing::info!(error = %e, "header section refused");
-                    return Decision::Reply(header_too_large(e));
+                    return Decision::Reply(replies::header_too_large(e));
                 }
             },
         }
@@ -398,19 +362,15 @@ impl Session {
             Verdict::Declined => {}
             Verdict::Ok => {
                 tracing::info!(%id, "queued by a plugin");
-                return Decision::Reply(queued_as(&id));
+                return Decision::Reply(replies::queued_as(&id));
             }
             other => return verdict_decision(other).unwrap_or(Decision::Default),
         }
         let Some(txn) = self.ctx.txn.as_ref() else {
-            return Decision::Reply(Reply::local_error());
+            return Decision::Reply(replies::local_error());
         };
         if txn.recipients.is_empty() {
-            return Decision::Reply(Reply::new(
-                554,
-                EnhancedCode::new(5, 5, 1),
-                "No valid recipients",
-            ));
+            return Decision::Reply(replies::no_recipients());
         }
         let param = |key: &str| {
             txn.sender_params
@@ -434,7 +394,7 @@ impl Session {
             SystemTime::now(),
         );
         let Some(message) = txn.message.as_ref() else {
-            return Decision::Reply(Reply::local_error());
+            return Decision::Reply(replies::local_error());
         };
         // Shared buffers: the received bytes are not copied for delivery
         // (an edited header section is the only new buffer).
@@ -450,7 +410,7 @@ impl Session {
             from = %envelope.sender,
             recipients = envelope.recipients.len(),
             size,
-            code = reply.code,
+            code = reply.code(),
             "message delivered"
         );
         Decision::Reply(reply)
@@ -483,7 +443,7 @@ impl Session {
                 if !proxy && self.shared.users.verify(&username, &password).await {
                     Decision::Default
                 } else {
-                    Decision::Reply(auth_failed())
+                    Decision::Reply(replies::auth_failed())
                 }
             }
         };

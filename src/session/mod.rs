@@ -1,5 +1,5 @@
 //! The per-connection driver: the thin tokio loop around the sans-IO
-//! [`Engine`].
+//! [`SmtpEngine`].
 //!
 //! ```text
 //!  poll() ─▶ NeedInput ─▶ flush queued replies in one write, read (timeouts) ─▶ receive()
@@ -18,7 +18,6 @@
 
 pub mod budget;
 mod events;
-pub mod ids;
 pub mod received;
 mod stream;
 pub mod throttle;
@@ -27,9 +26,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -40,8 +39,8 @@ use crate::delivery::Deliverer;
 use crate::dns::ReverseDns;
 use crate::message::HeaderLimits;
 use crate::metrics::{ActiveConnection, SessionMetrics};
-use crate::plugin::{Hook, PluginHost, PluginSession};
-use crate::protocol::{Action, Engine, EngineConfig, EnhancedCode, Reply};
+use crate::plugin::{PluginHost, PluginSession};
+use crate::protocol::{Action, EngineConfig, Reply, SmtpEngine, replies};
 use crate::relay::RelayPolicy;
 
 pub use stream::Stream;
@@ -103,11 +102,11 @@ pub struct Session {
     shared: Arc<Shared>,
     listener: Arc<ListenerInfo>,
     stream: Stream,
-    engine: Engine,
+    engine: SmtpEngine,
     ctx: SessionContext,
     plugins: PluginSession,
     /// True (sent once) when the grace period is over: 421 at the next read.
-    force_close: watch::Receiver<bool>,
+    force_close: Signal,
     /// The whole-session deadline.
     session_deadline: Instant,
     /// When the command being received must be complete.
@@ -133,11 +132,11 @@ impl Session {
         remote: SocketAddr,
         local: SocketAddr,
         id: String,
-        force_close: watch::Receiver<bool>,
+        force_close: Signal,
     ) -> Self {
         let now = Instant::now();
         let implicit_tls = listener.mode == ListenerMode::Smtps;
-        let engine = Engine::new(listener.engine.clone(), implicit_tls);
+        let engine = SmtpEngine::new(listener.engine.clone(), implicit_tls);
         let mut conn = Connection::new(id, remote, local);
         conn.relay_client = shared.relay.is_relay_network(remote.ip());
         conn.limits = PluginLimits {
@@ -207,13 +206,13 @@ impl Session {
                         Err(ReadStop::Closed) => return,
                         Err(ReadStop::Timeout) => {
                             tracing::info!("timeout");
-                            let reply = Reply::timeout(&self.shared.hostname);
+                            let reply = replies::timeout(&self.shared.hostname);
                             self.write_reply(&reply).await;
                             return;
                         }
                         Err(ReadStop::Shutdown) => {
                             tracing::info!("closing for shutdown");
-                            let reply = Reply::shutting_down(&self.shared.hostname);
+                            let reply = replies::shutting_down(&self.shared.hostname);
                             self.write_reply(&reply).await;
                             return;
                         }
@@ -341,13 +340,13 @@ impl Session {
             self.command_deadline
         };
         let deadline = phase.min(self.session_deadline);
-        if *self.force_close.borrow() {
+        if self.force_close.fired() {
             return Err(ReadStop::Shutdown);
         }
         let force = self.force_close.clone();
         tokio::select! {
             biased;
-            _ = wait_true(force) => Err(ReadStop::Shutdown),
+            _ = force.wait() => Err(ReadStop::Shutdown),
             r = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)) => match r {
                 Ok(Ok(0)) => Err(ReadStop::Closed),
                 Ok(Ok(n)) => Ok(n),
@@ -380,26 +379,10 @@ impl Session {
     async fn finish(&mut self) {
         self.end_transaction(crate::plugin::TransactionEnd::Disconnect)
             .await;
-        let _ = self.plugins.run(Hook::Disconnect, &mut self.ctx).await;
+        self.plugins.disconnect(&mut self.ctx).await;
         close_gracefully(&mut self.stream).await;
         self.active = None;
         tracing::info!("disconnected");
-    }
-}
-
-/// `554 5.5.1` for a client that talked before the greeting.
-pub fn early_talker_reply() -> Reply {
-    Reply::new(
-        554,
-        EnhancedCode::new(5, 5, 1),
-        "Protocol error: client sent data before the greeting",
-    )
-}
-
-async fn wait_true(mut rx: watch::Receiver<bool>) {
-    if rx.wait_for(|v| *v).await.is_err() {
-        // The server side is gone: never fire.
-        std::future::pending::<()>().await;
     }
 }
 

@@ -61,15 +61,6 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// An RFC 5322 date-time, UTC.
-pub fn rfc5322_date(t: SystemTime) -> String {
-    let http = httpdate::fmt_http_date(t);
-    match http.strip_suffix(" GMT") {
-        Some(s) => format!("{s} +0000"),
-        None => http,
-    }
-}
-
 /// The complete header field, folded, ending in CRLF.
 pub fn received_header(
     ctx: &SessionContext,
@@ -115,7 +106,7 @@ pub fn received_header(
         let clean = only.address.replace(['\r', '\n', '\0', '<', '>'], "_");
         h.push_str(&format!("\r\n\tfor <{clean}>"));
     }
-    h.push_str(&format!("; {}\r\n", rfc5322_date(now)));
+    h.push_str(&format!("; {}\r\n", crate::date::rfc5322(now)));
     h.into_bytes()
 }
 

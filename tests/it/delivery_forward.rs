@@ -99,7 +99,7 @@ async fn binarymime_is_sent_byte_exact_with_bdat() {
             .unwrap();
         let body = binary_body();
         let r = d.deliver(&binary_env("B1"), &[RECEIVED, &body]).await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
         let mut whole = RECEIVED.to_vec();
         whole.extend_from_slice(&body);
         let msgs = sink.messages();
@@ -131,7 +131,7 @@ async fn binarymime_is_sent_byte_exact_with_bdat() {
                 &[b"Subject: x\r\n\r\nhi\r\n"],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
         let msgs = sink.messages();
         assert!(!msgs[1].bdat);
         assert!(
@@ -165,9 +165,9 @@ async fn binarymime_refused_with_5_6_3_when_the_upstream_lacks_it() {
         let r = d
             .deliver(&binary_env("B2"), &[RECEIVED, &binary_body()])
             .await;
-        assert_eq!(r.code, 554, "{r}");
+        assert_eq!(r.code(), 554, "{r}");
         assert_eq!(
-            r.enhanced.map(|e| e.to_string()).as_deref(),
+            r.enhanced().map(|e| e.to_string()).as_deref(),
             Some("5.6.3"),
             "{r}"
         );
@@ -186,7 +186,7 @@ async fn binarymime_refused_with_5_6_3_when_the_upstream_lacks_it() {
                 &[b"Subject: x\r\n\r\nhi\r\n"],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
         assert_eq!(sink.messages().len(), 1);
         assert_eq!(d.upstream_connections_opened(), Some(1));
     }
@@ -207,7 +207,7 @@ async fn binarymime_goes_to_the_upstream_that_offers_it() {
     let body = binary_body();
     for id in ["B3", "B4"] {
         let r = d.deliver(&binary_env(id), &[RECEIVED, &body]).await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
     }
     assert!(plain.messages().is_empty());
     let got = binary.messages();
@@ -241,7 +241,7 @@ async fn eight_bit_passes_body_8bitmime_when_offered_else_sent_as_is() {
                 ..env("E8", "alice@example.org", &["bob@example.net"])
             };
             let r = d.deliver(&e, &[RECEIVED, &body]).await;
-            assert_eq!(r.code, 250, "{r}");
+            assert_eq!(r.code(), 250, "{r}");
         }
         // Declared 8BITMIME, 7-bit content: the declaration is passed on.
         let e = Envelope {
@@ -249,7 +249,7 @@ async fn eight_bit_passes_body_8bitmime_when_offered_else_sent_as_is() {
             ..env("E7", "alice@example.org", &["bob@example.net"])
         };
         let r = d.deliver(&e, &[b"Subject: ascii\r\n\r\nx\r\n"]).await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
         let msgs = sink.messages();
         assert_eq!(msgs.len(), 3);
         let mut whole = RECEIVED.to_vec();
@@ -299,7 +299,7 @@ async fn smtputf8_passed_on_or_refused_with_5_6_7() {
         (&utf8_header, header8),
     ] {
         let r = d.deliver(e, &[m]).await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
     }
     let msgs = sink.messages();
     assert_eq!(msgs[0].mail_from, "j\u{f6}rg@example.org");
@@ -313,8 +313,11 @@ async fn smtputf8_passed_on_or_refused_with_5_6_7() {
         .unwrap();
     for (e, m) in [(&utf8, plain), (&utf8_header, header8)] {
         let r = d.deliver(e, &[m]).await;
-        assert_eq!(r.code, 553, "{r}");
-        assert_eq!(r.enhanced.map(|e| e.to_string()).as_deref(), Some("5.6.7"));
+        assert_eq!(r.code(), 553, "{r}");
+        assert_eq!(
+            r.enhanced().map(|e| e.to_string()).as_deref(),
+            Some("5.6.7")
+        );
     }
     assert!(
         !command_lines(&sink).iter().any(|c| c.starts_with("MAIL")),
@@ -322,7 +325,7 @@ async fn smtputf8_passed_on_or_refused_with_5_6_7() {
     );
     // Declared but not needed (ASCII envelope and header): sent without it.
     let r = d.deliver(&ascii_declared, &[plain]).await;
-    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(r.code(), 250, "{r}");
     let msgs = sink.messages();
     assert_eq!(msgs.len(), 1);
     assert!(!msgs[0].mail_line.contains("SMTPUTF8"));
@@ -345,7 +348,7 @@ async fn forwards_byte_exact_with_dot_stuffing() {
             &[RECEIVED, &body],
         )
         .await;
-    assert_eq!(reply.code, 250, "{reply}");
+    assert_eq!(reply.code(), 250, "{reply}");
     let text = reply.to_string();
     assert!(text.contains("queued as Q1"), "{text}");
     assert!(text.contains("SINK0"), "upstream id mentioned: {text}");
@@ -385,7 +388,7 @@ async fn reuses_connections_across_messages() {
                 &[b"Subject: x\r\n\r\nhi\r\n"],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
     }
     assert_eq!(sink.messages().len(), 5);
     assert_eq!(sink.sessions(), 1, "one upstream session for five messages");
@@ -450,7 +453,7 @@ async fn dead_pooled_connection_is_replaced_transparently() {
                 &[b"Subject: x\r\n\r\nhi\r\n"],
             )
             .await;
-        assert_eq!(r.code, 250, "message {i}: {r}");
+        assert_eq!(r.code(), 250, "message {i}: {r}");
     }
     assert!(d.upstream_connections_opened().unwrap() >= 3);
     task.abort();
@@ -469,7 +472,7 @@ async fn fails_over_to_the_next_upstream() {
             &[b"\r\nx\r\n"],
         )
         .await;
-    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(r.code(), 250, "{r}");
     assert_eq!(sink.messages().len(), 1);
 }
 
@@ -487,8 +490,8 @@ async fn all_upstreams_down_is_451_441() {
             &[b"\r\nx\r\n"],
         )
         .await;
-    assert_eq!(r.code, 451);
-    assert_eq!(r.enhanced.unwrap().to_string(), "4.4.1");
+    assert_eq!(r.code(), 451);
+    assert_eq!(r.enhanced().unwrap().to_string(), "4.4.1");
 }
 
 fn refusing_sink() -> SinkConfig {
@@ -527,7 +530,7 @@ async fn partial_refusal_is_a_temporary_failure_and_nothing_is_sent() {
                 &[b"\r\nx\r\n"],
             )
             .await;
-        assert_eq!(r.code, 451, "{r}");
+        assert_eq!(r.code(), 451, "{r}");
         assert!(r.to_string().contains("perm@example.net"), "{r}");
         assert!(sink.messages().is_empty(), "no partial delivery");
         // All refused permanently: 5xx.
@@ -541,7 +544,7 @@ async fn partial_refusal_is_a_temporary_failure_and_nothing_is_sent() {
                 &[b"\r\nx\r\n"],
             )
             .await;
-        assert_eq!(r.code, 550, "{r}");
+        assert_eq!(r.code(), 550, "{r}");
         // Temporarily refused: 4xx.
         let r = d
             .deliver(
@@ -557,7 +560,7 @@ async fn partial_refusal_is_a_temporary_failure_and_nothing_is_sent() {
                 &[b"\r\nfine\r\n"],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
         let msgs = sink.messages();
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].data, b"\r\nfine\r\n");
@@ -580,8 +583,8 @@ async fn data_refusal_is_relayed() {
             &[b"\r\nx\r\n"],
         )
         .await;
-    assert_eq!(r.code, 554, "{r}");
-    assert_eq!(r.enhanced.unwrap().to_string(), "5.7.1");
+    assert_eq!(r.code(), 554, "{r}");
+    assert_eq!(r.enhanced().unwrap().to_string(), "5.7.1");
 }
 
 #[tokio::test]
@@ -596,8 +599,8 @@ async fn required_tls_never_sends_mail_in_plaintext() {
             &[b"\r\nx\r\n"],
         )
         .await;
-    assert_eq!(r.code, 451, "{r}");
-    assert_eq!(r.enhanced.unwrap().to_string(), "4.7.5");
+    assert_eq!(r.code(), 451, "{r}");
+    assert_eq!(r.enhanced().unwrap().to_string(), "4.7.5");
     let cmds = sink.commands();
     assert!(!cmds.is_empty(), "the sink was contacted");
     assert!(
@@ -628,7 +631,7 @@ async fn starttls_with_configured_ca() {
                 &[RECEIVED, b"Subject: t\r\n\r\n.secret\r\n"],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
     }
     let msgs = sink.messages();
     assert_eq!(msgs.len(), 2);
@@ -668,7 +671,7 @@ async fn required_tls_with_untrusted_certificate_fails_without_mail() {
             &[b"\r\nx\r\n"],
         )
         .await;
-    assert_eq!(r.code, 451, "{r}");
+    assert_eq!(r.code(), 451, "{r}");
     assert!(
         !sink
             .commands()
@@ -695,7 +698,7 @@ async fn opportunistic_tls_encrypts_without_verifying() {
             &[b"\r\nx\r\n"],
         )
         .await;
-    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(r.code(), 250, "{r}");
     assert!(sink.messages()[0].tls);
     // And plaintext when not offered.
     let plain = Sink::start(SinkConfig::default()).await;
@@ -708,7 +711,7 @@ async fn opportunistic_tls_encrypts_without_verifying() {
             &[b"\r\nx\r\n"],
         )
         .await;
-    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(r.code(), 250, "{r}");
     assert!(!plain.messages()[0].tls);
 }
 
@@ -730,7 +733,7 @@ async fn maildir_files_are_complete_in_new() {
                 &[RECEIVED, &body],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
         assert!(r.to_string().contains(&format!("queued as {id}")));
         ids.push(id);
     }
@@ -793,7 +796,10 @@ impl SmtpSink {
         std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
         let addr = dead_port().await;
         let mut cmd = std::process::Command::new(bin);
-        if unsafe { libc::geteuid() } == 0 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        let euid = unsafe { libc::geteuid() };
+        if euid == 0 {
             cmd.args(["-u", "nobody"]);
         }
         let child = cmd
@@ -862,7 +868,7 @@ async fn forwards_to_postfix_smtp_sink() {
                 &[RECEIVED, &body],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
     }
     assert_eq!(
         d.upstream_connections_opened(),
@@ -898,15 +904,18 @@ async fn postfix_smtp_sink_gets_8bitmime_and_no_binarymime() {
     let r = d
         .deliver(&binary_env("PFB"), &[RECEIVED, &binary_body()])
         .await;
-    assert_eq!(r.code, 554, "{r}");
-    assert_eq!(r.enhanced.map(|e| e.to_string()).as_deref(), Some("5.6.3"));
+    assert_eq!(r.code(), 554, "{r}");
+    assert_eq!(
+        r.enhanced().map(|e| e.to_string()).as_deref(),
+        Some("5.6.3")
+    );
     let body = b"Subject: caf\xc3\xa9\r\n\r\nna\xefve 8-bit\r\n".to_vec();
     let e = Envelope {
         body: BodyType::EightBitMime,
         ..env("PF8", "a@example.org", &["b@example.net"])
     };
     let r = d.deliver(&e, &[RECEIVED, &body]).await;
-    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(r.code(), 250, "{r}");
     assert_eq!(d.upstream_connections_opened(), Some(1));
     d.close().await;
     let found = pf.wait_dumped(1, |t| t.contains("8-bit")).await;

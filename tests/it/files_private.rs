@@ -37,6 +37,7 @@ fn assert_private(dir: &Path) -> usize {
 fn without_umask() {
     // SAFETY: umask only sets the process's file mode mask; this test
     // process runs one test (nextest) and wants the most permissive mask.
+    #[allow(unsafe_code)]
     unsafe {
         libc::umask(0);
     }

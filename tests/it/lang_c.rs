@@ -28,7 +28,7 @@ async fn helo_localhost_is_refused_from_a_remote_client_only() {
     let v = session
         .run(Hook::Ehlo("LOCALHOST.localdomain"), &mut remote)
         .await;
-    assert_eq!(reply(&v).code, 550);
+    assert_eq!(reply(&v).code(), 550);
 
     let mut local = ctx_from("127.0.0.1:50000");
     let mut session = host.session();
@@ -53,7 +53,7 @@ async fn helo_bare_ip_is_refused_and_an_address_literal_accepted() {
         "550 5.7.1 An address literal must be in brackets, e.g. [192.0.2.1]"
     );
     let v = session.run(Hook::Ehlo("2001:db8::1"), &mut ctx).await;
-    assert_eq!(reply(&v).code, 550);
+    assert_eq!(reply(&v).code(), 550);
     assert_eq!(
         session.run(Hook::Ehlo("[203.0.113.7]"), &mut ctx).await,
         Verdict::Declined
@@ -145,7 +145,7 @@ async fn size_is_checked_at_mail_and_at_the_end_of_data() {
     begin(&mut ctx, "alice@example.org", &["a@example.test"]);
     set_message(&mut ctx, &format!("Subject: big\n\n{}\n", "x".repeat(200)));
     let v = session.run(Hook::DataPost, &mut ctx).await;
-    assert_eq!(reply(&v).code, 552);
+    assert_eq!(reply(&v).code(), 552);
 
     // A small one passes and gets the stamp header.
     begin(

@@ -145,7 +145,7 @@ async fn a_throwing_js_plugin_is_contained_by_its_failure_policy() {
         .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)
         .await;
     assert!(matches!(v, Verdict::DenySoft(_)), "{v:?}");
-    assert_eq!(reply(&v).code, 451);
+    assert_eq!(reply(&v).code(), 451);
     // The failed instance was discarded; a fresh one serves the next call.
     let v = session
         .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx)
@@ -174,7 +174,7 @@ async fn a_looping_js_plugin_is_stopped_by_its_cpu_budget() {
     let v = session
         .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)
         .await;
-    assert_eq!(reply(&v).code, 554, "{v:?}");
+    assert_eq!(reply(&v).code(), 554, "{v:?}");
     let v = session
         .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx)
         .await;

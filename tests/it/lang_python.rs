@@ -123,7 +123,7 @@ async fn a_raising_python_plugin_is_contained_by_its_failure_policy() {
         .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)
         .await;
     assert!(matches!(v, Verdict::DenySoft(_)), "{v:?}");
-    assert_eq!(reply(&v).code, 451);
+    assert_eq!(reply(&v).code(), 451);
     let v = session
         .run(Hook::Rcpt("fine@example.test", &[]), &mut ctx)
         .await;

@@ -6,6 +6,11 @@
 //! `common` are the shared helpers; servers they start (Redis, spamd) are
 //! started once per test process.
 
+// Test code: a failed unwrap is a failed test. (The crate's [lints] deny
+// them in the gateway itself.) Helpers outside `#[test]` functions need
+// this too, as do the fuzz targets compiled in below.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 mod common;
 mod delivery_support;
 mod dns_support;

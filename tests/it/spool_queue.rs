@@ -123,7 +123,7 @@ async fn upstream_down_then_up_delivers_everything_byte_exact() {
                 &[&body],
             )
             .await;
-        assert_eq!(r.code, 250, "{r}");
+        assert_eq!(r.code(), 250, "{r}");
         assert!(r.to_string().contains(&format!("queued as DU{i}")));
     }
     wait_report(&mut rx, |r| r.status == DeliveryStatus::Deferred).await;
@@ -169,7 +169,7 @@ async fn temporary_failure_then_success() {
     assert_eq!(
         d.deliver(&env("TF", "a@example.org", &["b@example.net"]), &[&body])
             .await
-            .code,
+            .code(),
         250
     );
     let first = wait_report(&mut rx, |_| true).await;
@@ -217,7 +217,7 @@ async fn permanent_failure_bounces_once_to_the_sender_never_to_null() {
             &[&body]
         )
         .await
-        .code,
+        .code(),
         250
     );
     let b = wait_report(&mut rx, |r| {
@@ -262,7 +262,7 @@ async fn permanent_failure_bounces_once_to_the_sender_never_to_null() {
     assert_eq!(
         d.deliver(&env("NB", "", &["perm@example.net"]), &[&body])
             .await
-            .code,
+            .code(),
         250
     );
     let r = wait_report(&mut rx, |r| r.queue_id == "NB").await;
@@ -305,7 +305,7 @@ async fn partial_failure_retries_only_failed_recipients() {
             &[&body]
         )
         .await
-        .code,
+        .code(),
         250
     );
     wait_report(&mut rx, |r| {
@@ -335,7 +335,7 @@ async fn required_tls_without_starttls_stays_deferred() {
     assert_eq!(
         d.deliver(&env("RT", "a@example.org", &["b@example.net"]), &[&msg(1)])
             .await
-            .code,
+            .code(),
         250
     );
     for _ in 0..3 {
@@ -380,7 +380,7 @@ async fn expiry_bounces_with_4_4_7() {
             &[&msg(2)]
         )
         .await
-        .code,
+        .code(),
         250
     );
     let msgs = sink
@@ -408,7 +408,7 @@ async fn crash_recovery_resumes_spooled_messages() {
                     &[&msg(i)]
                 )
                 .await
-                .code,
+                .code(),
                 250
             );
         }
@@ -465,7 +465,7 @@ async fn binarymime_survives_a_restart_and_goes_with_bdat() {
     {
         let d = Deliverer::new(&c).await.unwrap();
         let mut rx = d.subscribe_reports().unwrap();
-        assert_eq!(d.deliver(&binary_env("BR"), &[&body]).await.code, 250);
+        assert_eq!(d.deliver(&binary_env("BR"), &[&body]).await.code(), 250);
         wait_report(&mut rx, |r| r.status == DeliveryStatus::Deferred).await;
     }
     // The body type comes back from the spool file.
@@ -497,7 +497,7 @@ async fn binarymime_bounces_with_5_6_3_when_the_upstream_lacks_it() {
         .unwrap();
     let mut rx = d.subscribe_reports().unwrap();
     assert_eq!(
-        d.deliver(&binary_env("BB"), &[&binary_msg()]).await.code,
+        d.deliver(&binary_env("BB"), &[&binary_msg()]).await.code(),
         250
     );
     let r = wait_report(&mut rx, |r| r.queue_id == "BB").await;
@@ -556,7 +556,7 @@ async fn admin_flush_and_delete_while_running() {
     assert_eq!(
         d.deliver(&env("FL", "a@example.org", &["b@example.net"]), &[&msg(1)])
             .await
-            .code,
+            .code(),
         250
     );
     wait_report(&mut rx, |r| {
@@ -569,7 +569,7 @@ async fn admin_flush_and_delete_while_running() {
             &[&msg(2)]
         )
         .await
-        .code,
+        .code(),
         250
     );
     wait_report(&mut rx, |r| {
@@ -636,7 +636,7 @@ async fn group_commit_under_concurrency() {
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap().code, 250);
+        assert_eq!(t.await.unwrap().code(), 250);
     }
     let msgs = sink.wait_for(|m| m.len() >= 60).await;
     assert_eq!(msgs.len(), 60);
@@ -672,7 +672,10 @@ async fn delay_warning_once_to_the_sender_never_to_null() {
             ),
             ("DN", "", &["slow@example.net"][..]),
         ] {
-            assert_eq!(d.deliver(&env(id, sender, rcpts), &[&body]).await.code, 250);
+            assert_eq!(
+                d.deliver(&env(id, sender, rcpts), &[&body]).await.code(),
+                250
+            );
         }
         let msgs = sink.wait_for(|m| m.iter().any(is_warning)).await;
         let w = msgs.iter().find(|m| is_warning(m)).unwrap();

@@ -57,10 +57,9 @@ use tokio_rustls::TlsConnector;
 
 use super::config::{ForwardConfig, TlsPolicy};
 use crate::protocol::params::BodyType;
-use crate::protocol::{EnhancedCode, Reply};
+use crate::protocol::{Reply, replies};
 pub use dotstuff::DotStuffer;
 use reply::Parsed;
-pub use reply::UpstreamReply;
 pub use stream::Stream;
 pub use tls::TlsClientConfigs;
 
@@ -124,7 +123,7 @@ pub enum ClientError {
     },
     /// The upstream greeted or answered EHLO/HELO with a failure.
     #[error("upstream refused the session: {}", .0.one_line())]
-    Refused(UpstreamReply),
+    Refused(Reply),
     /// TLS is required and the upstream offers no STARTTLS or refused it.
     /// Nothing of the envelope was sent.
     #[error("TLS required but not available: {0}")]
@@ -182,19 +181,9 @@ impl ClientError {
             return None;
         };
         Some(if *extension == "SMTPUTF8" {
-            Reply::new(
-                553,
-                EnhancedCode::new(5, 6, 7),
-                format!("Upstream {peer} does not support SMTPUTF8, which the message needs"),
-            )
+            replies::upstream_no_smtputf8(peer)
         } else {
-            Reply::new(
-                554,
-                EnhancedCode::new(5, 6, 3),
-                format!(
-                    "Conversion required but not supported: upstream {peer} does not support {extension}"
-                ),
-            )
+            replies::upstream_conversion_unsupported(peer, extension)
         })
     }
 }
@@ -230,12 +219,12 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    fn from_ehlo(r: &UpstreamReply) -> Self {
+    fn from_ehlo(r: &Reply) -> Self {
         let mut c = Capabilities {
             esmtp: true,
             ..Default::default()
         };
-        for line in r.lines.iter().skip(1) {
+        for line in r.lines().iter().skip(1) {
             let mut words = line.split_ascii_whitespace();
             let kw = words.next().unwrap_or("").to_ascii_uppercase();
             match kw.as_str() {
@@ -267,19 +256,19 @@ pub enum RcptMode {
 #[derive(Debug, Clone)]
 pub struct TxnOutcome {
     /// Reply to MAIL.
-    pub mail: UpstreamReply,
+    pub mail: Reply,
     /// Reply to each RCPT, in the order given. When MAIL failed, the MAIL
     /// reply stands for every recipient.
-    pub rcpts: Vec<UpstreamReply>,
+    pub rcpts: Vec<Reply>,
     /// Reply to DATA when it was a failure, else the reply to the final dot;
     /// `None` when the message was not sent.
-    pub data: Option<UpstreamReply>,
+    pub data: Option<Reply>,
 }
 
 impl TxnOutcome {
     /// True when the message was accepted for the recipients whose RCPT was.
     pub fn delivered(&self) -> bool {
-        self.data.as_ref().is_some_and(UpstreamReply::is_success)
+        self.data.as_ref().is_some_and(Reply::is_success)
     }
 }
 
@@ -356,7 +345,7 @@ impl SmtpClient {
             }
             c.write_all(b"STARTTLS\r\n", "STARTTLS").await?;
             let r = c.read_reply("STARTTLS").await?;
-            if r.code != 220 {
+            if r.code() != 220 {
                 if policy == TlsPolicy::Required {
                     c.quit().await;
                     return Err(ClientError::TlsUnavailable(format!(
@@ -493,7 +482,7 @@ impl SmtpClient {
         }
     }
 
-    async fn read_reply(&mut self, stage: &'static str) -> Result<UpstreamReply, ClientError> {
+    async fn read_reply(&mut self, stage: &'static str) -> Result<Reply, ClientError> {
         let t = self.settings.command_timeout;
         self.read_reply_within(stage, t).await
     }
@@ -502,10 +491,10 @@ impl SmtpClient {
         &mut self,
         stage: &'static str,
         t: Duration,
-    ) -> Result<UpstreamReply, ClientError> {
+    ) -> Result<Reply, ClientError> {
         let deadline = tokio::time::Instant::now() + t;
         loop {
-            match UpstreamReply::parse(&self.rbuf) {
+            match reply::parse(&self.rbuf) {
                 Parsed::Reply(r, n) => {
                     let _ = self.rbuf.split_to(n);
                     return Ok(r);
@@ -653,7 +642,7 @@ impl SmtpClient {
         };
 
         if !mail_r.is_success() {
-            if data_r.as_ref().is_some_and(|r| r.code == 354) {
+            if data_r.as_ref().is_some_and(|r| r.code() == 354) {
                 // The upstream is waiting for a message we will not send.
                 self.broken = true;
             }
@@ -694,7 +683,7 @@ impl SmtpClient {
                 });
             }
         };
-        if data_r.code != 354 {
+        if data_r.code() != 354 {
             return Ok(TxnOutcome {
                 mail: mail_r,
                 rcpts: rcpt_rs,
@@ -721,7 +710,7 @@ impl SmtpClient {
         })
     }
 
-    async fn send_body(&mut self, parts: &[&[u8]]) -> Result<UpstreamReply, ClientError> {
+    async fn send_body(&mut self, parts: &[&[u8]]) -> Result<Reply, ClientError> {
         let t = self.settings.data_timeout;
         let deadline = tokio::time::Instant::now() + t;
         let mut stuffer = DotStuffer::new();
@@ -754,11 +743,7 @@ impl SmtpClient {
 
     /// `BDAT <size> LAST` and the parts unchanged (RFC 3030: no stuffing, no
     /// line rules), then the reply, all within `data_timeout`.
-    async fn send_bdat(
-        &mut self,
-        parts: &[&[u8]],
-        size: usize,
-    ) -> Result<UpstreamReply, ClientError> {
+    async fn send_bdat(&mut self, parts: &[&[u8]], size: usize) -> Result<Reply, ClientError> {
         let deadline = tokio::time::Instant::now() + self.settings.data_timeout;
         let mut out = Vec::with_capacity(size.min(dotstuff::CHUNK) + 32);
         out.extend_from_slice(format!("BDAT {size} LAST\r\n").as_bytes());
@@ -789,7 +774,7 @@ impl SmtpClient {
         deadline: tokio::time::Instant,
         stage: &'static str,
         reply_to: &'static str,
-    ) -> Result<UpstreamReply, ClientError> {
+    ) -> Result<Reply, ClientError> {
         let reason = match written {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -813,7 +798,7 @@ impl SmtpClient {
     /// sending any: `MAIL FROM:<>` and `RCPT TO:<recipient>` (the
     /// transaction is reset before the next use of the connection). Returns
     /// the RCPT reply, or the MAIL reply when MAIL was refused.
-    pub async fn probe(&mut self, recipient: &str) -> Result<UpstreamReply, ClientError> {
+    pub async fn probe(&mut self, recipient: &str) -> Result<Reply, ClientError> {
         if !recipient.is_ascii() && !self.caps.smtputf8 {
             return Err(ClientError::Unsupported {
                 peer: self.peer,
@@ -911,6 +896,7 @@ fn header_has_8bit(parts: &[&[u8]]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EnhancedCode;
 
     #[test]
     fn header_8bit_stops_at_the_empty_line() {
@@ -924,17 +910,11 @@ mod tests {
 
     #[test]
     fn capabilities_from_ehlo() {
-        let r = UpstreamReply {
-            code: 250,
-            enhanced: None,
-            lines: vec![
-                "up.test".into(),
-                "chunking".into(),
-                "BINARYMIME".into(),
-                "8BITMIME".into(),
-                "SMTPUTF8".into(),
-            ],
-        };
+        let r = Reply::multiline(
+            250,
+            None,
+            ["up.test", "chunking", "BINARYMIME", "8BITMIME", "SMTPUTF8"],
+        );
         let c = Capabilities::from_ehlo(&r);
         assert!(c.chunking && c.binarymime && c.eight_bit_mime && c.smtputf8);
         assert!(!c.pipelining);
@@ -949,7 +929,7 @@ mod tests {
         };
         let r = bin.unsupported_reply().expect("a reply");
         assert_eq!(
-            (r.code, r.enhanced),
+            (r.code(), r.enhanced()),
             (554, Some(EnhancedCode::new(5, 6, 3)))
         );
         assert!(bin.retry_safe());
@@ -959,7 +939,7 @@ mod tests {
         };
         let r = utf8.unsupported_reply().expect("a reply");
         assert_eq!(
-            (r.code, r.enhanced),
+            (r.code(), r.enhanced()),
             (553, Some(EnhancedCode::new(5, 6, 7)))
         );
         assert!(

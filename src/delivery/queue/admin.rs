@@ -28,6 +28,7 @@ use tokio::net::UnixListener;
 
 use super::Shared;
 use super::spool::{self, SpoolDirs};
+use crate::date::rfc5322_millis;
 use crate::delivery::DeliveryConfig;
 
 /// `wasmtp queue ...` arguments.
@@ -159,10 +160,6 @@ fn ask(dirs: &SpoolDirs, req: &Request) -> Option<anyhow::Result<Response>> {
     })())
 }
 
-fn fmt_time(ms: u64) -> String {
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-}
-
 /// `text` with every control character but tab shown as an escape
 /// (`\u{1b}`), so a header or address from a client cannot drive the
 /// operator's terminal. Line breaks are kept only where `keep_newlines`.
@@ -215,11 +212,11 @@ fn list(dirs: &SpoolDirs, json: bool, out: &mut dyn Write) -> anyhow::Result<()>
             "{:<24} {:>9}  {}  <{}>  attempts={}{}",
             m.id,
             m.size,
-            fmt_time(m.created_ms),
+            rfc5322_millis(m.created_ms),
             printable(&m.sender, false),
             l.state.attempts,
             if l.state.next_attempt_ms > spool::now_ms() {
-                format!("  next={}", fmt_time(l.state.next_attempt_ms))
+                format!("  next={}", rfc5322_millis(l.state.next_attempt_ms))
             } else {
                 String::new()
             }
@@ -262,11 +259,11 @@ fn show(dirs: &SpoolDirs, id: &str, json: bool, out: &mut dyn Write) -> anyhow::
     }
     writeln!(out, "id:        {}", meta.id)?;
     writeln!(out, "sender:    <{}>", printable(&meta.sender, false))?;
-    writeln!(out, "arrived:   {}", fmt_time(meta.created_ms))?;
+    writeln!(out, "arrived:   {}", rfc5322_millis(meta.created_ms))?;
     writeln!(out, "size:      {}", meta.size)?;
     writeln!(out, "attempts:  {}", state.attempts)?;
     if state.next_attempt_ms > 0 {
-        writeln!(out, "next:      {}", fmt_time(state.next_attempt_ms))?;
+        writeln!(out, "next:      {}", rfc5322_millis(state.next_attempt_ms))?;
     }
     for r in &state.recipients {
         writeln!(

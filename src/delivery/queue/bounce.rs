@@ -16,7 +16,8 @@
 
 use std::fmt::Write as _;
 
-use crate::delivery::util::random_u64;
+use crate::date::{rfc5322, rfc5322_secs};
+use crate::ids::random_u64;
 
 /// One permanently failed (or, in a delay warning, delayed) recipient.
 #[derive(Debug, Clone)]
@@ -108,10 +109,6 @@ pub fn build_delay(
     )
 }
 
-fn http_date(unix_secs: u64) -> String {
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs))
-}
-
 fn report(
     kind: Kind,
     host: &str,
@@ -136,15 +133,15 @@ fn report(
                 "has not been delivered yet to one or\r\n\
                  more recipients. This is only a warning: delivery will be retried\r\n\
                  until {}. You do not need to send it again.",
-                http_date(retry_until)
+                rfc5322_secs(retry_until)
             ),
             "delayed",
             "Delayed",
         ),
     };
     let boundary = format!("{:016x}/{}", random_u64(), host);
-    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let arrival_date = http_date(arrival);
+    let now = rfc5322(std::time::SystemTime::now());
+    let arrival_date = rfc5322_secs(arrival);
     let mut m = String::with_capacity(2048);
     let _ = write!(
         m,
@@ -198,7 +195,7 @@ fn report(
             clean(&f.status, 16)
         );
         if let Kind::Delayed { retry_until } = kind {
-            let _ = write!(m, "Will-Retry-Until: {}\r\n", http_date(retry_until));
+            let _ = write!(m, "Will-Retry-Until: {}\r\n", rfc5322_secs(retry_until));
         }
         if let Some(d) = &f.diagnostic {
             let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", clean(d, 400));
@@ -275,7 +272,7 @@ mod tests {
         assert!(s.contains("Subject: Delayed Mail (still being retried)\r\n"));
         assert!(s.contains(
             "Final-Recipient: rfc822; slow@example.net\r\nAction: delayed\r\nStatus: 4.2.0\r\n\
-             Will-Retry-Until: Fri, 02 Jan 1970 00:00:00 GMT\r\n"
+             Will-Retry-Until: Fri, 02 Jan 1970 00:00:00 +0000\r\n"
         ));
         assert!(!s.contains("Action: failed"));
         assert!(s.contains("Subject: hi\r\n"));

@@ -78,7 +78,7 @@ pub use report::{DeliveryReport, DeliveryStatus};
 use crate::context::Notes;
 use crate::delivery::forward::UpstreamPool;
 use crate::delivery::{DeliveryConfig, Envelope, SpoolConfig};
-use crate::protocol::{EnhancedCode, Reply};
+use crate::protocol::{Reply, replies};
 use spool::{Meta, SpoolDirs, State};
 
 /// Bodies of fresh messages kept in memory for their first attempt, in
@@ -257,14 +257,10 @@ impl Queue {
             verified: envelope.verified.clone(),
         };
         match self.shared.spool_message(&envelope.id, meta, body).await {
-            Ok(id) => crate::delivery::queued(&id),
+            Ok(id) => replies::queued_as(&id),
             Err(e) => {
                 tracing::error!(id = %envelope.id, error = %e, "spool write failed");
-                Reply::new(
-                    451,
-                    EnhancedCode::new(4, 3, 0),
-                    "Requested action aborted: local error in processing (spool)",
-                )
+                replies::spool_error()
             }
         }
     }

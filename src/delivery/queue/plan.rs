@@ -12,7 +12,8 @@ use super::bounce::Failed;
 use super::report::DeliveryStatus;
 use super::spool::{Meta, RcptStatus, State};
 use crate::delivery::SpoolConfig;
-use crate::delivery::client::{ClientError, TxnOutcome, UpstreamReply};
+use crate::delivery::client::{ClientError, TxnOutcome};
+use crate::protocol::Reply;
 
 /// One pending recipient's result of an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +59,11 @@ pub(super) fn classify(
             // SMTPUTF8): retrying will not help and we do not convert, so
             // it bounces.
             if let Some(r) = e.unsupported_reply() {
-                let status = r.enhanced.map(|c| c.to_string()).unwrap_or_default();
-                let text = r.lines.join(" ");
+                let status = r.enhanced().map(|c| c.to_string()).unwrap_or_default();
+                let text = r.text();
                 return (0..n)
                     .map(|_| Outcome::Failed {
-                        code: r.code,
+                        code: r.code(),
                         status: status.clone(),
                         text: text.clone(),
                         diagnostic: None,
@@ -80,17 +81,17 @@ pub(super) fn classify(
         }
         Ok((o, _)) => o,
     };
-    let from_reply = |r: &UpstreamReply| {
+    let from_reply = |r: &Reply| {
         if r.is_permanent() {
             Outcome::Failed {
-                code: r.code,
+                code: r.code(),
                 status: r.enhanced_or_default().to_string(),
                 text: r.text(),
                 diagnostic: Some(r.one_line()),
             }
         } else {
             Outcome::Deferred {
-                code: r.code,
+                code: r.code(),
                 status: r.enhanced_or_default().to_string(),
                 text: r.one_line(),
             }
@@ -104,7 +105,7 @@ pub(super) fn classify(
             }
             match &o.data {
                 Some(d) if d.is_success() => Outcome::Delivered {
-                    code: d.code,
+                    code: d.code(),
                     reply: d.one_line(),
                 },
                 Some(d) => from_reply(d),
@@ -135,7 +136,7 @@ pub(super) struct Policy {
 
 impl Policy {
     /// The policy of a spool config.
-    pub fn new(c: &SpoolConfig) -> Self {
+    pub(super) fn new(c: &SpoolConfig) -> Self {
         Self {
             first_retry: c.first_retry,
             max_retry: c.max_retry,
@@ -147,7 +148,7 @@ impl Policy {
 
     /// The delay before attempt `attempts + 1`: `first_retry` doubled per
     /// attempt after the first, capped at `max_retry`.
-    pub fn backoff(&self, attempts: u32) -> Duration {
+    pub(super) fn backoff(&self, attempts: u32) -> Duration {
         let factor = 1u32 << attempts.saturating_sub(1).min(20);
         self.first_retry
             .checked_mul(factor)

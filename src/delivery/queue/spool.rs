@@ -79,17 +79,7 @@ pub fn is_safe_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A fresh queue id: time and randomness, hex.
-pub fn new_id() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{:010X}{:08X}",
-        now.as_secs(),
-        crate::delivery::util::random_u64() as u32
-    )
-}
+pub use crate::ids::new_id;
 
 /// Seconds since the epoch.
 pub fn now_secs() -> u64 {

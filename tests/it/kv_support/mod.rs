@@ -27,6 +27,7 @@ extern "C" fn stop_server() {
     let pid = PID.swap(0, Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill(2) on the PID of the child this process started.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
@@ -75,6 +76,7 @@ fn start() -> Redis {
         .expect("redis-server must be installed (cargo xtask test installs it)");
     PID.store(child.id() as i32, Ordering::SeqCst);
     // SAFETY: registering a plain extern "C" fn with no captured state.
+    #[allow(unsafe_code)]
     unsafe {
         libc::atexit(stop_server);
     }

@@ -147,6 +147,6 @@ pub fn reply(v: &Verdict) -> &Reply {
 /// The reply as one text line: `550 5.7.1 text`.
 pub fn reply_text(v: &Verdict) -> String {
     let r = reply(v);
-    let enhanced = r.enhanced.map(|e| format!(" {e}")).unwrap_or_default();
-    format!("{}{} {}", r.code, enhanced, r.lines.join(" / "))
+    let enhanced = r.enhanced().map(|e| format!(" {e}")).unwrap_or_default();
+    format!("{}{} {}", r.code(), enhanced, r.lines().join(" / "))
 }

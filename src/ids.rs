@@ -1,13 +1,16 @@
-//! Unique ids for sessions and queued messages.
+//! Unique ids and names: the one id helper for sessions and queued
+//! messages (a spooled message keeps its session's transaction id), and
+//! the random numbers behind unique file names, MIME boundaries and
+//! Message-IDs.
 //!
 //! 20 characters of Crockford base32 (lower case, time-sortable): 52 bits
 //! of microseconds since the epoch, 20 bits of a process-wide counter and 28
 //! random bits, so ids stay unique across restarts and concurrent processes
 //! and sort by arrival time (handy in Maildir listings and logs).
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
@@ -40,6 +43,22 @@ pub fn new_id() -> String {
         out.push(ALPHABET[digit] as char);
     }
     out
+}
+
+/// A random 64-bit number (SipHash keyed by the process-random
+/// `RandomState`, mixed with a counter and the time); good for unique
+/// names, not for cryptography.
+pub fn random_u64() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = FALLBACK.build_hasher();
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
 }
 
 #[cfg(test)]
