@@ -2,9 +2,9 @@
 //! by `cargo xtask plugins` (clang-14 + wit-bindgen-c + wit-component) and
 //! run through the real plugin host.
 
-use crate::lang_support;
+use crate::plugin_support;
 
-use lang_support::*;
+use plugin_support::*;
 use wasmtp::plugin::{Hook, PluginConfig, PluginHost, Verdict};
 
 fn guard(config: &str) -> PluginConfig {
@@ -17,7 +17,7 @@ const LIMITS: &str = "max_message_size = 100\nmax_recipients = 2\nstamp_header =
 async fn helo_localhost_is_refused_from_a_remote_client_only() {
     let host = load(&[guard("")]).await;
 
-    let mut remote = ctx();
+    let mut remote = client_ctx();
     let mut session = host.session();
     let v = session.run(Hook::Helo("localhost"), &mut remote).await;
     assert_eq!(reply_text(&v), "550 5.7.1 You are not localhost");
@@ -46,7 +46,7 @@ async fn helo_localhost_is_refused_from_a_remote_client_only() {
 async fn helo_bare_ip_is_refused_and_an_address_literal_accepted() {
     let host = load(&[guard("literal_must_match = true")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     let v = session.run(Hook::Helo("203.0.113.7"), &mut ctx).await;
     assert_eq!(
         reply_text(&v),
@@ -80,7 +80,7 @@ async fn helo_bare_ip_is_refused_and_an_address_literal_accepted() {
 async fn helo_require_fqdn_and_disabled_checks() {
     let host = load(&[guard("require_fqdn = true")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     let v = session.run(Hook::Helo("mailhost"), &mut ctx).await;
     assert_eq!(
         reply_text(&v),
@@ -99,7 +99,7 @@ async fn helo_require_fqdn_and_disabled_checks() {
 async fn recipients_beyond_the_limit_are_deferred() {
     let host = load(&[guard(LIMITS)]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["a@example.test"]);
     assert_eq!(
         session
@@ -123,7 +123,7 @@ async fn recipients_beyond_the_limit_are_deferred() {
 async fn size_is_checked_at_mail_and_at_the_end_of_data() {
     let host = load(&[guard(LIMITS)]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &[]);
     let big = [param("SIZE", Some("5000")), param("BODY", Some("8BITMIME"))];
     let v = session
@@ -163,7 +163,7 @@ async fn size_is_checked_at_mail_and_at_the_end_of_data() {
 
 #[tokio::test]
 async fn a_bad_limit_refuses_the_plugin_at_load() {
-    let err = PluginHost::load(&host_config(), &[guard("max_recipients = \"many\"")])
+    let err = PluginHost::load(&shared_host_config(), &[guard("max_recipients = \"many\"")])
         .await
         .unwrap_err();
     let msg = format!("{err:#}");

@@ -3,9 +3,9 @@
 //! one built from source. The delivered message shows that each plugin acted,
 //! in chain order, and notes written in one language are read in another.
 
-use crate::lang_support;
+use crate::plugin_support;
 
-use lang_support::*;
+use plugin_support::*;
 use wasmtp::plugin::{Hook, PluginConfig, Verdict};
 
 fn chain(spam_reject: bool) -> Vec<PluginConfig> {
@@ -73,7 +73,7 @@ async fn four_languages_act_in_order_and_read_each_others_notes() {
     // spam-score in tagging mode, so the chain runs to the end.
     let host = load(&chain(false)).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     envelope(&mut session, &mut ctx).await;
     set_message(
         &mut ctx,
@@ -131,7 +131,7 @@ async fn four_languages_act_in_order_and_read_each_others_notes() {
 async fn a_python_rejection_driven_by_a_javascript_note_stops_the_chain() {
     let host = load(&chain(true)).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     envelope(&mut session, &mut ctx).await;
     // "casino" alone scores 2 (< 6); with the JS rule score of 4.5 it is 6.5.
     set_message(

@@ -8,7 +8,7 @@
 //! than a one-second delay.
 
 use crate::common;
-use crate::lang_support;
+use crate::plugin_support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Gateway, LOCAL, Reply, Smtp, alice_auth, plain_auth};
-use lang_support::{plugin_path, root};
+use plugin_support::{plugin_path, root};
 
 /// Longer than a one-second `delay_s`.
 const PAST_DELAY: Duration = Duration::from_millis(1300);

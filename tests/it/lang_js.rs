@@ -2,9 +2,9 @@
 //! JavaScript trap fixture, built from source by `cargo xtask plugins` and
 //! run through the real plugin host.
 
-use crate::lang_support;
+use crate::plugin_support;
 
-use lang_support::*;
+use plugin_support::*;
 use wasmtp::plugin::{Hook, PluginConfig, PluginHost, Verdict};
 
 const RULES: &str = r#"
@@ -36,7 +36,7 @@ fn header_rules(extra: &str) -> PluginConfig {
 async fn header_rules_scores_adds_header_and_note() {
     let host = load(&[header_rules("")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(
         &mut ctx,
@@ -62,7 +62,7 @@ async fn header_rules_scores_adds_header_and_note() {
 async fn header_rules_clean_message_scores_zero() {
     let host = load(&[header_rules("")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(
         &mut ctx,
@@ -80,7 +80,7 @@ async fn header_rules_clean_message_scores_zero() {
 async fn header_rules_rejects_at_threshold_and_the_instance_serves_the_next_message() {
     let host = load(&[header_rules("reject_at = 4")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(&mut ctx, "Subject: hi\nX-Mailer: bulk sender\n\nx\n");
     let v = session.run(Hook::DataPost, &mut ctx).await;
@@ -103,7 +103,7 @@ async fn header_rules_rejects_at_threshold_and_the_instance_serves_the_next_mess
 async fn header_rules_hooks_it_does_not_want_decline() {
     let host = load(&[header_rules("")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     assert_eq!(
         session.run(Hook::Connect, &mut ctx).await,
         Verdict::Declined
@@ -128,7 +128,9 @@ async fn header_rules_bad_config_refuses_the_plugin_at_load() {
         "header-rules",
         "[[rules]]\nname = \"broken\"\nheader = \"Subject\"\npattern = \"(unclosed\"\n",
     );
-    let err = PluginHost::load(&host_config(), &[bad]).await.unwrap_err();
+    let err = PluginHost::load(&shared_host_config(), &[bad])
+        .await
+        .unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("header-rules"), "{msg}");
     assert!(msg.contains("broken"), "{msg}");
@@ -138,7 +140,7 @@ async fn header_rules_bad_config_refuses_the_plugin_at_load() {
 async fn a_throwing_js_plugin_is_contained_by_its_failure_policy() {
     let host = load(&[entry("js-trap", "fixtures/js-trap", "")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &[]);
     // The hook throws: the default policy answers 451 4.3.0.
     let v = session
@@ -169,7 +171,7 @@ async fn a_looping_js_plugin_is_stopped_by_its_cpu_budget() {
     p.failure_policy = wasmtp::plugin::FailurePolicy::Reject;
     let host = load(&[p]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &[]);
     let v = session
         .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)

@@ -2,9 +2,9 @@
 //! Python trap fixture, built from source by `cargo xtask plugins` and run
 //! through the real plugin host.
 
-use crate::lang_support;
+use crate::plugin_support;
 
-use lang_support::*;
+use plugin_support::*;
 use wasmtp::plugin::{Hook, PluginConfig, PluginHost, Verdict};
 
 const RULES: &str = r#"
@@ -23,7 +23,7 @@ fn spam_score(extra: &str) -> PluginConfig {
 async fn spam_score_below_threshold_tags_the_message() {
     let host = load(&[spam_score("")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(
         &mut ctx,
@@ -43,7 +43,7 @@ async fn spam_score_below_threshold_tags_the_message() {
 async fn spam_score_reads_the_body_and_rejects_at_the_threshold() {
     let host = load(&[spam_score("")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(
         &mut ctx,
@@ -63,7 +63,7 @@ async fn spam_score_reads_the_body_and_rejects_at_the_threshold() {
 async fn spam_score_tagging_mode_adds_the_header_and_note() {
     let host = load(&[spam_score("reject = false")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(&mut ctx, "Subject: VIAGRA\n\nviagra viagra\n");
     assert_eq!(
@@ -82,7 +82,7 @@ async fn spam_score_tagging_mode_adds_the_header_and_note() {
 async fn spam_score_adds_a_score_another_plugin_left_in_a_note() {
     let host = load(&[spam_score("reject = false")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
     set_message(&mut ctx, "Subject: casino\n\nhello\n");
     ctx.txn
@@ -107,7 +107,9 @@ async fn spam_score_bad_regex_refuses_the_plugin_at_load() {
         "spam-score",
         "patterns = [ { name = \"oops\", pattern = \"(unclosed\" } ]",
     );
-    let err = PluginHost::load(&host_config(), &[bad]).await.unwrap_err();
+    let err = PluginHost::load(&shared_host_config(), &[bad])
+        .await
+        .unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("spam-score"), "{msg}");
     assert!(msg.contains("patterns[0]"), "{msg}");
@@ -117,7 +119,7 @@ async fn spam_score_bad_regex_refuses_the_plugin_at_load() {
 async fn a_raising_python_plugin_is_contained_by_its_failure_policy() {
     let host = load(&[entry("py-trap", "fixtures/py-trap", "")]).await;
     let mut session = host.session();
-    let mut ctx = ctx();
+    let mut ctx = client_ctx();
     begin(&mut ctx, "alice@example.org", &[]);
     let v = session
         .run(Hook::Rcpt("trap@example.test", &[]), &mut ctx)

@@ -12,13 +12,13 @@
 
 use crate::common;
 use crate::dns_support;
-use crate::lang_support;
+use crate::plugin_support;
 
 use std::sync::atomic::Ordering;
 
 use common::{Gateway, LOCAL, Smtp};
 use dns_support::{DnsServer, Zone};
-use lang_support::{plugin_path, root};
+use plugin_support::{plugin_path, root};
 
 fn zone() -> Zone {
     Zone::new()

@@ -4,10 +4,10 @@
 //! Maildir it was delivered to.
 
 use crate::common;
-use crate::lang_support;
+use crate::plugin_support;
 
 use common::{Gateway, LOCAL};
-use lang_support::{plugin_path, root};
+use plugin_support::{plugin_path, root};
 
 /// `[plugin_host]` for tests plus `[[plugins]]` entries (name, file, config TOML).
 fn chain_config(plugins: &[(&str, &str, &str)]) -> String {

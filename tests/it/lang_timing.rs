@@ -7,11 +7,11 @@
 //! cargo test --release --test lang_timing -- --ignored --nocapture
 //! ```
 
-use crate::lang_support;
+use crate::plugin_support;
 
 use std::time::{Duration, Instant};
 
-use lang_support::*;
+use plugin_support::*;
 use wasmtp::plugin::{Hook, PluginConfig, Verdict};
 
 const SESSIONS: u32 = 20;
@@ -34,7 +34,7 @@ async fn measure(lang: &str, plugin: PluginConfig) {
     let mut warm = Vec::new();
     for _ in 0..SESSIONS {
         let mut session = host.session();
-        let mut ctx = ctx();
+        let mut ctx = client_ctx();
         begin(&mut ctx, "alice@example.org", &["bob@example.test"]);
         set_message(
             &mut ctx,

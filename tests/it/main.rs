@@ -15,7 +15,6 @@ mod common;
 mod delivery_support;
 mod dns_support;
 mod kv_support;
-mod lang_support;
 mod plugin_support;
 
 mod core_cli;

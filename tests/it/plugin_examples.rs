@@ -23,7 +23,7 @@ async fn data_post(host: &std::sync::Arc<PluginHost>, msg: &str) -> (Verdict, Se
     let mut c = ctx("sess-ex");
     c.conn.hello_host = "client.example.net".into();
     open_txn(&mut c, "a@example.net");
-    set_message(&mut c, msg);
+    set_raw_message(&mut c, msg);
     let v = host.session().run(Hook::DataPost, &mut c).await;
     (v, c)
 }
@@ -126,7 +126,7 @@ async fn header_stamp_uses_connection_facts_and_notes_of_earlier_plugins() {
     c.conn.hello = wasmtp::context::HelloKind::Helo;
     c.conn.hello_host = "localhost".into();
     open_txn(&mut c, "a@example.net");
-    set_message(&mut c, "Subject: hi\r\n\r\nhello\r\n");
+    set_raw_message(&mut c, "Subject: hi\r\n\r\nhello\r\n");
     assert_eq!(s.run(Hook::DataPost, &mut c).await, Verdict::Declined);
     let out = delivered(&c);
     assert!(

@@ -68,10 +68,10 @@ async fn probe_sees_every_hook_with_its_data() {
         params: vec![],
     });
     s.run(Hook::Data, &mut c).await;
-    set_message(&mut c, "From: a@example.net\r\nSubject: hello\r\n\r\n");
+    set_raw_message(&mut c, "From: a@example.net\r\nSubject: hello\r\n\r\n");
     s.run(Hook::DataHeaders, &mut c).await;
     s.run(Hook::BodyChunk(0, b"body line\r\n"), &mut c).await;
-    set_message(&mut c, MSG);
+    set_raw_message(&mut c, MSG);
     s.run(Hook::DataPost, &mut c).await;
     s.run(Hook::Queue, &mut c).await;
     s.run(Hook::Reset, &mut c).await;
@@ -213,7 +213,7 @@ async fn mutations_reach_the_session_and_notes_pass_between_plugins() {
         s.run(Hook::Rcpt("drop@example.org", &[]), &mut c).await,
         Verdict::Declined
     );
-    set_message(
+    set_raw_message(
         &mut c,
         "From: a@example.net\r\nSubject: hello\r\nX-Remove-Me: yes\r\n\r\n",
     );

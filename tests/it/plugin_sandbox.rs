@@ -180,7 +180,7 @@ async fn header_injection_and_oversized_headers_are_refused() {
             .unwrap();
         let mut c = ctx("sess-hdr");
         open_txn(&mut c, "a@example.net");
-        set_message(&mut c, "Subject: x\r\n\r\nbody\r\n");
+        set_raw_message(&mut c, "Subject: x\r\n\r\nbody\r\n");
         assert_eq!(
             host.session().run(Hook::DataPost, &mut c).await,
             Verdict::Declined
