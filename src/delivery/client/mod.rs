@@ -252,6 +252,23 @@ pub enum RcptMode {
     AcceptedOnly,
 }
 
+/// A MAIL command built for one message and upstream.
+struct MailCommand {
+    /// The command line, CRLF included.
+    line: String,
+    /// The message size (the parts together).
+    size: usize,
+    /// `BODY=BINARYMIME`: the body goes in one `BDAT ... LAST`.
+    binary: bool,
+}
+
+/// The replies to the envelope (and to a pipelined DATA).
+struct Envelope {
+    mail: Reply,
+    rcpts: Vec<Reply>,
+    data: Option<Reply>,
+}
+
 /// Replies of one transaction.
 #[derive(Debug, Clone)]
 pub struct TxnOutcome {
@@ -548,6 +565,26 @@ impl SmtpClient {
         mode: RcptMode,
         options: MailOptions,
     ) -> Result<TxnOutcome, ClientError> {
+        let mail = self.mail_command(sender, recipients, parts, options)?;
+        let rset = std::mem::replace(&mut self.dirty, true);
+        let envelope = if self.caps.pipelining {
+            self.envelope_pipelined(rset, &mail, recipients).await?
+        } else {
+            self.envelope_stepwise(rset, &mail, recipients).await?
+        };
+        self.finish(envelope, recipients.len(), parts, mode, &mail)
+            .await
+    }
+
+    /// The MAIL command for this message and upstream, or `Unsupported`
+    /// when the message needs an extension the upstream lacks.
+    fn mail_command(
+        &self,
+        sender: &str,
+        recipients: &[&str],
+        parts: &[&[u8]],
+        options: MailOptions,
+    ) -> Result<MailCommand, ClientError> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
         let binary = options.body == BodyType::BinaryMime;
         if binary && !(self.caps.chunking && self.caps.binarymime) {
@@ -564,150 +601,168 @@ impl SmtpClient {
                 extension: "SMTPUTF8",
             });
         }
-        let mut mail = format!("MAIL FROM:<{sender}>");
+        let mut line = format!("MAIL FROM:<{sender}>");
         if self.caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={size}"));
+            line.push_str(&format!(" SIZE={size}"));
         }
         if binary {
-            mail.push_str(" BODY=BINARYMIME");
+            line.push_str(" BODY=BINARYMIME");
         } else if self.caps.eight_bit_mime
             && (options.body == BodyType::EightBitMime
                 || parts.iter().any(|p| crate::message::has_8bit(p)))
         {
-            mail.push_str(" BODY=8BITMIME");
+            line.push_str(" BODY=8BITMIME");
         }
         if smtputf8 && self.caps.smtputf8 {
-            mail.push_str(" SMTPUTF8");
+            line.push_str(" SMTPUTF8");
         }
-        mail.push_str("\r\n");
-        let rset = std::mem::replace(&mut self.dirty, true);
+        line.push_str("\r\n");
+        Ok(MailCommand { line, size, binary })
+    }
 
-        let (mail_r, rcpt_rs, data_r) = if self.caps.pipelining {
-            let mut batch = Vec::with_capacity(64 + recipients.len() * 48);
-            if rset {
-                batch.extend_from_slice(b"RSET\r\n");
-            }
-            batch.extend_from_slice(mail.as_bytes());
-            for r in recipients {
-                batch.extend_from_slice(format!("RCPT TO:<{r}>\r\n").as_bytes());
-            }
-            if !binary {
-                batch.extend_from_slice(b"DATA\r\n");
-            }
-            self.write_all(&batch, "MAIL").await?;
-            if rset {
-                let r = self.read_reply("RSET").await?;
-                if !r.is_success() {
-                    self.broken = true;
-                    return Err(ClientError::Protocol {
-                        stage: "RSET",
-                        reason: r.one_line(),
-                    });
-                }
-            }
-            let mail_r = self.read_reply("MAIL").await?;
-            let mut rcpt_rs = Vec::with_capacity(recipients.len());
-            for _ in recipients {
-                rcpt_rs.push(self.read_reply("RCPT").await?);
-            }
-            let data_r = if binary {
-                None
-            } else {
-                Some(self.read_reply("DATA").await?)
-            };
-            (mail_r, rcpt_rs, data_r)
+    /// `[RSET] MAIL RCPT.. [DATA]` in one write, then their replies.
+    async fn envelope_pipelined(
+        &mut self,
+        rset: bool,
+        mail: &MailCommand,
+        recipients: &[&str],
+    ) -> Result<Envelope, ClientError> {
+        let mut batch = Vec::with_capacity(64 + recipients.len() * 48);
+        if rset {
+            batch.extend_from_slice(b"RSET\r\n");
+        }
+        batch.extend_from_slice(mail.line.as_bytes());
+        for r in recipients {
+            batch.extend_from_slice(format!("RCPT TO:<{r}>\r\n").as_bytes());
+        }
+        if !mail.binary {
+            batch.extend_from_slice(b"DATA\r\n");
+        }
+        self.write_all(&batch, "MAIL").await?;
+        if rset {
+            self.expect_rset().await?;
+        }
+        let mail_r = self.read_reply("MAIL").await?;
+        let mut rcpts = Vec::with_capacity(recipients.len());
+        for _ in recipients {
+            rcpts.push(self.read_reply("RCPT").await?);
+        }
+        let data = if mail.binary {
+            None
         } else {
-            if rset {
-                self.write_all(b"RSET\r\n", "RSET").await?;
-                let r = self.read_reply("RSET").await?;
-                if !r.is_success() {
-                    self.broken = true;
-                    return Err(ClientError::Protocol {
-                        stage: "RSET",
-                        reason: r.one_line(),
-                    });
-                }
-            }
-            self.write_all(mail.as_bytes(), "MAIL").await?;
-            let mail_r = self.read_reply("MAIL").await?;
-            let mut rcpt_rs = Vec::with_capacity(recipients.len());
-            if mail_r.is_success() {
-                for r in recipients {
-                    self.write_all(format!("RCPT TO:<{r}>\r\n").as_bytes(), "RCPT")
-                        .await?;
-                    rcpt_rs.push(self.read_reply("RCPT").await?);
-                }
-            }
-            (mail_r, rcpt_rs, None)
+            Some(self.read_reply("DATA").await?)
         };
+        Ok(Envelope {
+            mail: mail_r,
+            rcpts,
+            data,
+        })
+    }
 
+    /// `[RSET] MAIL RCPT..` one command and reply at a time (no RCPT after
+    /// a refused MAIL).
+    async fn envelope_stepwise(
+        &mut self,
+        rset: bool,
+        mail: &MailCommand,
+        recipients: &[&str],
+    ) -> Result<Envelope, ClientError> {
+        if rset {
+            self.write_all(b"RSET\r\n", "RSET").await?;
+            self.expect_rset().await?;
+        }
+        self.write_all(mail.line.as_bytes(), "MAIL").await?;
+        let mail_r = self.read_reply("MAIL").await?;
+        let mut rcpts = Vec::with_capacity(recipients.len());
+        if mail_r.is_success() {
+            for r in recipients {
+                self.write_all(format!("RCPT TO:<{r}>\r\n").as_bytes(), "RCPT")
+                    .await?;
+                rcpts.push(self.read_reply("RCPT").await?);
+            }
+        }
+        Ok(Envelope {
+            mail: mail_r,
+            rcpts,
+            data: None,
+        })
+    }
+
+    /// The reply to RSET; anything but success breaks the connection.
+    async fn expect_rset(&mut self) -> Result<(), ClientError> {
+        let r = self.read_reply("RSET").await?;
+        if r.is_success() {
+            return Ok(());
+        }
+        self.broken = true;
+        Err(ClientError::Protocol {
+            stage: "RSET",
+            reason: r.one_line(),
+        })
+    }
+
+    /// After the envelope: the body (DATA or BDAT) when the recipients
+    /// allow it (`mode`), and the outcome.
+    async fn finish(
+        &mut self,
+        envelope: Envelope,
+        recipients: usize,
+        parts: &[&[u8]],
+        mode: RcptMode,
+        mail: &MailCommand,
+    ) -> Result<TxnOutcome, ClientError> {
+        let Envelope {
+            mail: mail_r,
+            rcpts,
+            data,
+        } = envelope;
         if !mail_r.is_success() {
-            if data_r.as_ref().is_some_and(|r| r.code() == 354) {
+            if data.as_ref().is_some_and(|r| r.code() == 354) {
                 // The upstream is waiting for a message we will not send.
                 self.broken = true;
             }
-            let rcpts = vec![mail_r.clone(); recipients.len()];
             return Ok(TxnOutcome {
+                rcpts: vec![mail_r.clone(); recipients],
                 mail: mail_r,
-                rcpts,
                 data: None,
             });
         }
-        let accepted = rcpt_rs.iter().filter(|r| r.is_success()).count();
-        let go = accepted > 0 && (mode == RcptMode::AcceptedOnly || accepted == recipients.len());
-        if binary {
-            let data = if go {
-                let r = self.send_bdat(parts, size).await?;
-                self.messages += 1;
-                Some(r)
-            } else {
-                None
-            };
-            return Ok(TxnOutcome {
-                mail: mail_r,
-                rcpts: rcpt_rs,
-                data,
-            });
+        let accepted = rcpts.iter().filter(|r| r.is_success()).count();
+        let go = accepted > 0 && (mode == RcptMode::AcceptedOnly || accepted == recipients);
+        let outcome = |data| TxnOutcome {
+            mail: mail_r.clone(),
+            rcpts: rcpts.clone(),
+            data,
+        };
+        if mail.binary {
+            if !go {
+                return Ok(outcome(None));
+            }
+            let r = self.send_bdat(parts, mail.size).await?;
+            self.messages += 1;
+            return Ok(outcome(Some(r)));
         }
-        let data_r = match data_r {
+        let data_r = match data {
             Some(r) => r,
             None if go => {
                 self.write_all(b"DATA\r\n", "DATA").await?;
                 self.read_reply("DATA").await?
             }
-            None => {
-                return Ok(TxnOutcome {
-                    mail: mail_r,
-                    rcpts: rcpt_rs,
-                    data: None,
-                });
-            }
+            None => return Ok(outcome(None)),
         };
         if data_r.code() != 354 {
-            return Ok(TxnOutcome {
-                mail: mail_r,
-                rcpts: rcpt_rs,
-                data: if go { Some(data_r) } else { None },
-            });
+            return Ok(outcome(go.then_some(data_r)));
         }
         if !go {
             // 354 to a pipelined DATA while we must not send: ending DATA
             // would deliver an empty message; closing the connection makes
             // the upstream discard the transaction (RFC 5321 3.8).
             self.broken = true;
-            return Ok(TxnOutcome {
-                mail: mail_r,
-                rcpts: rcpt_rs,
-                data: None,
-            });
+            return Ok(outcome(None));
         }
         let final_r = self.send_body(parts).await?;
         self.messages += 1;
-        Ok(TxnOutcome {
-            mail: mail_r,
-            rcpts: rcpt_rs,
-            data: Some(final_r),
-        })
+        Ok(outcome(Some(final_r)))
     }
 
     async fn send_body(&mut self, parts: &[&[u8]]) -> Result<Reply, ClientError> {
