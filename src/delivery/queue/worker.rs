@@ -134,37 +134,8 @@ async fn delay_warning(
 }
 
 async fn attempt(shared: &Arc<Shared>, id: &str) {
-    // Snapshot what we need.
-    let snap = {
-        let mut entries = shared.lock_entries();
-        match entries.get_mut(id) {
-            Some(e) if e.deleted => {
-                entries.remove(id);
-                None
-            }
-            Some(e) => Some((e.meta.clone(), e.state.clone(), e.body.take())),
-            None => None,
-        }
-    };
-    let Some((meta, state, cached)) = snap else {
+    let Some((meta, state, body)) = load(shared, id).await else {
         return;
-    };
-    if let Some(b) = &cached {
-        shared.cached_bytes.fetch_sub(b.len(), Ordering::Relaxed);
-    }
-    let body = match cached {
-        Some(b) => b,
-        None => {
-            let path = shared.dirs.msg.join(id);
-            match blocking(move || spool::read_message(&path)).await {
-                Ok((_, b)) => Arc::new(b),
-                Err(e) => {
-                    tracing::error!(%id, error = %e, "cannot read spooled message; leaving it for the next start");
-                    shared.lock_entries().remove(id);
-                    return;
-                }
-            }
-        }
     };
     let pending: Vec<usize> = state
         .recipients
@@ -173,31 +144,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
         .filter(|(_, r)| r.status == RcptStatus::Pending)
         .map(|(i, _)| i)
         .collect();
-    let addrs: Vec<&str> = pending
-        .iter()
-        .map(|&i| state.recipients[i].address.as_str())
-        .collect();
-    let result = if addrs.is_empty() {
-        Err(ClientError::Lost {
-            stage: "none",
-            reason: "no pending recipient".into(),
-        })
-    } else {
-        shared
-            .pool
-            .send(
-                &meta.sender,
-                &addrs,
-                &[&body],
-                RcptMode::AcceptedOnly,
-                MailOptions {
-                    body: meta.body,
-                    smtputf8: meta.smtputf8,
-                },
-            )
-            .await
-    };
-    drop(addrs);
+    let result = send_pending(shared, &meta, &state, &pending, &body).await;
     let outcomes = plan::classify(&result, pending.len());
     let policy = plan::Policy::new(&shared.config);
     let plan::Plan {
@@ -221,30 +168,7 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
     // Bounce before recording the failure, so a crash in between repeats
     // the bounce rather than losing it.
     if !failed.is_empty() {
-        let dsn = bounce::build(
-            &shared.hostname,
-            &meta.sender,
-            id,
-            meta.created_ms / 1000,
-            &failed,
-            &body,
-        );
-        match spool_notice(shared, &meta.sender, dsn).await {
-            Ok(bid) => tracing::info!(%id, bounce = %bid, to = %meta.sender, "bounce queued"),
-            Err(e) => {
-                // Keep the recipients pending: retried, bounced later.
-                tracing::error!(%id, error = %e, "cannot spool the bounce; will retry");
-                for f in &failed {
-                    if let Some(r) = state
-                        .recipients
-                        .iter_mut()
-                        .find(|r| r.address == f.recipient)
-                    {
-                        r.status = RcptStatus::Pending;
-                    }
-                }
-            }
-        }
+        queue_bounce(shared, id, &meta, &failed, &body, &mut state).await;
     }
     let reports: Vec<DeliveryReport> = reports
         .into_iter()
@@ -258,46 +182,156 @@ async fn attempt(shared: &Arc<Shared>, id: &str) {
             attempts: state.attempts,
         })
         .collect();
-
-    let done = plan::done(&state);
-    let dirs = shared.dirs.clone();
-    let id_s = id.to_string();
-    if done {
-        let r = blocking(move || spool::remove(&dirs, &id_s)).await;
-        if let Err(e) = r {
-            tracing::error!(%id, error = %e, "cannot remove delivered message from the spool");
-        }
-        shared.lock_entries().remove(id);
+    if plan::done(&state) {
+        forget(shared, id).await;
     } else {
         delay_warning(shared, id, &meta, &mut state, &warn, &body).await;
-        let st = state.clone();
-        if let Err(e) = blocking(move || spool::write_state(&dirs, &id_s, &st)).await {
-            tracing::error!(%id, error = %e, "cannot write delivery state");
-        }
-        let due = state.next_attempt_ms;
-        let deleted = {
-            let mut entries = shared.lock_entries();
-            match entries.get_mut(id) {
-                Some(e) if !e.deleted => {
-                    e.state = state;
-                    e.in_flight = false;
-                    false
-                }
-                _ => {
-                    entries.remove(id);
-                    true
-                }
-            }
-        };
-        if deleted {
-            let dirs = shared.dirs.clone();
-            let id_s = id.to_string();
-            let _ = blocking(move || spool::remove(&dirs, &id_s)).await;
-        } else {
-            shared.schedule(id.to_string(), due);
-        }
+        reschedule(shared, id, state).await;
     }
     for r in reports {
         let _ = shared.reports.send(r);
+    }
+}
+
+/// The message's metadata, state and body (cached or read from the spool);
+/// `None` if it was deleted or cannot be read.
+async fn load(
+    shared: &Arc<Shared>,
+    id: &str,
+) -> Option<(Arc<spool::Meta>, spool::State, Arc<Vec<u8>>)> {
+    let (meta, state, cached) = {
+        let mut entries = shared.lock_entries();
+        match entries.get_mut(id) {
+            Some(e) if e.deleted => {
+                entries.remove(id);
+                return None;
+            }
+            Some(e) => (e.meta.clone(), e.state.clone(), e.body.take()),
+            None => return None,
+        }
+    };
+    if let Some(b) = &cached {
+        shared.cached_bytes.fetch_sub(b.len(), Ordering::Relaxed);
+        return Some((meta, state, b.clone()));
+    }
+    let path = shared.dirs.msg.join(id);
+    match blocking(move || spool::read_message(&path)).await {
+        Ok((_, b)) => Some((meta, state, Arc::new(b))),
+        Err(e) => {
+            tracing::error!(%id, error = %e, "cannot read spooled message; leaving it for the next start");
+            shared.lock_entries().remove(id);
+            None
+        }
+    }
+}
+
+/// One upstream transaction for the pending recipients (by index).
+async fn send_pending(
+    shared: &Arc<Shared>,
+    meta: &spool::Meta,
+    state: &spool::State,
+    pending: &[usize],
+    body: &[u8],
+) -> Result<(crate::delivery::client::TxnOutcome, std::net::SocketAddr), ClientError> {
+    let addrs: Vec<&str> = pending
+        .iter()
+        .map(|&i| state.recipients[i].address.as_str())
+        .collect();
+    if addrs.is_empty() {
+        return Err(ClientError::Lost {
+            stage: "none",
+            reason: "no pending recipient".into(),
+        });
+    }
+    shared
+        .pool
+        .send(
+            &meta.sender,
+            &addrs,
+            &[body],
+            RcptMode::AcceptedOnly,
+            MailOptions {
+                body: meta.body,
+                smtputf8: meta.smtputf8,
+            },
+        )
+        .await
+}
+
+/// Spools the bounce for `failed`; if that fails, the recipients stay
+/// pending (retried, bounced later).
+async fn queue_bounce(
+    shared: &Arc<Shared>,
+    id: &str,
+    meta: &spool::Meta,
+    failed: &[Failed],
+    body: &[u8],
+    state: &mut spool::State,
+) {
+    let dsn = bounce::build(
+        &shared.hostname,
+        &meta.sender,
+        id,
+        meta.created_ms / 1000,
+        failed,
+        body,
+    );
+    match spool_notice(shared, &meta.sender, dsn).await {
+        Ok(bid) => tracing::info!(%id, bounce = %bid, to = %meta.sender, "bounce queued"),
+        Err(e) => {
+            tracing::error!(%id, error = %e, "cannot spool the bounce; will retry");
+            for f in failed {
+                if let Some(r) = state
+                    .recipients
+                    .iter_mut()
+                    .find(|r| r.address == f.recipient)
+                {
+                    r.status = RcptStatus::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Removes a finished message from the spool and the schedule.
+async fn forget(shared: &Arc<Shared>, id: &str) {
+    let dirs = shared.dirs.clone();
+    let id_s = id.to_string();
+    if let Err(e) = blocking(move || spool::remove(&dirs, &id_s)).await {
+        tracing::error!(%id, error = %e, "cannot remove delivered message from the spool");
+    }
+    shared.lock_entries().remove(id);
+}
+
+/// Records `state` and schedules the next attempt (or removes the message
+/// if it was deleted meanwhile).
+async fn reschedule(shared: &Arc<Shared>, id: &str, state: spool::State) {
+    let dirs = shared.dirs.clone();
+    let id_s = id.to_string();
+    let st = state.clone();
+    if let Err(e) = blocking(move || spool::write_state(&dirs, &id_s, &st)).await {
+        tracing::error!(%id, error = %e, "cannot write delivery state");
+    }
+    let due = state.next_attempt_ms;
+    let deleted = {
+        let mut entries = shared.lock_entries();
+        match entries.get_mut(id) {
+            Some(e) if !e.deleted => {
+                e.state = state;
+                e.in_flight = false;
+                false
+            }
+            _ => {
+                entries.remove(id);
+                true
+            }
+        }
+    };
+    if deleted {
+        let dirs = shared.dirs.clone();
+        let id_s = id.to_string();
+        let _ = blocking(move || spool::remove(&dirs, &id_s)).await;
+    } else {
+        shared.schedule(id.to_string(), due);
     }
 }
