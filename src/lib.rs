@@ -15,6 +15,7 @@
 //! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
+//! - [`control`]: the local control socket behind `wasmtp reload`.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
 //! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
 #![deny(missing_docs)]
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod delivery;
 pub mod dns;
 pub mod kv;

@@ -109,10 +109,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Loads the plugin chain of the config file anew and swaps it in. On any
-    /// error the running chain stays and the error is returned. Only the
-    /// plugin sections take effect; other changes need a restart.
-    pub async fn reload(&self) -> anyhow::Result<()> {
+    /// Loads the plugin chain of the config file anew and swaps it in, and
+    /// returns the new chain's plugin names. On any error the running chain
+    /// stays and the error is returned. Only the plugin sections take
+    /// effect; other changes need a restart.
+    pub async fn reload(&self) -> anyhow::Result<Vec<String>> {
         let path = self
             .origin
             .as_ref()
@@ -123,9 +124,9 @@ impl Reloader {
         open_kv_if_granted(&config, self.shared.plugins.services()).await?;
         // Same engine, instance pool and compiled-component cache: only the
         // chain is swapped (in-flight sessions finish on the old one).
+        // Logs "plugin chain reloaded" (once) when it succeeds.
         self.shared.plugins.reload(&config.plugins).await?;
-        tracing::info!(plugins = config.plugins.len(), "plugin chain reloaded");
-        Ok(())
+        Ok(self.shared.plugins.plugin_names())
     }
 }
 
@@ -314,13 +315,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     crate::metrics::install(&config.metrics)?;
+    let control = config.server.control_socket.clone();
     let server = Server::bind(config).await?;
     let reloader = server.reloader();
+    // Removed when dropped, at the end of this function.
+    let _control = match control.as_os_str().is_empty() {
+        true => None,
+        false => Some(
+            crate::control::ControlSocket::open(&control, reloader.clone())
+                .context("opening the control socket")?,
+        ),
+    };
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugin chain");
-            if let Err(e) = reloader.reload().await {
+            if let Err(e) = reloader.reload().await.map(drop) {
                 tracing::error!(
                     error = format!("{e:#}"),
                     "reload failed; the running chain stays"
