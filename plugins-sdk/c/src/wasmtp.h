@@ -18,7 +18,8 @@
  * for the duration of the call. Strings returned by `wasmtp_*` getters are
  * malloc'd: free() them. Borrowed connection/transaction handles are
  * released by the generated glue when the hook returns (never store them).
- * The generated bindings (`plugin.h`) are produced by `cargo xtask langs`.
+ * The generated bindings (`plugin.h`) are produced by `cargo xtask plugins`
+ * (wit-bindgen, into target/langs-build/<name>/gen/).
  *
  * DNS (`wasmtp_dns_*`) and key-value state (`wasmtp_kv_*`) return a status:
  * 0 (`WASMTP_DNS_OK` / `WASMTP_KV_OK`) on success, else the WIT error case;
