@@ -316,17 +316,25 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     crate::metrics::install(&config.metrics)?;
     let control = config.server.control_socket.clone();
+    // Before binding: a SIGHUP sent as soon as the listeners are logged
+    // must be queued for the reloader, not kill the process.
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let server = Server::bind(config).await?;
     let reloader = server.reloader();
-    // Removed when dropped, at the end of this function.
+    // Removed when dropped, at the end of this function. Without it the
+    // gateway still serves (and SIGHUP still reloads): only `wasmtp
+    // reload` cannot reach it.
     let _control = match control.as_os_str().is_empty() {
         true => None,
-        false => Some(
-            crate::control::ControlSocket::open(&control, reloader.clone())
-                .context("opening the control socket")?,
-        ),
+        false => crate::control::ControlSocket::open(&control, reloader.clone())
+            .inspect_err(|e| {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "control socket unavailable: `wasmtp reload` cannot reach this gateway (SIGHUP still reloads)"
+                )
+            })
+            .ok(),
     };
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugin chain");

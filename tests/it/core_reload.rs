@@ -49,6 +49,8 @@ fn reload_reports_success_and_the_exact_error() {
     let mut text = common::test_config(dir.path(), &["smtp"], "");
     text.push_str(&config(&allowlist, "\"localhost\""));
     let gw = Gateway::start_text(dir, &text, 1);
+    // Opened right after the listeners are logged.
+    gw.wait_log("control socket open");
     assert_eq!(rcpt_code(&gw, "bob@example.test"), 550);
 
     // A good config: the new chain is live when the command returns.

@@ -89,3 +89,25 @@ fn a_js_or_python_exception_text_is_in_the_failure_line() {
         "{js}"
     );
 }
+
+#[test]
+fn compiling_and_ready_are_logged_once_and_a_reload_once() {
+    // A cache of its own, so the first load compiles.
+    let cache = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{LOCAL}\n[plugin_host]\ncache_dir = {:?}\nmax_connections = 8\n\n\
+         [[plugins]]\nname = \"allow\"\npath = {:?}\n[plugins.config]\ndomains = [\"localhost\"]\n",
+        cache.path(),
+        lang_support::plugin_path("rcpt-allowlist")
+    );
+    let gw = Gateway::start(&text);
+    let count = |needle: &str| gw.log_text().matches(needle).count();
+    assert_eq!(count("compiling allow…"), 1, "{}", gw.log_text());
+    assert_eq!(count("allow ready ("), 1, "{}", gw.log_text());
+    // A reload of the unchanged file maps the cached artefact: no compile.
+    gw.signal("HUP");
+    gw.wait_log("plugin chain reloaded");
+    assert_eq!(count("compiling allow…"), 1, "{}", gw.log_text());
+    assert_eq!(count("allow ready ("), 2, "{}", gw.log_text());
+    assert_eq!(count("plugin chain reloaded"), 1, "{}", gw.log_text());
+}
