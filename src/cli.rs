@@ -3,6 +3,7 @@
 //! ```text
 //! wasmtp run --config PATH [--log-format text|json]
 //! wasmtp check-config --config PATH
+//! wasmtp reload --config PATH     (asks the running gateway to swap its plugins)
 //! wasmtp hash-password            (password on stdin, PHC string on stdout)
 //! wasmtp queue --config PATH list|show ID|flush|delete ID [--json]
 //! ```
@@ -36,10 +37,20 @@ pub enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
     },
-    /// Validate a config file: prints "ok", or the error with its key and
-    /// line:column and exits 1.
+    /// Validate a config file and load every plugin as `run` would
+    /// (compile, link, `init` with its config): prints "ok", or each error
+    /// (a config error with its key and line:column; a plugin's with its
+    /// name and path) and exits 1.
     CheckConfig {
         /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask the gateway running with this config to reload its plugin chain
+    /// (through its control socket, `[server] control_socket`): prints the
+    /// new chain, or the exact error and exits 1 (the old chain stays).
+    Reload {
+        /// The config file the gateway runs with.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -66,6 +77,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { config, log_format } => run(&config, log_format),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Reload { config } => reload(&config),
         Command::HashPassword => hash_password(),
         Command::Queue { config, args } => queue(&config, &args),
     }
@@ -101,13 +113,78 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(_) => {
-            println!("ok");
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !config.plugins.is_empty() {
+        // Warnings (e.g. a cache directory it cannot use) only; the
+        // failures are printed below.
+        crate::logging::init(LogFormat::Text, "warn");
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("wasmtp: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // No [kv] store is opened: a running gateway may hold it.
+        let services = crate::plugin::HostServices::new(&config.dns);
+        let checked = runtime.block_on(crate::plugin::PluginHost::check(
+            &config.plugin_host,
+            &config.plugins,
+            services,
+        ));
+        let problems = match checked {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("wasmtp: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if !problems.is_empty() {
+            for p in &problems {
+                eprintln!(
+                    "{}: plugin {:?} ({}): {}",
+                    path.display(),
+                    p.name,
+                    p.path.display(),
+                    p.error
+                );
+            }
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("ok");
+    ExitCode::SUCCESS
+}
+
+fn reload(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = &config.server.control_socket;
+    if socket.as_os_str().is_empty() {
+        eprintln!("wasmtp: [server] control_socket is empty: no control socket to reload through");
+        return ExitCode::FAILURE;
+    }
+    match crate::control::request_reload(socket) {
+        Ok(names) => {
+            println!("ok: plugin chain reloaded ({})", names.join(", "));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("wasmtp: reload failed, the running chain stays: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,7 @@
 //! [`crate::metrics`], [`crate::kv`]) and are composed here as they are.
 
 mod locate;
+mod paths;
 pub mod units;
 mod validate;
 
@@ -90,6 +91,9 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long open sessions may go on before they get 421.
     #[serde(deserialize_with = "units::duration")]
     pub shutdown_grace: Duration,
+    /// The Unix socket `wasmtp reload` asks the running gateway through
+    /// (created `0600`; only `wasmtp run` opens it). Empty: none.
+    pub control_socket: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +104,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 20,
             ipv6_prefix_per_ip: 64,
             shutdown_grace: Duration::from_secs(30),
+            control_socket: PathBuf::from("var/wasmtp.sock"),
         }
     }
 }
@@ -518,13 +523,23 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Self::from_str(&text, &path.display().to_string())?;
+        // Every relative path in the file is relative to the file's directory.
+        let base = path.parent().unwrap_or(Path::new(""));
+        let mut config = Self::parse(&text, &path.display().to_string(), base)?;
         config.origin = Some(path.to_path_buf());
         Ok(config)
     }
 
     /// Parses and validates config text; `origin` names it in errors.
+    /// Relative paths stay as written (relative to the current directory);
+    /// [`Config::load`] resolves them against the file's directory.
     pub fn from_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, origin, Path::new(""))
+    }
+
+    /// Parses config text, resolves its relative paths against `base`
+    /// (`""`: left as they are) and validates it.
+    fn parse(text: &str, origin: &str, base: &Path) -> Result<Self, ConfigError> {
         let locator = Locator::new(text);
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
@@ -540,6 +555,7 @@ impl Config {
         if config.listeners.is_empty() {
             config.listeners.push(ListenerConfig::default_listener());
         }
+        paths::resolve(&mut config, base);
         validate::validate(&mut config).map_err(|(key, message)| {
             let offset = locator.span_of(&key).map_or(0, |s| s.start);
             let (line, column) = locator.line_col(offset);

@@ -18,6 +18,7 @@
 //! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
+//! - [`control`]: the local control socket behind `wasmtp reload`.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
 //! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
 #![deny(missing_docs)]
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod date;
 pub mod delivery;
 pub mod dns;

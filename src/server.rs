@@ -111,10 +111,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Loads the plugin chain of the config file anew and swaps it in. On any
-    /// error the running chain stays and the error is returned. Only the
-    /// plugin sections take effect; other changes need a restart.
-    pub async fn reload(&self) -> anyhow::Result<()> {
+    /// Loads the plugin chain of the config file anew and swaps it in, and
+    /// returns the new chain's plugin names. On any error the running chain
+    /// stays and the error is returned. Only the plugin sections take
+    /// effect; other changes need a restart.
+    pub async fn reload(&self) -> anyhow::Result<Vec<String>> {
         let path = self
             .origin
             .as_ref()
@@ -125,9 +126,9 @@ impl Reloader {
         open_kv_if_granted(&config, self.shared.plugins.services()).await?;
         // Same engine, instance pool and compiled-component cache: only the
         // chain is swapped (in-flight sessions finish on the old one).
+        // Logs "plugin chain reloaded" (once) when it succeeds.
         self.shared.plugins.reload(&config.plugins).await?;
-        tracing::info!(plugins = config.plugins.len(), "plugin chain reloaded");
-        Ok(())
+        Ok(self.shared.plugins.plugin_names())
     }
 }
 
@@ -316,13 +317,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     crate::metrics::install(&config.metrics)?;
+    let control = config.server.control_socket.clone();
+    // Before binding: a SIGHUP sent as soon as the listeners are logged
+    // must be queued for the reloader, not kill the process.
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let server = Server::bind(config).await?;
     let reloader = server.reloader();
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // Removed when dropped, at the end of this function. Without it the
+    // gateway still serves (and SIGHUP still reloads): only `wasmtp
+    // reload` cannot reach it.
+    let _control = match control.as_os_str().is_empty() {
+        true => None,
+        false => crate::control::ControlSocket::open(&control, reloader.clone())
+            .inspect_err(|e| {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "control socket unavailable: `wasmtp reload` cannot reach this gateway (SIGHUP still reloads)"
+                )
+            })
+            .ok(),
+    };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugin chain");
-            if let Err(e) = reloader.reload().await {
+            if let Err(e) = reloader.reload().await.map(drop) {
                 tracing::error!(
                     error = format!("{e:#}"),
                     "reload failed; the running chain stays"

@@ -44,6 +44,9 @@ pub struct PluginSession {
     /// Plugins that trapped, timed out, ran out of memory or answered
     /// invalidly during this connection: their instances are not pooled.
     failed: Vec<bool>,
+    /// What the guest wrote to stdout/stderr during its last failed call
+    /// (a JS or Python exception), taken by the failure's log line.
+    guest_error: Option<String>,
 }
 
 impl std::fmt::Debug for PluginSession {
@@ -154,6 +157,34 @@ async fn dispatch(inst: &mut Instance, call: Call<'_, '_>) -> wasmtime::Result<O
     Ok(Some(v))
 }
 
+/// The info line of a plugin's refusal (a deny-class verdict): which
+/// plugin refused what, with the reply the client gets.
+fn log_refusal(
+    plugin: &str,
+    hook: &Hook<'_>,
+    reply: &crate::protocol::Reply,
+    ctx: &SessionContext,
+) {
+    let sender = match hook {
+        Hook::Mail(sender, _) => Some(*sender),
+        _ => ctx.txn.as_ref().map(|t| t.sender.as_str()),
+    };
+    let recipient = match hook {
+        Hook::Rcpt(rcpt, _) => Some(*rcpt),
+        _ => None,
+    };
+    tracing::info!(
+        plugin,
+        session = %ctx.conn.id,
+        hook = hook.name(),
+        code = reply.code(),
+        reply = %reply.to_string().replace("\r\n", " "),
+        sender,
+        recipient,
+        "plugin refused"
+    );
+}
+
 /// A failure with its cause chain, for the log.
 fn describe(f: &PluginFailure) -> String {
     let mut out = f.to_string();
@@ -177,6 +208,7 @@ impl PluginSession {
             budget,
             instances: (0..n).map(|_| None).collect(),
             failed: vec![false; n],
+            guest_error: None,
         }
     }
 
@@ -235,6 +267,8 @@ impl PluginSession {
         let slot = hook.slot();
         let mut verdict = Verdict::Declined;
         let mut decider = None;
+        // Whether the decider's verdict is its own (not its failure policy).
+        let mut answered = false;
         for i in 0..self.chain.plugins.len() {
             let p = self.chain.plugins[i].clone();
             if !p.wanted.contains(flag) {
@@ -256,6 +290,7 @@ impl PluginSession {
                 Ok(v) => {
                     verdict = v;
                     decider = Some(i);
+                    answered = true;
                     break;
                 }
                 Err(failure) => {
@@ -267,6 +302,7 @@ impl PluginSession {
                         hook = hook.name(),
                         reason = failure.reason(),
                         ?policy,
+                        guest_error = self.guest_error.take(),
                         "plugin failed: {}",
                         describe(&failure)
                     );
@@ -283,6 +319,9 @@ impl PluginSession {
             return Verdict::Declined;
         }
         if let (Some(i), Some(reply)) = (decider, verdict.deny_reply()) {
+            if answered {
+                log_refusal(&self.chain.plugins[i].info.name, &hook, reply, ctx);
+            }
             let code = reply.code();
             self.notify_deny(i, &hook, code, ctx).await;
         }
@@ -321,7 +360,7 @@ impl PluginSession {
                     m.failure(DELIVERY_SLOT, f.reason());
                 }
                 self.discard(i);
-                tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", reason = f.reason(), "plugin failed: {}", describe(&f));
+                tracing::warn!(plugin = %p.info.name, queue_id = %report.queue_id, hook = "delivery", reason = f.reason(), guest_error = self.guest_error.take(), "plugin failed: {}", describe(&f));
             }
         }
         self.release();
@@ -359,7 +398,7 @@ impl PluginSession {
                     m.failure(DENY_SLOT, f.reason());
                 }
                 self.discard(i);
-                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", reason = f.reason(), "plugin failed: {}", describe(&f));
+                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "deny", reason = f.reason(), guest_error = self.guest_error.take(), "plugin failed: {}", describe(&f));
             }
         }
     }
@@ -386,7 +425,7 @@ impl PluginSession {
                     m.failure(usize::MAX, f.reason());
                 }
                 self.discard(i);
-                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "transaction-ended", reason = f.reason(), "plugin failed: {}", describe(&f));
+                tracing::warn!(plugin = %p.info.name, session = %ctx.conn.id, hook = "transaction-ended", reason = f.reason(), guest_error = self.guest_error.take(), "plugin failed: {}", describe(&f));
             }
         }
     }
@@ -431,8 +470,12 @@ impl PluginSession {
                     let start = metrics.map(|_| Instant::now());
                     let session = Arc::from(ctx.conn.id.as_str());
                     let budget = self.budget.clone();
-                    let inst =
-                        instantiate(&self.engine, &p, &self.services, budget, session).await?;
+                    let inst = instantiate(&self.engine, &p, &self.services, budget, session)
+                        .await
+                        .map_err(|(failure, output)| {
+                            self.guest_error = output;
+                            failure
+                        })?;
                     if let (Some(m), Some(start)) = (metrics, start) {
                         m.instantiate.record(start.elapsed().as_secs_f64());
                         m.fresh.increment(1);
@@ -466,22 +509,27 @@ impl PluginSession {
                 data.lent = false;
             }
         }
-        match result {
+        let result = match result {
             Err(_) => Err(PluginFailure::Timeout(limit)),
             Ok(Err(e)) => Err(PluginFailure::from_wasmtime(e)),
             Ok(Ok(v)) => Ok(v),
+        };
+        if result.is_err() {
+            self.guest_error = inst.store.data().output.text();
         }
+        result
     }
 }
 
-/// A fresh instance of `p` for one connection, with `init` called.
+/// A fresh instance of `p` for one connection, with `init` called. A
+/// failure comes with what the guest wrote to stdout/stderr meanwhile.
 async fn instantiate(
     engine: &Engine,
     p: &LoadedPlugin,
     services: &HostServices,
     budget: Arc<SessionBudget>,
     session: Arc<str>,
-) -> Result<Instance, PluginFailure> {
+) -> Result<Instance, (PluginFailure, Option<String>)> {
     let component = Component {
         pre: &p.pre,
         hooks: &p.hooks,
@@ -495,7 +543,9 @@ async fn instantiate(
             inst.store.data_mut().limits.set_baseline();
             Ok(inst)
         }
-        Err(PluginFailure::Other(cause)) => Err(PluginFailure::Init(cause.to_string())),
+        Err((PluginFailure::Other(cause), output)) => {
+            Err((PluginFailure::Init(cause.to_string()), output))
+        }
         Err(other) => Err(other),
     }
 }

@@ -14,6 +14,12 @@ pub struct PluginHostConfig {
     /// Where compiled components are cached (keyed by the wasm's sha256 and
     /// the engine's compatibility hash). Default `target/wasmtp-cache`.
     pub cache_dir: PathBuf,
+    /// Most octets the cache directory may hold: after each load or reload
+    /// the least recently used artefacts (by mtime, touched at each use)
+    /// that the current chain does not use are removed until it fits.
+    /// 0: never evict. Default 2 GiB.
+    #[serde(deserialize_with = "crate::config::units::size")]
+    pub cache_max_size: u64,
     /// Reload the chain when a plugin file changes (polls mtimes).
     pub watch: bool,
     /// How often the watcher polls, in milliseconds.
@@ -42,6 +48,7 @@ impl Default for PluginHostConfig {
     fn default() -> Self {
         Self {
             cache_dir: PathBuf::from("target/wasmtp-cache"),
+            cache_max_size: 2 << 30,
             watch: false,
             watch_interval_ms: 1000,
             epoch_tick_ms: 5,

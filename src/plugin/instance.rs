@@ -39,14 +39,15 @@ pub(crate) struct Component<'a> {
 /// Instantiates `c` in a new store and calls `init`; the instance and the
 /// hooks it asked for. Errors are as wasmtime reported them
 /// ([`PluginFailure::from_wasmtime`]), [`PluginFailure::InitRefused`] when
-/// `init` refused the config, or [`PluginFailure::Timeout`].
+/// `init` refused the config, or [`PluginFailure::Timeout`], each with what
+/// the guest wrote to stdout/stderr meanwhile (a JS or Python exception).
 pub(crate) async fn start(
     engine: &Engine,
     c: Component<'_>,
     services: &HostServices,
     budget: Arc<SessionBudget>,
     session: Arc<str>,
-) -> Result<(Instance, HooksWanted), PluginFailure> {
+) -> Result<(Instance, HooksWanted), (PluginFailure, Option<String>)> {
     let mut store = new_store(engine, c.info, services, budget, session);
     arm(&mut store);
     let run = async {
@@ -59,10 +60,12 @@ pub(crate) async fn start(
         let init = hooks.call_init(&mut store, &c.info.config_json).await?;
         wasmtime::Result::Ok((hooks, lifecycle, init))
     };
-    match tokio::time::timeout(c.info.limits.timeout, run).await {
-        Err(_) => Err(PluginFailure::Timeout(c.info.limits.timeout)),
-        Ok(Err(e)) => Err(PluginFailure::from_wasmtime(e)),
-        Ok(Ok((_, _, Err(msg)))) => Err(PluginFailure::InitRefused(msg)),
+    let outcome = tokio::time::timeout(c.info.limits.timeout, run).await;
+    let failed = |f: PluginFailure| Err((f, store.data().output.text()));
+    match outcome {
+        Err(_) => failed(PluginFailure::Timeout(c.info.limits.timeout)),
+        Ok(Err(e)) => failed(PluginFailure::from_wasmtime(e)),
+        Ok(Ok((_, _, Err(msg)))) => failed(PluginFailure::InitRefused(msg)),
         Ok(Ok((hooks, lifecycle, Ok(wanted)))) => Ok((
             Instance {
                 store,

@@ -8,7 +8,9 @@
 //! wasmtime-wasi does with `WasiCtxView`. The optional `lifecycle` export is
 //! looked up per component: present, it is called at every transaction end.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use wasmtime::Engine;
@@ -16,7 +18,7 @@ use wasmtime::component::{InstancePre, Linker};
 
 use super::bindings::wasmtp::plugin::{dns, host, kv, session, types};
 use super::bindings::{HooksIndices, HooksWanted, LifecycleIndices};
-use super::cache::{Cache, sha256};
+use super::cache::{Cache, Digest32, sha256};
 use super::config::{PluginConfig, PluginHostConfig, PluginLimits};
 use super::failure::PluginFailure;
 use super::host_dns::DnsHost;
@@ -125,23 +127,71 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
 
 impl Loader {
     /// Loads every plugin of `plugins`; the first failure is the error.
+    /// Then evicts cached artefacts past `cache_max_size` (never this
+    /// chain's).
     pub(super) async fn chain(&self, plugins: &[PluginConfig]) -> anyhow::Result<Chain> {
         let mut chain = Chain::default();
+        let mut digests = Vec::new();
         for (i, p) in plugins.iter().enumerate() {
             if plugins[..i].iter().any(|q| q.name == p.name) {
                 anyhow::bail!("plugin {:?}: the name is used twice in [[plugins]]", p.name);
             }
-            let loaded = self
+            let (loaded, digest) = self
                 .plugin(p)
                 .await
                 .with_context(|| format!("plugin {:?} ({})", p.name, p.path.display()))?;
             chain.wanted |= loaded.wanted;
             chain.plugins.push(Arc::new(loaded));
+            digests.push(digest);
         }
+        self.evict(&digests).await;
         Ok(chain)
     }
 
-    async fn plugin(&self, p: &PluginConfig) -> anyhow::Result<LoadedPlugin> {
+    /// Loads every plugin of `plugins` on its own, as [`Loader::chain`]
+    /// would (compile, link, `init` with its config), and returns every
+    /// failure: the index of the `[[plugins]]` entry and why.
+    pub(super) async fn check(&self, plugins: &[PluginConfig]) -> Vec<(usize, anyhow::Error)> {
+        let mut failures = Vec::new();
+        for (i, p) in plugins.iter().enumerate() {
+            if plugins[..i].iter().any(|q| q.name == p.name) {
+                failures.push((i, anyhow::anyhow!("the name is used twice in [[plugins]]")));
+                continue;
+            }
+            if let Err(e) = self.plugin(p).await {
+                failures.push((i, e));
+            }
+        }
+        failures
+    }
+
+    /// Removes cached artefacts past `cache_max_size`, keeping those of
+    /// the chain with the wasm `digests`. Failures are only logged.
+    async fn evict(&self, digests: &[Digest32]) {
+        let Some(dir) = self.cache.dir().map(|d| d.to_path_buf()) else {
+            return;
+        };
+        let keep: HashSet<String> = digests.iter().map(|d| self.cache.file_name(d)).collect();
+        let max = self.cfg.cache_max_size;
+        let evicted =
+            tokio::task::spawn_blocking(move || super::eviction::evict(&dir, &keep, max)).await;
+        match evicted {
+            Ok(Ok((0, _))) => {}
+            Ok(Ok((files, octets))) => {
+                tracing::info!(
+                    files,
+                    octets,
+                    "plugin cache: evicted least recently used artefacts"
+                )
+            }
+            Ok(Err(e)) => tracing::warn!("plugin cache eviction failed: {e}"),
+            Err(e) => tracing::warn!("plugin cache eviction failed: {e}"),
+        }
+    }
+
+    /// Loads one plugin; also returns the sha256 of its wasm.
+    async fn plugin(&self, p: &PluginConfig) -> anyhow::Result<(LoadedPlugin, Digest32)> {
+        let start = Instant::now();
         let limits = PluginLimits::resolve(&self.cfg, p).map_err(anyhow::Error::msg)?;
         let grants = p
             .grants()
@@ -159,10 +209,14 @@ impl Loader {
             .context("cannot read the component")?;
         let digest = sha256(&wasm);
         let (engine, cache) = (self.engine.clone(), self.cache.clone());
-        let component =
-            tokio::task::spawn_blocking(move || cache.component(&engine, &wasm, digest))
-                .await?
-                .context("not a valid component")?;
+        let name = p.name.clone();
+        let component = tokio::task::spawn_blocking(move || {
+            cache.component(&engine, &wasm, digest, || {
+                tracing::info!(plugin = %name, "compiling {name}…");
+            })
+        })
+        .await?
+        .context("not a valid component")?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -177,7 +231,9 @@ impl Loader {
         let pool = InstancePool::new(limits.pool_size, self.budget.clone());
         let metrics = crate::metrics::enabled()
             .then(|| Box::new(PluginMetrics::new(&p.name, wanted, pool.enabled())));
-        Ok(LoadedPlugin {
+        let secs = start.elapsed().as_secs_f64();
+        tracing::info!(plugin = %p.name, seconds = secs, "{} ready ({secs:.1} s)", p.name);
+        let loaded = LoadedPlugin {
             info,
             pre,
             hooks,
@@ -185,7 +241,8 @@ impl Loader {
             wanted,
             pool,
             metrics,
-        })
+        };
+        Ok((loaded, digest))
     }
 
     /// Instantiates once and calls `init`: checks the config and learns the hooks.
@@ -210,11 +267,18 @@ impl Loader {
             Arc::from("load"),
         )
         .await;
-        match started {
-            Ok((_, wanted)) => Ok(wanted),
-            Err(e @ PluginFailure::Timeout(_)) => Err(e).context("init"),
-            Err(e @ PluginFailure::InitRefused(_)) => Err(e).context("init refused its config"),
-            Err(e) => Err(e).context("init failed"),
+        let (failure, output) = match started {
+            Ok((_, wanted)) => return Ok(wanted),
+            Err(failed) => failed,
+        };
+        // A JS or Python init that throws writes its exception to stderr.
+        let guest = output
+            .map(|text| format!(" (guest output: {text})"))
+            .unwrap_or_default();
+        match failure {
+            e @ PluginFailure::Timeout(_) => Err(e).with_context(|| format!("init{guest}")),
+            e @ PluginFailure::InitRefused(_) => Err(e).context("init refused its config"),
+            e => Err(e).with_context(|| format!("init failed{guest}")),
         }
     }
 }

@@ -30,6 +30,7 @@ mod bindings;
 mod cache;
 mod chain;
 mod config;
+mod eviction;
 mod failure;
 pub mod grants;
 mod host_dns;
@@ -56,7 +57,7 @@ pub use failure::PluginFailure;
 pub use grants::Grants;
 pub use host_session::check_mailbox;
 pub use services::HostServices;
-pub use swap::PluginHost;
+pub use swap::{PluginHost, PluginProblem};
 pub use verdict::{MAX_LINE, MAX_LINES};
 
 use crate::context::Param;

@@ -54,6 +54,9 @@ pub(crate) struct StoreData {
     /// shared with the stdout/stderr stream and renamed when a pooled
     /// instance serves another connection.
     pub session: SessionTag,
+    /// The end of what the guest wrote to stdout/stderr during the current
+    /// call (a JS or Python exception's text), for the failure log line.
+    pub output: OutputTail,
     /// WASI state: grants nothing.
     pub wasi: WasiCtx,
     /// WASI's resource table (also holds `wasi:http` resources).
@@ -248,9 +251,11 @@ pub(crate) fn new_store(
 ) -> Store<StoreData> {
     let session = SessionTag::new(&session);
     let mut wasi = WasiCtx::builder();
+    let output = OutputTail::default();
     let out = LogStream {
         plugin: plugin.name.clone(),
         session: session.clone(),
+        tail: output.clone(),
     };
     wasi.stdout(out.clone())
         .stderr(out)
@@ -284,6 +289,7 @@ pub(crate) fn new_store(
         budget,
         plugin: plugin.clone(),
         session,
+        output,
         wasi: wasi.build(),
         table: ResourceTable::new(),
         http: WasiHttpCtx::new(),
@@ -305,8 +311,10 @@ pub(crate) fn new_store(
     store
 }
 
-/// Arms the CPU budget of the next call.
+/// Arms the CPU budget of the next call (and forgets the guest output of
+/// the previous one).
 pub(crate) fn arm(store: &mut Store<StoreData>) {
+    store.data().output.clear();
     let ticks = store.data().plugin.limits.cpu_ticks;
     store.data_mut().ticks_left = ticks;
     store.set_epoch_deadline(1);
@@ -317,6 +325,7 @@ pub(crate) fn arm(store: &mut Store<StoreData>) {
 struct LogStream {
     plugin: Arc<str>,
     session: SessionTag,
+    tail: OutputTail,
 }
 
 impl IsTerminal for LogStream {
@@ -340,6 +349,7 @@ impl AsyncWrite for LogStream {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.tail.push(buf);
         let text = String::from_utf8_lossy(&buf[..buf.len().min(MAX_PRINT)]);
         let text = text.trim_end();
         if !text.is_empty() {
@@ -353,5 +363,85 @@ impl AsyncWrite for LogStream {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Most octets of guest output kept for a failure's log line.
+const TAIL_MAX: usize = 2048;
+/// Most lines of guest output kept for a failure's log line.
+const TAIL_LINES: usize = 12;
+
+/// The last [`TAIL_MAX`] octets a guest wrote to stdout/stderr since its
+/// current call began: a JS or Python plugin's exception text and traceback
+/// (the trap itself only says `unreachable`). Shared by the store and its
+/// output stream.
+#[derive(Clone, Default)]
+pub(crate) struct OutputTail(Arc<std::sync::Mutex<std::collections::VecDeque<u8>>>);
+
+impl OutputTail {
+    /// Appends a write, dropping the oldest octets past [`TAIL_MAX`].
+    fn push(&self, buf: &[u8]) {
+        let Ok(mut tail) = self.0.lock() else { return };
+        let keep = &buf[buf.len().saturating_sub(TAIL_MAX)..];
+        let excess = (tail.len() + keep.len()).saturating_sub(TAIL_MAX);
+        let drop = excess.min(tail.len());
+        tail.drain(..drop);
+        tail.extend(keep);
+    }
+
+    /// Forgets what was written so far.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut tail) = self.0.lock() {
+            tail.clear();
+        }
+    }
+
+    /// The last few non-empty lines written (joined with " | ", control
+    /// characters replaced), or `None` when the guest wrote nothing.
+    pub(crate) fn text(&self) -> Option<String> {
+        let bytes: Vec<u8> = self.0.lock().ok()?.iter().copied().collect();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let lines = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+        let joined = lines
+            .join(" | ")
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>();
+        // " | " is longer than the newline it replaces: bound it again.
+        let mut start = joined.len().saturating_sub(TAIL_MAX);
+        while !joined.is_char_boundary(start) {
+            start += 1;
+        }
+        let joined = &joined[start..];
+        (!joined.is_empty()).then(|| joined.to_string())
+    }
+}
+
+#[cfg(test)]
+mod output_tail_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_lines_bounded() {
+        let t = OutputTail::default();
+        assert_eq!(t.text(), None);
+        t.push(b"Traceback (most recent call last):\n  File \"x\"\n");
+        t.push(b"RuntimeError: boom\n");
+        assert_eq!(
+            t.text().as_deref(),
+            Some("Traceback (most recent call last): |   File \"x\" | RuntimeError: boom")
+        );
+        t.push(&vec![b'a'; 5000]);
+        t.push(b"\nlast\n");
+        let text = t.text().unwrap_or_default();
+        assert!(text.len() <= TAIL_MAX, "{}", text.len());
+        assert!(text.ends_with("last"));
+        t.clear();
+        assert_eq!(t.text(), None);
     }
 }

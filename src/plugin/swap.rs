@@ -18,6 +18,17 @@ use super::pool::IdleBudget;
 use super::sandbox::{Ticker, engine};
 use super::services::HostServices;
 
+/// A `[[plugins]]` entry that failed to load ([`PluginHost::check`]).
+#[derive(Debug, Clone)]
+pub struct PluginProblem {
+    /// The entry's `name`.
+    pub name: String,
+    /// The entry's `path` (resolved).
+    pub path: PathBuf,
+    /// Why, with its cause chain.
+    pub error: String,
+}
+
 /// The loaded, swappable plugin chain. Cheap to share (`Arc`).
 pub struct PluginHost {
     /// The chain new connections get.
@@ -58,41 +69,7 @@ impl PluginHost {
         plugins: &[PluginConfig],
         services: HostServices,
     ) -> anyhow::Result<Arc<Self>> {
-        let per_conn = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
-        let connections = match host.max_connections {
-            0 => 256,
-            n => n,
-        };
-        // Idle warm instances of pooled plugins hold slots too: reserve
-        // them on top of what the connections need.
-        let idle = match host.max_idle_instances {
-            0 => plugins
-                .iter()
-                .map(|p| p.idle_instances())
-                .fold(0u32, u32::saturating_add)
-                .saturating_mul(2)
-                .max(32),
-            n => n,
-        };
-        let instances = connections
-            .saturating_mul(per_conn)
-            .saturating_add(32)
-            .saturating_add(idle);
-        let calls = connections.saturating_add(32);
-        let engine: Engine = engine(host, instances, calls)?;
-        // Before loading: a plugin spinning in `init` must hit its budget.
-        let ticker = Ticker::start(
-            engine.clone(),
-            Duration::from_millis(host.epoch_tick_ms.max(1)),
-        )?;
-        let loader = Loader {
-            linker: linker(&engine)?,
-            cache: Arc::new(Cache::new(&engine, &host.cache_dir)),
-            engine,
-            cfg: host.clone(),
-            budget: Arc::new(IdleBudget::new(idle as usize)),
-            services,
-        };
+        let (loader, ticker) = build_loader(host, plugins, services)?;
         let chain = loader.chain(plugins).await?;
         let me = Arc::new(Self {
             chain: ArcSwap::from_pointee(chain),
@@ -108,6 +85,30 @@ impl PluginHost {
             );
         }
         Ok(me)
+    }
+
+    /// Loads every plugin of `plugins` on its own, the way
+    /// [`PluginHost::load_with`] does (compile through the cache, link,
+    /// `init` with its config), and returns every failure, each naming the
+    /// `[[plugins]]` entry. This is `wasmtp check-config`.
+    pub async fn check(
+        host: &PluginHostConfig,
+        plugins: &[PluginConfig],
+        services: HostServices,
+    ) -> anyhow::Result<Vec<PluginProblem>> {
+        let (loader, _ticker) = build_loader(host, plugins, services)?;
+        let failures = loader.check(plugins).await;
+        Ok(failures
+            .into_iter()
+            .filter_map(|(i, e)| {
+                let p = plugins.get(i)?;
+                Some(PluginProblem {
+                    name: p.name.clone(),
+                    path: p.path.clone(),
+                    error: format!("{e:#}"),
+                })
+            })
+            .collect())
     }
 
     /// A per-connection view of the current chain (call it at accept: the
@@ -183,6 +184,50 @@ impl PluginHost {
             .map(|c| c.iter().map(|p| p.path.clone()).collect())
             .unwrap_or_default()
     }
+}
+
+/// The engine (sized for the config), the epoch ticker and a loader.
+fn build_loader(
+    host: &PluginHostConfig,
+    plugins: &[PluginConfig],
+    services: HostServices,
+) -> anyhow::Result<(Loader, Ticker)> {
+    let per_conn = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
+    let connections = match host.max_connections {
+        0 => 256,
+        n => n,
+    };
+    // Idle warm instances of pooled plugins hold slots too: reserve
+    // them on top of what the connections need.
+    let idle = match host.max_idle_instances {
+        0 => plugins
+            .iter()
+            .map(|p| p.idle_instances())
+            .fold(0u32, u32::saturating_add)
+            .saturating_mul(2)
+            .max(32),
+        n => n,
+    };
+    let instances = connections
+        .saturating_mul(per_conn)
+        .saturating_add(32)
+        .saturating_add(idle);
+    let calls = connections.saturating_add(32);
+    let engine: Engine = engine(host, instances, calls)?;
+    // Before loading: a plugin spinning in `init` must hit its budget.
+    let ticker = Ticker::start(
+        engine.clone(),
+        Duration::from_millis(host.epoch_tick_ms.max(1)),
+    )?;
+    let loader = Loader {
+        linker: linker(&engine)?,
+        cache: Arc::new(Cache::new(&engine, &host.cache_dir)),
+        engine,
+        cfg: host.clone(),
+        budget: Arc::new(IdleBudget::new(idle as usize)),
+        services,
+    };
+    Ok((loader, ticker))
 }
 
 /// Polls the plugin files' modification times and reloads on a change.

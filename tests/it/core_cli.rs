@@ -1,4 +1,5 @@
-//! The command line of the real binary: check-config and hash-password.
+//! The command line of the real binary: check-config (which loads every
+//! plugin), relative paths in a config, and hash-password.
 
 use crate::common;
 
@@ -22,17 +23,27 @@ fn check(text: &str) -> (bool, String, String) {
 
 #[test]
 fn shipped_config_is_valid() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
-        .args(["check-config", "--config", "config/gateway.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    // check-config loads its plugins: build them if missing.
+    crate::plugin_support::plugin_path("helo-check");
+    let root = env!("CARGO_MANIFEST_DIR");
+    // From the repository root (as `cargo xtask run` starts it) and from
+    // elsewhere: its paths are relative to config/.
+    for (config, cwd) in [
+        ("config/gateway.toml".to_string(), root.to_string()),
+        (format!("{root}/config/gateway.toml"), "/".to_string()),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
+            .args(["check-config", "--config", &config])
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    }
 }
 
 #[test]
@@ -93,4 +104,120 @@ fn hash_password_makes_a_usable_hash() {
         "[[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\n"
     ));
     assert!(ok, "{stderr}");
+}
+
+/// `check-config` on `text` written to `dir/gw.toml`, run from `cwd`.
+fn check_in(dir: &std::path::Path, text: &str, cwd: &std::path::Path) -> (bool, String, String) {
+    let path = dir.join("gw.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `[plugin_host]` with the shared compile cache, then `entries`.
+fn with_plugins(entries: &str) -> String {
+    format!(
+        "{}\n[plugin_host]\ncache_dir = {:?}\n\n{entries}",
+        common::LOCAL,
+        crate::plugin_support::root().join("target/wasmtp-cache")
+    )
+}
+
+fn allowlist_entry(name: &str, path: &std::path::Path, config: &str) -> String {
+    format!("[[plugins]]\nname = {name:?}\npath = {path:?}\n[plugins.config]\n{config}\n\n")
+}
+
+#[test]
+fn check_config_loads_every_plugin_and_names_each_failure() {
+    let allowlist = crate::plugin_support::plugin_path("rcpt-allowlist");
+    let junk = crate::plugin_support::plugin_path("fixtures/not-a-plugin");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.wasm");
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not wasm at all").unwrap();
+    let text = with_plugins(
+        &[
+            allowlist_entry("good", &allowlist, "domains = [\"example.test\"]"),
+            allowlist_entry("ghost", &missing, ""),
+            allowlist_entry("junk", &junk, ""),
+            allowlist_entry("garbage", &garbage, ""),
+            allowlist_entry("picky", &allowlist, "on_match = \"ok\""),
+        ]
+        .concat(),
+    );
+    let (ok, stdout, stderr) = check_in(dir.path(), &text, dir.path());
+    assert!(!ok, "accepted:\n{stdout}{stderr}");
+    assert!(!stdout.contains("ok"), "{stdout}");
+    let line = |name: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(&format!("plugin {name:?}")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{stderr}"))
+            .to_string()
+    };
+    let ghost = line("ghost");
+    assert!(ghost.contains(&missing.display().to_string()), "{ghost}");
+    assert!(ghost.contains("cannot read the component"), "{ghost}");
+    // A component, but not a plugin.
+    assert!(
+        line("junk").contains("does not export the wasmtp:plugin/hooks interface"),
+        "{stderr}"
+    );
+    assert!(
+        line("garbage").contains("not a valid component"),
+        "{stderr}"
+    );
+    let picky = line("picky");
+    assert!(picky.contains("init refused"), "{picky}");
+    assert!(
+        picky.contains("rcpt-allowlist needs `domains` or `addresses`"),
+        "{picky}"
+    );
+    assert!(!stderr.contains("plugin \"good\""), "{stderr}");
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
+}
+
+#[test]
+fn check_config_says_ok_for_a_loadable_chain() {
+    let allowlist = crate::plugin_support::plugin_path("rcpt-allowlist");
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_plugins(&allowlist_entry(
+        "good",
+        &allowlist,
+        "domains = [\"example.test\"]",
+    ));
+    let (ok, stdout, stderr) = check_in(dir.path(), &text, dir.path());
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "ok");
+}
+
+#[test]
+fn relative_plugin_paths_are_relative_to_the_config_file() {
+    let allowlist = crate::plugin_support::plugin_path("rcpt-allowlist");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(conf.join("plugins")).unwrap();
+    std::fs::copy(&allowlist, conf.join("plugins/allow.wasm")).unwrap();
+    let text = with_plugins(
+        "[[plugins]]\nname = \"allow\"\npath = \"plugins/allow.wasm\"\n\
+         [plugins.config]\ndomains = [\"example.test\"]\n",
+    );
+    // Started from another directory: the path still resolves.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = check_in(&conf, &text, elsewhere.path());
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "ok");
+    // And `run` loads it too, from that other directory.
+    let config = wasmtp::config::Config::load(&conf.join("gw.toml")).unwrap();
+    assert_eq!(config.plugins[0].path, conf.join("plugins/allow.wasm"));
+    assert_eq!(config.delivery.maildir, conf.join("var/maildir"));
 }

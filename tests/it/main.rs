@@ -19,6 +19,7 @@ mod plugin_support;
 
 mod core_cli;
 mod core_clients;
+mod core_reload;
 mod core_smtp;
 mod delivery_backscatter;
 mod delivery_forward;
@@ -44,6 +45,7 @@ mod metrics;
 mod plugin_delivery;
 mod plugin_examples;
 mod plugin_hooks;
+mod plugin_logging;
 mod plugin_pool;
 mod plugin_sandbox;
 mod plugin_services;

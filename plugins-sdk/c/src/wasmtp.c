@@ -116,6 +116,128 @@ char *wasmtp_config_get(const char *key) {
     return out;
 }
 
+/* ---- a minimal JSON string-array parser --------------------------------- */
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+}
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static size_t put_utf8(char *o, unsigned cp) {
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Parses the JSON string at *pp (after its opening quote); NULL on error. */
+static char *json_string(const char **pp) {
+    const char *p = *pp;
+    /* Decoded text is never longer than the escaped text. */
+    const char *end = p;
+    while (*end && *end != '"') end += (*end == '\\' && end[1]) ? 2 : 1;
+    if (*end != '"') return NULL;
+    char *out = xmalloc((size_t)(end - p) + 1), *o = out;
+    while (p < end) {
+        if (*p != '\\') { *o++ = *p++; continue; }
+        p++;
+        switch (*p++) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (end - p < 4 || !hex4(p, &cp)) { free(out); return NULL; }
+            p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00 && end - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+                hex4(p + 2, &lo) && lo >= 0xDC00 && lo < 0xE000) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            o += put_utf8(o, cp);
+            break;
+        }
+        default: free(out); return NULL;
+        }
+    }
+    *o = '\0';
+    *pp = end + 1;
+    return out;
+}
+
+char **wasmtp_json_strings(const char *json, size_t *count) {
+    *count = 0;
+    if (!json) return NULL;
+    const char *p = skip_ws(json);
+    if (*p++ != '[') return NULL;
+    size_t cap = 4, n = 0;
+    char **items = xmalloc(cap * sizeof *items);
+    p = skip_ws(p);
+    if (*p == ']') {
+        p++;
+    } else {
+        for (;;) {
+            if (*p++ != '"') goto fail;
+            char *item = json_string(&p);
+            if (!item) goto fail;
+            if (n == cap) {
+                cap *= 2;
+                char **grown = realloc(items, cap * sizeof *items);
+                if (!grown) abort();
+                items = grown;
+            }
+            items[n++] = item;
+            p = skip_ws(p);
+            if (*p == ',') { p = skip_ws(p + 1); continue; }
+            if (*p++ == ']') break;
+            goto fail;
+        }
+    }
+    if (*skip_ws(p) != '\0') goto fail;
+    *count = n;
+    return items;
+fail:
+    wasmtp_strings_free(items, n);
+    return NULL;
+}
+
+char **wasmtp_config_strings(const char *key, size_t *count) {
+    char *text = wasmtp_config_get(key);
+    char **out = wasmtp_json_strings(text, count);
+    free(text);
+    return out;
+}
+
+void wasmtp_strings_free(char **strings, size_t count) {
+    if (!strings) return;
+    for (size_t i = 0; i < count; i++) free(strings[i]);
+    free(strings);
+}
+
 long long wasmtp_config_int(const char *key, long long dflt, bool *ok) {
     char *text = wasmtp_config_get(key);
     if (!text) return dflt;
@@ -211,6 +333,27 @@ char *wasmtp_txn_note(wasmtp_txn_t txn, const char *key) {
 void wasmtp_txn_set_note(wasmtp_txn_t txn, const char *key, const char *value) {
     plugin_string_t k = view(key), v = view(value);
     wasmtp_plugin_session_method_transaction_set_note(txn, &k, &v);
+}
+
+char *wasmtp_txn_sender(wasmtp_txn_t txn) {
+    plugin_string_t sender;
+    wasmtp_plugin_session_method_transaction_sender(txn, &sender);
+    char *out = cstr(&sender);
+    plugin_string_free(&sender);
+    return out;
+}
+
+uint32_t wasmtp_txn_remove_header(wasmtp_txn_t txn, const char *name) {
+    plugin_string_t n = view(name);
+    return wasmtp_plugin_session_method_transaction_remove_header(txn, &n);
+}
+
+bool wasmtp_txn_replace_header(wasmtp_txn_t txn, const char *name, const char *value) {
+    plugin_string_t n = view(name), v = view(value), err;
+    if (wasmtp_plugin_session_method_transaction_replace_header(txn, &n, &v, &err)) return true;
+    wasmtp_log(WASMTP_WARN, "replace-header %s refused: %.*s", name, (int)err.len, (char *)err.ptr);
+    plugin_string_free(&err);
+    return false;
 }
 
 const char *wasmtp_param(const wasmtp_params_t *params, const char *key) {

@@ -18,7 +18,8 @@
  * for the duration of the call. Strings returned by `wasmtp_*` getters are
  * malloc'd: free() them. Borrowed connection/transaction handles are
  * released by the generated glue when the hook returns (never store them).
- * The generated bindings (`plugin.h`) are produced by `cargo xtask langs`.
+ * The generated bindings (`plugin.h`) are produced by `cargo xtask plugins`
+ * (wit-bindgen, into target/langs-build/<name>/gen/).
  *
  * DNS (`wasmtp_dns_*`) and key-value state (`wasmtp_kv_*`) return a status:
  * 0 (`WASMTP_DNS_OK` / `WASMTP_KV_OK`) on success, else the WIT error case;
@@ -141,6 +142,18 @@ char *wasmtp_config_get(const char *key);
 long long wasmtp_config_int(const char *key, long long dflt, bool *ok);
 /** A boolean config value ("true"/"false"), or `dflt` if absent or not a bool. */
 bool wasmtp_config_bool(const char *key, bool dflt);
+/** Parses a JSON array of strings (what a list-valued config key such as
+ *  `domains = ["a.test", "b.test"]` reads as through wasmtp_config_get):
+ *  a malloc'd array of malloc'd strings and its length in *count, or NULL
+ *  (count 0) if `json` is not an array of strings. Escapes (\n, \", \uXXXX
+ *  including surrogate pairs) are decoded to UTF-8. Free with
+ *  wasmtp_strings_free. */
+char **wasmtp_json_strings(const char *json, size_t *count);
+/** A list-valued config key as strings (see wasmtp_json_strings); NULL if
+ *  absent or not a list of strings. */
+char **wasmtp_config_strings(const char *key, size_t *count);
+/** Frees what wasmtp_json_strings returned. */
+void wasmtp_strings_free(char **strings, size_t count);
 
 /* ---- connection ------------------------------------------------------- */
 
@@ -167,6 +180,13 @@ bool wasmtp_txn_add_header(wasmtp_txn_t txn, const char *name, const char *value
 char *wasmtp_txn_note(wasmtp_txn_t txn, const char *key);
 /** Sets a transaction note. */
 void wasmtp_txn_set_note(wasmtp_txn_t txn, const char *key, const char *value);
+/** The envelope sender without angle brackets (malloc'd); "" for the null sender. */
+char *wasmtp_txn_sender(wasmtp_txn_t txn);
+/** Removes every field `name`; returns how many were removed. */
+uint32_t wasmtp_txn_remove_header(wasmtp_txn_t txn, const char *name);
+/** Replaces every field `name` by one with `value` (where the first one
+ *  was, or at the end): false (and a log record) if the host refused it. */
+bool wasmtp_txn_replace_header(wasmtp_txn_t txn, const char *name, const char *value);
 
 /** The value of an ESMTP parameter (case-insensitive key); NULL if absent or valueless. */
 const char *wasmtp_param(const wasmtp_params_t *params, const char *key);
