@@ -16,6 +16,7 @@
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
+//! - [`notify`]: systemd readiness notifications (`sd_notify`).
 //! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
 #![deny(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod kv;
 pub mod logging;
 pub mod message;
 pub mod metrics;
+pub mod notify;
 pub mod plugin;
 pub mod protocol;
 pub mod relay;

@@ -327,7 +327,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 }
 
 /// As [`run`], with the process signals: SIGTERM/SIGINT shut down
-/// gracefully, SIGHUP reloads the plugin chain. This is `wasmtp run`: it
+/// gracefully, SIGHUP reloads the plugin chain; systemd is told of each
+/// ([`crate::notify`]: `READY=1` once serving). This is `wasmtp run`: it
 /// also opens the `[metrics]` endpoint (once per process), before the
 /// plugin chain loads so the chain's metric handles are live.
 pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
@@ -336,25 +337,31 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     let reloader = server.reloader();
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugin chain");
+            crate::notify::notify(crate::notify::RELOADING);
             if let Err(e) = reloader.reload().await {
                 tracing::error!(
                     error = format!("{e:#}"),
                     "reload failed; the running chain stays"
                 );
             }
+            crate::notify::notify(crate::notify::READY);
         }
     });
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM"),
             _ = int.recv() => tracing::info!("SIGINT"),
         }
+        crate::notify::notify(crate::notify::STOPPING);
     };
+    // Every listener is bound, the chain is loaded and the signal handlers
+    // are in place: connections are served from here on.
+    crate::notify::notify(crate::notify::READY);
     server.serve(shutdown).await
 }
 
