@@ -145,6 +145,16 @@ pub struct ListenerConfig {
     /// `smtp`, true for `submission` and `smtps`).
     #[serde(default)]
     pub require_auth: Option<bool>,
+    /// Expect a PROXY protocol header (v1 or v2, HAProxy) before SMTP on
+    /// every connection, and use the client address it names. Only peers in
+    /// `proxy_trusted` may connect; anything else is closed before the
+    /// greeting.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The load balancers allowed to send the PROXY header (CIDR or
+    /// addresses); required with `proxy_protocol = true`.
+    #[serde(default)]
+    pub proxy_trusted: Vec<Network>,
 }
 
 impl ListenerConfig {
@@ -154,6 +164,8 @@ impl ListenerConfig {
             address: SocketAddr::from(([127, 0, 0, 1], 2525)),
             mode: ListenerMode::Smtp,
             require_auth: None,
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@
 //! - [`cli`], [`logging`]: the command line and tracing setup.
 //! - [`control`]: the local control socket behind `wasmtp reload`.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
+//! - [`notify`]: systemd readiness notifications (`sd_notify`).
 //! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
 #![deny(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod kv;
 pub mod logging;
 pub mod message;
 pub mod metrics;
+pub mod notify;
 pub mod plugin;
 pub mod protocol;
 pub mod relay;

@@ -4,6 +4,13 @@
 //! - Admission: a global semaphore (`max_connections`) and a per-IP count
 //!   (`max_connections_per_ip`); a connection over either cap gets
 //!   `421 4.7.0` and is closed at once, without a session task.
+//! - PROXY protocol (`proxy_protocol = true` on a listener): only peers in
+//!   `proxy_trusted` are served; each must send a v1 or v2 header (read
+//!   within `[timeouts] command`) before the greeting, and the client
+//!   address it names is the session's remote address everywhere (caps,
+//!   relay networks, reverse DNS, Received, plugins, logs). Anything else
+//!   is closed before the greeting with one log line
+//!   ([`crate::session::proxy`]).
 //! - Graceful shutdown: when the `shutdown` future completes, stop accepting,
 //!   let sessions finish for `shutdown_grace`, then tell the rest to send
 //!   `421 4.3.2` and close (a session finishes a delivery it started first).
@@ -31,7 +38,9 @@ use crate::dns::ReverseDns;
 use crate::ids;
 use crate::plugin::PluginHost;
 use crate::protocol::Reply;
+use crate::protocol::proxy::ProxyHeader;
 use crate::relay::RelayPolicy;
+use crate::session::proxy::ProxyPolicy;
 use crate::session::{ListenerInfo, Session, Shared};
 use crate::shutdown::{self, Signal};
 
@@ -84,9 +93,14 @@ impl Drop for IpSlot {
 }
 
 impl Limits {
-    fn admit(&self, ip: IpAddr) -> Option<Admission> {
+    /// A global permit, taken at accept (before a PROXY header is read).
+    fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.global.clone().try_acquire_owned().ok()
+    }
+
+    /// A slot for client `ip` (the one a PROXY header names, if any).
+    fn admit(&self, permit: OwnedSemaphorePermit, ip: IpAddr) -> Option<Admission> {
         let ip = crate::session::throttle::client_key(ip, self.v6_prefix);
-        let permit = self.global.clone().try_acquire_owned().ok()?;
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
@@ -223,13 +237,18 @@ impl Server {
                 .await
                 .with_context(|| format!("binding {} listener {}", l.mode, l.address))?;
             let addr = tcp.local_addr()?;
-            tracing::info!(address = %addr, mode = %l.mode, "listening");
+            if l.proxy_protocol {
+                tracing::info!(address = %addr, mode = %l.mode, proxy_protocol = true, "listening");
+            } else {
+                tracing::info!(address = %addr, mode = %l.mode, "listening");
+            }
             listeners.push(Bound {
                 tcp,
                 addr,
                 info: Arc::new(ListenerInfo {
                     mode: l.mode,
                     engine: Arc::new(config.engine_config(l)),
+                    proxy: l.proxy_protocol.then(|| ProxyPolicy::new(&l.proxy_trusted)),
                 }),
             });
         }
@@ -311,7 +330,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 }
 
 /// As [`run`], with the process signals: SIGTERM/SIGINT shut down
-/// gracefully, SIGHUP reloads the plugin chain. This is `wasmtp run`: it
+/// gracefully, SIGHUP reloads the plugin chain; systemd is told of each
+/// ([`crate::notify`]: `READY=1` once serving). This is `wasmtp run`: it
 /// also opens the `[metrics]` endpoint (once per process), before the
 /// plugin chain loads so the chain's metric handles are live.
 pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
@@ -321,6 +341,8 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     // Before binding: a SIGHUP sent as soon as the listeners are logged
     // must be queued for the reloader, not kill the process.
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let server = Server::bind(config).await?;
     let reloader = server.reloader();
     // Removed when dropped, at the end of this function. Without it the
@@ -340,22 +362,26 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugin chain");
+            crate::notify::notify(crate::notify::RELOADING);
             if let Err(e) = reloader.reload().await.map(drop) {
                 tracing::error!(
                     error = format!("{e:#}"),
                     "reload failed; the running chain stays"
                 );
             }
+            crate::notify::notify(crate::notify::READY);
         }
     });
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM"),
             _ = int.recv() => tracing::info!("SIGINT"),
         }
+        crate::notify::notify(crate::notify::STOPPING);
     };
+    // Every listener is bound, the chain is loaded and the signal handlers
+    // are in place: connections are served from here on.
+    crate::notify::notify(crate::notify::READY);
     server.serve(shutdown).await
 }
 
@@ -393,7 +419,13 @@ async fn accept_loop(
             }
         };
         let local = tcp.local_addr().unwrap_or(bound.addr);
-        let Some(admission) = limits.admit(remote.ip()) else {
+        if let Some(policy) = &bound.info.proxy
+            && !policy.trusts(remote.ip())
+        {
+            tracing::info!(%remote, "connection closed: not a trusted PROXY protocol source");
+            continue;
+        }
+        let Some(permit) = limits.permit() else {
             tracing::info!(%remote, "connection refused: too many connections");
             refuse(
                 tcp,
@@ -401,28 +433,107 @@ async fn accept_loop(
             );
             continue;
         };
-        let _ = tcp.set_nodelay(true);
-        let id = ids::new_id();
-        let span = tracing::info_span!("session", id = %id);
-        let session = Session::new(
-            shared.clone(),
-            bound.info.clone(),
+        let accepted = Accepted {
             tcp,
-            remote,
+            peer: remote,
             local,
-            id,
-            force.clone(),
-        );
-        let done = done.clone();
-        tokio::spawn(
-            async move {
-                session.run().await;
-                drop(admission);
-                drop(done);
+            permit,
+        };
+        if bound.info.proxy.is_none() {
+            start_session(accepted, None, &shared, &bound.info, &limits, &force, &done);
+            continue;
+        }
+        // The header is read in a task of its own, so a slow load balancer
+        // does not hold up the accept loop; `done` keeps shutdown waiting.
+        let (shared, info, limits) = (shared.clone(), bound.info.clone(), limits.clone());
+        let (force, done) = (force.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut accepted = accepted;
+            let deadline = tokio::time::Instant::now() + shared.timeouts.command;
+            let read = crate::session::proxy::read_header(&mut accepted.tcp, deadline);
+            let header = tokio::select! {
+                biased;
+                _ = force.wait() => return,
+                h = read => h,
+            };
+            match header {
+                Ok(header) => start_session(
+                    accepted,
+                    Some(header),
+                    &shared,
+                    &info,
+                    &limits,
+                    &force,
+                    &done,
+                ),
+                Err(failure) => failure.log(accepted.peer),
             }
-            .instrument(span),
-        );
+        });
     }
+}
+
+/// A connection accepted and counted against `max_connections`.
+struct Accepted {
+    tcp: TcpStream,
+    /// The socket's peer (the load balancer behind PROXY protocol).
+    peer: SocketAddr,
+    local: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Admits the client (per-IP cap, on the address of the PROXY `header`
+/// if there is one) and spawns its session.
+fn start_session(
+    accepted: Accepted,
+    header: Option<ProxyHeader>,
+    shared: &Arc<Shared>,
+    info: &Arc<ListenerInfo>,
+    limits: &Limits,
+    force: &Signal,
+    done: &mpsc::Sender<()>,
+) {
+    let Accepted {
+        tcp,
+        peer,
+        local,
+        permit,
+    } = accepted;
+    let (remote, local) = match header {
+        Some(h) => h.addresses(peer, local),
+        None => (peer, local),
+    };
+    let Some(admission) = limits.admit(permit, remote.ip()) else {
+        tracing::info!(%remote, "connection refused: too many connections");
+        refuse(
+            tcp,
+            &crate::protocol::replies::too_many_connections(&shared.hostname),
+        );
+        return;
+    };
+    let _ = tcp.set_nodelay(true);
+    let id = ids::new_id();
+    let span = tracing::info_span!("session", id = %id);
+    let mut session = Session::new(
+        shared.clone(),
+        info.clone(),
+        tcp,
+        remote,
+        local,
+        id,
+        force.clone(),
+    );
+    if header.is_some() {
+        session = session.proxied_by(peer);
+    }
+    let done = done.clone();
+    tokio::spawn(
+        async move {
+            session.run().await;
+            drop(admission);
+            drop(done);
+        }
+        .instrument(span),
+    );
 }
 
 /// Writes `reply` to a fresh connection without waiting and closes it.

@@ -133,6 +133,47 @@ fn duplicate_listener_is_named() {
 }
 
 #[test]
+fn proxy_protocol_keys() {
+    let c = Config::from_str(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = true\nproxy_trusted = [\"127.0.0.1/32\", \"10.0.0.0/8\", \"::1\"]\n",
+        "t",
+    )
+    .unwrap();
+    let l = &c.listeners[0];
+    assert!(l.proxy_protocol);
+    assert_eq!(l.proxy_trusted.len(), 3);
+    assert!(!Config::from_str("", "t").unwrap().listeners[0].proxy_protocol);
+}
+
+#[test]
+fn proxy_protocol_errors_are_named() {
+    // on without trusted sources
+    let (key, line, col, msg) = err(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = true\n",
+    );
+    assert_eq!(
+        (key.as_str(), line, col),
+        ("listeners[1].proxy_protocol", 5, 18)
+    );
+    assert!(msg.contains("proxy_trusted"), "{msg}");
+    // trusted sources without the protocol
+    let (key, line, _, msg) =
+        err("[[listeners]]\naddress = \"127.0.0.1:0\"\nproxy_trusted = [\"10.0.0.0/8\"]\n");
+    assert_eq!((key.as_str(), line), ("listeners[0].proxy_trusted", 3));
+    assert!(msg.contains("proxy_protocol"), "{msg}");
+    // a bad network
+    let (key, line, _, msg) = err(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = true\nproxy_trusted = [\"10.0.0.0/8\", \"lb.example\"]\n",
+    );
+    assert_eq!((key.as_str(), line), ("listeners[0].proxy_trusted", 4));
+    assert!(msg.contains("lb.example"), "{msg}");
+    // not a boolean
+    let (key, line, _, _) =
+        err("[[listeners]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = \"v2\"\n");
+    assert_eq!((key.as_str(), line), ("listeners[0].proxy_protocol", 3));
+}
+
+#[test]
 fn too_few_recipients_is_named() {
     let (key, line, col, msg) = err("[limits]\nmax_recipients = 50\n");
     assert_eq!((key.as_str(), line, col), ("limits.max_recipients", 2, 18));

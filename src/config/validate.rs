@@ -76,6 +76,18 @@ fn listeners(config: &mut Config) -> Result<(), Failure> {
                 format!("duplicate listener address {}", l.address),
             );
         }
+        if l.proxy_protocol && l.proxy_trusted.is_empty() {
+            return fail(
+                format!("listeners[{i}].proxy_protocol"),
+                "needs `proxy_trusted`: the networks of the load balancers allowed to send the PROXY header",
+            );
+        }
+        if !l.proxy_protocol && !l.proxy_trusted.is_empty() {
+            return fail(
+                format!("listeners[{i}].proxy_trusted"),
+                "has no effect without `proxy_protocol = true`",
+            );
+        }
     }
     Ok(())
 }

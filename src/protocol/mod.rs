@@ -46,6 +46,8 @@
 //! - [`auth`]: SASL PLAIN and LOGIN decoding.
 //! - [`body`], [`data`], [`bdat`]: message reception (size accounting,
 //!   bare CR/LF and line checks, dot-unstuffing, chunks).
+//! - [`proxy`]: the PROXY protocol header (v1 and v2) a load balancer
+//!   sends before SMTP.
 //! - [`replies`]: the reply catalogue, every reply the gateway sends on its
 //!   own; [`reply`]: the typed [`Reply`], whose constructors keep CR, LF and
 //!   NUL out of every line.
@@ -61,6 +63,7 @@ pub mod engine;
 pub mod event;
 pub mod line;
 pub mod params;
+pub mod proxy;
 pub mod replies;
 pub mod reply;
 

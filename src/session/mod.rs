@@ -18,6 +18,7 @@
 
 pub mod budget;
 mod events;
+pub mod proxy;
 pub mod received;
 mod stream;
 pub mod throttle;
@@ -85,6 +86,8 @@ pub struct ListenerInfo {
     pub mode: ListenerMode,
     /// Engine settings for this listener.
     pub engine: Arc<EngineConfig>,
+    /// PROXY protocol (`proxy_protocol = true`): the trusted senders.
+    pub proxy: Option<proxy::ProxyPolicy>,
 }
 
 /// Why reading stopped.
@@ -118,13 +121,16 @@ pub struct Session {
     verified: Vec<String>,
     /// Read buffer.
     buf: Box<[u8]>,
+    /// The load balancer's address when the client's came in a PROXY header.
+    proxied_by: Option<SocketAddr>,
     /// This session's unit of `wasmtp_connections_active` (`[metrics]`),
     /// given back in [`Session::finish`] before "disconnected" is logged.
     active: Option<ActiveConnection>,
 }
 
 impl Session {
-    /// A session for an accepted connection.
+    /// A session for an accepted connection. `remote` and `local` are the
+    /// client's addresses: the socket's, or those of a PROXY header.
     pub fn new(
         shared: Arc<Shared>,
         listener: Arc<ListenerInfo>,
@@ -162,19 +168,36 @@ impl Session {
             reservation: None,
             verified: Vec::new(),
             buf: vec![0u8; 16 * 1024].into_boxed_slice(),
+            proxied_by: None,
             active: None,
         }
+    }
+
+    /// Notes that `remote` came from a PROXY header sent by `peer` (logged
+    /// with "connected").
+    pub fn proxied_by(mut self, peer: SocketAddr) -> Self {
+        self.proxied_by = Some(peer);
+        self
     }
 
     /// Runs the session to its end (the caller wraps it in the session span).
     pub async fn run(mut self) {
         self.active = self.shared.metrics.as_ref().map(SessionMetrics::connection);
-        tracing::info!(
-            remote = %self.ctx.conn.remote,
-            local = %self.ctx.conn.local,
-            mode = %self.listener.mode,
-            "connected"
-        );
+        match self.proxied_by {
+            None => tracing::info!(
+                remote = %self.ctx.conn.remote,
+                local = %self.ctx.conn.local,
+                mode = %self.listener.mode,
+                "connected"
+            ),
+            Some(proxy) => tracing::info!(
+                remote = %self.ctx.conn.remote,
+                local = %self.ctx.conn.local,
+                mode = %self.listener.mode,
+                %proxy,
+                "connected"
+            ),
+        }
         if self.listener.mode == ListenerMode::Smtps && !self.handshake().await {
             self.finish().await;
             return;

@@ -19,7 +19,9 @@ mod plugin_support;
 
 mod core_cli;
 mod core_clients;
+mod core_proxy;
 mod core_reload;
+mod core_service;
 mod core_smtp;
 mod delivery_backscatter;
 mod delivery_forward;

@@ -78,9 +78,22 @@ impl Gateway {
 
     /// Starts the binary with a complete config text expecting `n` listeners.
     pub fn start_text(dir: tempfile::TempDir, text: &str, n: usize) -> Self {
+        Self::start_text_env(dir, text, n, &[])
+    }
+
+    /// As [`Gateway::start_text`], with extra environment variables.
+    pub fn start_text_env(
+        dir: tempfile::TempDir,
+        text: &str,
+        n: usize,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
+            // never the test runner's own service manager
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(&config_path)
             .args(["--log-format", "json"])
