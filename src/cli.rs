@@ -92,15 +92,8 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
         }
     };
     crate::logging::init(log_format.unwrap_or(config.log.format), &config.log.filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wasmtp: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::server::run_with_signals(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,15 +117,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         // Warnings (e.g. a cache directory it cannot use) only; the
         // failures are printed below.
         crate::logging::init(LogFormat::Text, "warn");
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("wasmtp: cannot start the runtime: {e}");
-                return ExitCode::FAILURE;
-            }
+        let Some(runtime) = runtime() else {
+            return ExitCode::FAILURE;
         };
         // No [kv] store is opened: a running gateway may hold it.
         let services = crate::plugin::HostServices::new(&config.dns);
@@ -206,6 +192,16 @@ fn queue(path: &std::path::Path, args: &crate::delivery::queue::QueueArgs) -> Ex
             ExitCode::FAILURE
         }
     }
+}
+
+/// The multi-threaded tokio runtime of `run` and `check-config`; `None`
+/// (after saying why on stderr) if it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("wasmtp: cannot start the runtime: {e}"))
+        .ok()
 }
 
 fn hash_password() -> ExitCode {
