@@ -102,7 +102,7 @@ fn unit_file_has_the_deployment_keys() {
         ("Type", "notify"),
         (
             "ExecStart",
-            "/usr/local/bin/wasmtp run --config /etc/wasmtp/gateway.toml",
+            "/opt/wasmtp/bin/wasmtp run --config /opt/wasmtp/config/gateway.toml",
         ),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("ProtectSystem", "strict"),
@@ -110,6 +110,8 @@ fn unit_file_has_the_deployment_keys() {
         ("PrivateTmp", "yes"),
         ("ProtectHome", "yes"),
         ("StateDirectory", "wasmtp"),
+        // the shipped config's ../var is the state directory
+        ("BindPaths", "/var/lib/wasmtp:/opt/wasmtp/var"),
         ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
         ("User", "wasmtp"),
     ] {
@@ -134,7 +136,7 @@ fn unit_file_verifies() {
     // verify checks that the commands exist: point them at the built binary
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("wasmtp.service");
-    let text = UNIT.replace("/usr/local/bin/wasmtp", env!("CARGO_BIN_EXE_wasmtp"));
+    let text = UNIT.replace("/opt/wasmtp/bin/wasmtp", env!("CARGO_BIN_EXE_wasmtp"));
     std::fs::write(&unit, text).unwrap();
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])

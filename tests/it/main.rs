@@ -19,6 +19,7 @@ mod plugin_support;
 
 mod core_cli;
 mod core_clients;
+mod core_dist;
 mod core_proxy;
 mod core_reload;
 mod core_service;

@@ -322,6 +322,112 @@ fn per_connection_chain_hook_latency_instances_and_messages() {
     let rejected = |class| m.value("wasmtp_messages_rejected_total", &[("code_class", class)]);
     assert_eq!(rejected("5xx"), 1.0);
     assert_eq!(rejected("4xx"), 0.0);
+
+    // This scrape holds every series the gateway exports (a failure and a
+    // refusal included): the shipped Grafana dashboard must query exactly these.
+    assert_dashboard_matches(&m);
+}
+
+/// `dist/grafana-dashboard.json` against a real scrape: every series a
+/// panel queries exists, with every label the panel groups or names its
+/// legend by, and every series exported is shown by some panel.
+fn assert_dashboard_matches(m: &Scrape) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/grafana-dashboard.json");
+    let dash: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut shown = std::collections::BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("a panel title");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("a panel id")),
+            "{title}: id reused"
+        );
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("expr");
+            let names = metric_names(expr);
+            assert_eq!(names.len(), 1, "{title}: one series per query: {expr}");
+            let name = &names[0];
+            let samples: Vec<&Sample> = m.samples.iter().filter(|(n, _, _)| n == name).collect();
+            assert!(
+                !samples.is_empty(),
+                "{title}: {name} is not exported:\n{}",
+                m.text
+            );
+            let legend = target["legendFormat"].as_str().unwrap_or("");
+            for label in grouped_labels(expr)
+                .into_iter()
+                .chain(legend_labels(legend))
+            {
+                // Prometheus adds these at scrape time
+                if label == "instance" || label == "job" {
+                    continue;
+                }
+                assert!(
+                    samples.iter().any(|(_, l, _)| l.contains_key(&label)),
+                    "{title}: {name} has no label `{label}`"
+                );
+            }
+            shown.insert(family(name).to_string());
+        }
+    }
+    let exported: std::collections::BTreeSet<String> = m
+        .samples
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("wasmtp_"))
+        .map(|(n, _, _)| family(n).to_string())
+        .collect();
+    let missing: Vec<_> = exported.difference(&shown).collect();
+    assert!(missing.is_empty(), "series no panel shows: {missing:?}");
+}
+
+/// The `wasmtp_*` names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("wasmtp_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Labels of every `by (...)` in a PromQL expression.
+fn grouped_labels(expr: &str) -> Vec<String> {
+    let mut labels = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("by (") {
+        let tail = &rest[at + 4..];
+        let end = tail.find(')').expect("a closing parenthesis");
+        labels.extend(tail[..end].split(',').map(|l| l.trim().to_string()));
+        rest = &tail[end..];
+    }
+    labels
+}
+
+/// Labels a legend format names (`{{plugin}}`).
+fn legend_labels(legend: &str) -> Vec<String> {
+    legend
+        .split("{{")
+        .skip(1)
+        .filter_map(|part| part.split_once("}}"))
+        .map(|(label, _)| label.trim().to_string())
+        .collect()
+}
+
+/// A histogram's family name (without `_bucket`, `_sum`, `_count`).
+fn family(name: &str) -> &str {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
 }
 
 #[test]

@@ -157,6 +157,14 @@ const OPTIONAL_TEST_TOOLS: &[(&str, Tool)] = &[
     ("spamd", SPAMASSASSIN),
 ];
 
+/// The musl C compiler wrapper: C parts of dependencies (ring, mimalloc)
+/// for the static `cargo xtask dist` build.
+pub const MUSL_GCC: Tool = Tool {
+    program: "/usr/bin/musl-gcc",
+    packages: &["musl-tools"],
+    check: None,
+};
+
 /// SpamAssassin's daemon (`spamd`).
 pub const SPAMD: Tool = Tool {
     program: "/usr/sbin/spamd",
@@ -361,24 +369,29 @@ fn stop_system_postfix() {
 
 /// Makes sure `rustup target add wasm32-wasip2` has been done.
 pub fn ensure_wasm_target() -> Result<()> {
-    if wasm_target_installed() {
-        eprintln!("rust target {WASM_TARGET} present");
+    ensure_target(WASM_TARGET)
+}
+
+/// Makes sure `rustup target add TARGET` has been done.
+pub fn ensure_target(target: &str) -> Result<()> {
+    if target_installed(target) {
+        eprintln!("rust target {target} present");
         return Ok(());
     }
     if !sh::on_path("rustup") {
         bail!(
-            "the Rust target {WASM_TARGET} is missing and rustup is not on PATH; \
+            "the Rust target {target} is missing and rustup is not on PATH; \
              install rustup (https://rustup.rs) or add the target to your toolchain"
         );
     }
-    sh::run(sh::cmd("rustup").args(["target", "add", WASM_TARGET]))
+    sh::run(sh::cmd("rustup").args(["target", "add", target]))
 }
 
-fn wasm_target_installed() -> bool {
+fn target_installed(target: &str) -> bool {
     // The target's standard library lives in the sysroot of the rustc in use.
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let Some(libdir) =
-        sh::probe(Command::new(rustc).args(["--print", "target-libdir", "--target", WASM_TARGET]))
+        sh::probe(Command::new(rustc).args(["--print", "target-libdir", "--target", target]))
     else {
         return false;
     };

@@ -13,8 +13,10 @@
 //! - [`test`]: `cargo xtask test`, what `.ci/run` runs.
 //! - [`run`]: `cargo xtask run`, the gateway with the shipped config.
 //! - [`bench`]: `cargo xtask bench`, the side-by-side benchmark (`bench/run.sh`).
+//! - [`dist`]: `cargo xtask dist`, the static binary packed with config, plugins and unit.
 
 mod bench;
+mod dist;
 mod fuzz;
 mod install;
 mod langs;
@@ -40,6 +42,12 @@ commands:
                               cargo-fuzz and nightly are installed
   plugins                     build every example plugin and test fixture into
                               target/plugins/ (installs the toolchains first)
+  dist [--no-install] [--binary=PATH] [--out=DIR]
+                              build the static gateway (x86_64-unknown-linux-musl,
+                              mimalloc) and pack it with the config, plugins, systemd
+                              unit, WIT and SDKs into target/dist/*.tar.gz (debug
+                              info split off into *.debug); --binary packs a gateway
+                              built already (nothing is built), --out writes elsewhere
   bench [-- ARGS]             build release, install the peers and run bench/run.sh
                               (writes bench/RESULTS.md); ARGS go to bench/run.sh
 ";
@@ -64,6 +72,9 @@ fn main() -> ExitCode {
             .and_then(|()| test::test(&opts)),
         "plugins" => opts.only(&[]).and_then(|()| plugins::plugins()),
         "bench" => opts.only(&[]).and_then(|()| bench::bench(&opts)),
+        "dist" => opts
+            .only(&["--binary", "--out", "--no-install"])
+            .and_then(|()| dist::dist(&opts)),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -110,9 +121,15 @@ impl Options {
         Ok(opts)
     }
 
-    /// Fails when a flag outside `allowed` was given.
+    /// Fails when a flag outside `allowed` was given (`--key=value` flags
+    /// are allowed by their `--key`).
     fn only(&self, allowed: &[&str]) -> anyhow::Result<()> {
-        match self.flags.iter().find(|f| !allowed.contains(&f.as_str())) {
+        let name = |f: &String| f.split_once('=').map_or(f.clone(), |(k, _)| k.to_string());
+        match self
+            .flags
+            .iter()
+            .find(|f| !allowed.contains(&name(f).as_str()))
+        {
             Some(flag) => anyhow::bail!("unknown option `{flag}` for this command"),
             None => Ok(()),
         }
@@ -121,6 +138,14 @@ impl Options {
     /// Whether `flag` was given.
     pub fn has(&self, flag: &str) -> bool {
         self.flags.iter().any(|f| f == flag)
+    }
+
+    /// The value of `--key=value` (the last one given).
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
     }
 }
 
@@ -144,6 +169,16 @@ mod tests {
     #[test]
     fn bare_words_before_double_dash_are_refused() {
         assert!(Options::parse(&args(&["release"])).is_err());
+    }
+
+    #[test]
+    fn key_value_flags_are_allowed_by_key() {
+        let opts = Options::parse(&args(&["--out=/tmp/x", "--binary=a=b"])).unwrap();
+        assert!(opts.only(&["--out", "--binary"]).is_ok());
+        assert!(opts.only(&["--out"]).is_err());
+        assert_eq!(opts.value("--out"), Some("/tmp/x"));
+        assert_eq!(opts.value("--binary"), Some("a=b"));
+        assert_eq!(opts.value("--bin"), None);
     }
 
     #[test]

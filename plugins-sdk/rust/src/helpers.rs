@@ -35,8 +35,9 @@ impl Transaction {
         out
     }
 
-    /// A connection-or-transaction note lookup: the transaction's note if
-    /// set, else `None`.
+    /// The transaction's note `key`, or `default` when the note is not set
+    /// (connection notes are not consulted: use
+    /// [`Connection::note`](crate::Connection::note)).
     pub fn note_or(&self, key: &str, default: &str) -> String {
         self.note(key).unwrap_or_else(|| default.to_string())
     }

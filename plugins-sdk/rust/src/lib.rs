@@ -1,4 +1,6 @@
-//! Write [wasmtp](https://example.invalid/wasmtp) SMTP gateway plugins in Rust.
+//! Write plugins for the wasmtp SMTP gateway in Rust (the gateway's README,
+//! `README.md` at the root of the repository or of the `cargo xtask dist`
+//! archive, has the operator's side; `wit/plugin.wit` is the contract).
 //!
 //! A plugin is a WebAssembly component (target `wasm32-wasip2`) that the
 //! gateway calls at protocol events. With this crate you implement the
@@ -43,9 +45,15 @@
 //! `.wasm` file.
 //!
 //! # Model
-//! - One instance of your type exists per SMTP connection (created by
-//!   [`Plugin::init`] at the first hook it wants) and lives until the
-//!   connection closes, so `&mut self` state is per connection.
+//! - An instance of your type is created by [`Plugin::init`] when a
+//!   connection reaches the first hook it wants. With the default
+//!   `instances = "per-connection"` it lives until that connection closes,
+//!   so `&mut self` state is per connection. With `instances = "pooled"` the
+//!   gateway gives the instance back at disconnect and the next connection
+//!   reuses it without calling `init` again: `&mut self` (and any static)
+//!   then carries over from one connection to the next, so reset
+//!   per-connection fields in [`Plugin::connect`] (or keep them in notes).
+//!   Host-side state (the handles, notes, envelope, message) is always fresh.
 //! - [`Plugin::hooks`] says which hooks you implement; the gateway never calls
 //!   the others.
 //! - The [`Connection`] and [`Transaction`] handles are shared by every plugin

@@ -90,7 +90,20 @@ impl Gateway {
     ) -> Self {
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
+        let binary = Path::new(env!("CARGO_BIN_EXE_wasmtp"));
+        Self::spawn(binary, dir, config_path, n, env)
+    }
+
+    /// Starts `binary run --config config_path` in `dir` and waits for `n`
+    /// listeners (a gateway from another build, e.g. the `dist` archive).
+    pub fn spawn(
+        binary: &Path,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        n: usize,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
+        let mut child = Command::new(binary)
             // never the test runner's own service manager
             .env_remove("NOTIFY_SOCKET")
             .envs(env.iter().copied())
