@@ -41,6 +41,7 @@ pub mod notify;
 pub mod plugin;
 pub mod protocol;
 pub mod relay;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -21,6 +21,7 @@ mod core_cli;
 mod core_clients;
 mod core_proxy;
 mod core_reload;
+mod core_reload_live;
 mod core_service;
 mod core_smtp;
 mod delivery_backscatter;
