@@ -234,6 +234,43 @@ mod tests {
         assert!(Arc::strong_count(&cfg) == 1);
     }
 
+    fn write(dir: &Path) -> String {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("c.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.join("k.pem"), ck.signing_key.serialize_pem()).unwrap();
+        fingerprint(ck.cert.der())
+    }
+
+    #[test]
+    fn reload_rotates_changed_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write(dir.path());
+        let cfg = TlsConfig {
+            cert: Some(dir.path().join("c.pem")),
+            key: Some(dir.path().join("k.pem")),
+            self_signed_names: Vec::new(),
+        };
+        let tls = ServerTls::load(&cfg, "mx.test").unwrap();
+        assert_eq!(tls.fingerprint, first);
+        assert!(tls.reload(&cfg, "mx.test").unwrap().is_none());
+        let second = write(dir.path());
+        let new = tls.reload(&cfg, "mx.test").unwrap().unwrap();
+        assert_eq!(new.fingerprint, second);
+        std::fs::write(dir.path().join("c.pem"), "junk").unwrap();
+        let e = format!("{:#}", new.reload(&cfg, "mx.test").unwrap_err());
+        assert!(e.contains("c.pem"), "{e}");
+    }
+
+    #[test]
+    fn self_signed_is_kept_until_its_names_change() {
+        let cfg = TlsConfig::default();
+        let tls = ServerTls::load(&cfg, "mx.test").unwrap();
+        assert!(tls.reload(&cfg, "mx.test").unwrap().is_none());
+        let new = tls.reload(&cfg, "mx2.test").unwrap().unwrap();
+        assert_eq!(new.source, TlsSource::SelfSigned(vec!["mx2.test".into()]));
+        assert_ne!(new.fingerprint, tls.fingerprint);
+    }
+
     #[test]
     fn missing_files_name_the_key() {
         let e = load_pem(

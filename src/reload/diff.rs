@@ -235,8 +235,8 @@ mod tests {
                 "[server]\nhostname = \"mx.test\"\n[[auth.users]]\nusername = \"b\"\npassword_hash = \"h\"\n"
             ),
             [
-                "server.hostname (unset) → \"mx.test\"",
                 "auth.users[0] (unset) → { password_hash = \"(hidden)\", username = \"b\" }",
+                "server.hostname (unset) → \"mx.test\"",
             ]
         );
     }
