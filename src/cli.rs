@@ -3,7 +3,7 @@
 //! ```text
 //! wasmtp run --config PATH [--log-format text|json]
 //! wasmtp check-config --config PATH
-//! wasmtp reload --config PATH     (asks the running gateway to swap its plugins)
+//! wasmtp reload --config PATH     (asks the running gateway to reload its config)
 //! wasmtp hash-password            (password on stdin, PHC string on stdout)
 //! wasmtp queue --config PATH list|show ID|flush|delete ID [--json]
 //! ```
@@ -28,7 +28,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve SMTP as configured until SIGTERM/SIGINT (SIGHUP reloads plugins).
+    /// Serve SMTP as configured until SIGTERM/SIGINT (SIGHUP reloads the config).
     Run {
         /// The config file.
         #[arg(long, short)]
@@ -46,9 +46,10 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Ask the gateway running with this config to reload its plugin chain
-    /// (through its control socket, `[server] control_socket`): prints the
-    /// new chain, or the exact error and exits 1 (the old chain stays).
+    /// Ask the gateway running with this config to reload it (through its
+    /// control socket, `[server] control_socket`): prints each setting
+    /// changed, those needing a restart and the new chain, or the exact
+    /// error and exits 1 (the running config and chain stay).
     Reload {
         /// The config file the gateway runs with.
         #[arg(long, short)]
@@ -165,12 +166,21 @@ fn reload(path: &std::path::Path) -> ExitCode {
         return ExitCode::FAILURE;
     }
     match crate::control::request_reload(socket) {
-        Ok(names) => {
-            println!("ok: plugin chain reloaded ({})", names.join(", "));
+        Ok(report) => {
+            for line in &report.applied {
+                println!("changed: {line}");
+            }
+            for line in &report.restart {
+                println!("needs a restart (not applied): {line}");
+            }
+            if report.applied.is_empty() {
+                println!("no setting changed");
+            }
+            println!("ok: plugin chain reloaded ({})", report.plugins.join(", "));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("wasmtp: reload failed, the running chain stays: {e:#}");
+            eprintln!("wasmtp: reload failed, the running config and chain stay: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -72,6 +72,10 @@ pub struct Config {
     /// Where the config was read from (for reloads and messages); not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
+    /// The file's keys as written, before defaults (what a reload compares
+    /// to log what changed); not a key.
+    #[serde(skip)]
+    pub raw: toml::Table,
 }
 
 /// `[server]`.
@@ -564,6 +568,7 @@ impl Config {
                 message: one_line(e.message()),
             }
         })?;
+        config.raw = toml::from_str(text).unwrap_or_default();
         if config.listeners.is_empty() {
             config.listeners.push(ListenerConfig::default_listener());
         }

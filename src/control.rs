@@ -1,12 +1,14 @@
 //! The local control socket: `wasmtp reload` asks the running gateway to
-//! swap its plugin chain and gets the outcome back on its terminal.
+//! reload its config and gets the outcome back on its terminal.
 //!
 //! A Unix socket at `[server] control_socket` (default `var/wasmtp.sock`,
 //! relative to the config file's directory), created `0600` in a directory
 //! created `0700` when missing, opened by `wasmtp run` only and removed at
 //! shutdown. The protocol is one line each way: the client sends `reload`;
-//! the gateway re-reads its config file as on SIGHUP and answers
-//! `ok <plugin names>` or `error <the error, on one line>`.
+//! the gateway re-reads its config file as on SIGHUP and answers with
+//! what changed, one line each (`applied <change>`, `restart <change>`:
+//! changed but needing a restart), then `ok <plugin names>`; or
+//! `error <the error, on one line>`.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::reload::ReloadReport;
 use crate::server::Reloader;
 
 /// How long the client waits for the answer: compiling a JavaScript or
@@ -91,12 +94,25 @@ async fn answer(stream: UnixStream, reloader: &Reloader) -> std::io::Result<()> 
     read.read_line(&mut line).await?;
     let reply = match line.trim() {
         "reload" => {
-            tracing::info!("control socket: reloading the plugin chain");
+            tracing::info!("control socket: reloading the config");
             match reloader.reload().await {
-                Ok(names) => format!("ok {}\n", names.join(" ")),
+                Ok(report) => {
+                    let mut text = String::new();
+                    for line in &report.applied {
+                        text.push_str(&format!("applied {}\n", one_line(line)));
+                    }
+                    for line in &report.restart {
+                        text.push_str(&format!("restart {}\n", one_line(line)));
+                    }
+                    text.push_str(&format!("ok {}\n", report.plugins.join(" ")));
+                    text
+                }
                 Err(e) => {
                     let text = format!("{e:#}");
-                    tracing::error!(error = %text, "reload failed; the running chain stays");
+                    tracing::error!(
+                        error = %text,
+                        "reload failed; the running config and chain stay"
+                    );
                     format!("error {}\n", one_line(&text))
                 }
             }
@@ -115,9 +131,9 @@ fn one_line(text: &str) -> String {
 }
 
 /// The client side of `wasmtp reload`: asks the gateway listening on
-/// `path` to reload and returns the new chain's plugin names, or the
-/// gateway's error.
-pub fn request_reload(path: &Path) -> anyhow::Result<Vec<String>> {
+/// `path` to reload and returns what changed and the new chain's plugin
+/// names, or the gateway's error.
+pub fn request_reload(path: &Path) -> anyhow::Result<ReloadReport> {
     let mut stream = std::os::unix::net::UnixStream::connect(path).with_context(|| {
         format!(
             "cannot reach the gateway's control socket {} (is `wasmtp run` running with this config?)",
@@ -126,19 +142,29 @@ pub fn request_reload(path: &Path) -> anyhow::Result<Vec<String>> {
     })?;
     stream.set_read_timeout(Some(CLIENT_WAIT))?;
     stream.write_all(b"reload\n")?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .context("reading the gateway's answer")?;
-    let line = line.trim_end();
-    if let Some(names) = line.strip_prefix("ok") {
-        return Ok(names.split_whitespace().map(str::to_string).collect());
-    }
-    match line.strip_prefix("error ") {
-        Some(error) => Err(anyhow::anyhow!("{error}")),
-        None => Err(anyhow::anyhow!(
-            "unexpected answer from the gateway: {line:?}"
-        )),
+    let mut report = ReloadReport::default();
+    let mut reader = BufReader::new(&stream);
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .context("reading the gateway's answer")?;
+        let line = line.trim_end();
+        if let Some(change) = line.strip_prefix("applied ") {
+            report.applied.push(change.to_string());
+        } else if let Some(change) = line.strip_prefix("restart ") {
+            report.restart.push(change.to_string());
+        } else if let Some(names) = line.strip_prefix("ok") {
+            report.plugins = names.split_whitespace().map(str::to_string).collect();
+            return Ok(report);
+        } else if let Some(error) = line.strip_prefix("error ") {
+            return Err(anyhow::anyhow!("{error}"));
+        } else {
+            anyhow::bail!(
+                "unexpected answer from the gateway: {line:?}{}",
+                if n == 0 { " (connection closed)" } else { "" }
+            );
+        }
     }
 }
 

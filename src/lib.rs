@@ -12,7 +12,9 @@
 //!   pool, and store-and-forward (`delivery::queue`: durable spool, retries,
 //!   bounces, queue admin).
 //! - [`config`]: the TOML config, validated, errors with key and line:column.
-//! - [`server`]: listeners, connection caps, graceful shutdown, reload.
+//! - [`server`]: listeners, connection caps, graceful shutdown.
+//! - [`reload`]: whole-config reload (SIGHUP, `wasmtp reload`): what
+//!   changed, what applies live, what needs a restart.
 //! - [`session`]: the per-connection tokio driver around the engine.
 //! - [`shutdown`]: the one-shot signal the listeners and sessions wait on.
 //! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
@@ -41,6 +43,7 @@ pub mod notify;
 pub mod plugin;
 pub mod protocol;
 pub mod relay;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -14,20 +14,23 @@
 //! - Graceful shutdown: when the `shutdown` future completes, stop accepting,
 //!   let sessions finish for `shutdown_grace`, then tell the rest to send
 //!   `421 4.3.2` and close (a session finishes a delivery it started first).
-//! - Reload (SIGHUP in the binary): [`Reloader::reload`] re-reads the config
-//!   file and swaps the plugin chain; sessions keep the chain they started with.
+//! - Reload (SIGHUP in the binary, `wasmtp reload`): [`Reloader::reload`]
+//!   (src/reload/) re-reads the config file and publishes new settings;
+//!   each connection takes the settings (and plugin chain) current at its
+//!   accept and keeps them to its end.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -39,39 +42,53 @@ use crate::ids;
 use crate::plugin::PluginHost;
 use crate::protocol::Reply;
 use crate::protocol::proxy::ProxyHeader;
-use crate::relay::RelayPolicy;
-use crate::session::proxy::ProxyPolicy;
+use crate::reload::{Parts, open_kv_if_granted, plugin_host_config};
 use crate::session::{ListenerInfo, Session, Shared};
 use crate::shutdown::{self, Signal};
+
+pub use crate::reload::Reloader;
 
 /// A bound, not yet serving, server.
 pub struct Server {
     listeners: Vec<Bound>,
-    shared: Arc<Shared>,
+    /// The settings new connections get (a reload replaces them).
+    live: Arc<ArcSwap<Shared>>,
     limits: Limits,
-    grace: Duration,
-    origin: Option<PathBuf>,
+    reloader: Reloader,
 }
 
 struct Bound {
     tcp: TcpListener,
     addr: SocketAddr,
-    info: Arc<ListenerInfo>,
+    /// Index of the `[[listeners]]` entry (into [`Shared::listeners`]).
+    index: usize,
+    mode: ListenerMode,
 }
 
-/// Connection caps shared by every accept loop.
+/// Connection counts shared by every accept loop; the caps are those of
+/// the settings current at each accept.
 #[derive(Clone)]
 struct Limits {
-    global: Arc<Semaphore>,
+    active: Arc<AtomicUsize>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    max_per_ip: usize,
     /// IPv6 clients are counted per network of this prefix length.
     v6_prefix: u8,
 }
 
+/// One of `max_connections`, given back on drop.
+struct Permit {
+    active: Arc<AtomicUsize>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Held by a session for its lifetime: a global permit and an IP slot.
 struct Admission {
-    _permit: OwnedSemaphorePermit,
+    _permit: Permit,
     _slot: IpSlot,
 }
 
@@ -93,17 +110,26 @@ impl Drop for IpSlot {
 }
 
 impl Limits {
-    /// A global permit, taken at accept (before a PROXY header is read).
-    fn permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.global.clone().try_acquire_owned().ok()
+    /// One of `max` global permits, taken at accept (before a PROXY
+    /// header is read).
+    fn permit(&self, max: usize) -> Option<Permit> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Permit {
+            active: self.active.clone(),
+        })
     }
 
-    /// A slot for client `ip` (the one a PROXY header names, if any).
-    fn admit(&self, permit: OwnedSemaphorePermit, ip: IpAddr) -> Option<Admission> {
+    /// One of `max_per_ip` slots for client `ip` (the one a PROXY header
+    /// names, if any).
+    fn admit(&self, permit: Permit, ip: IpAddr, max_per_ip: usize) -> Option<Admission> {
         let ip = crate::session::throttle::client_key(ip, self.v6_prefix);
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= max_per_ip {
             return None;
         }
         *n += 1;
@@ -115,58 +141,6 @@ impl Limits {
             },
         })
     }
-}
-
-/// Re-reads the config file and swaps the plugin chain (SIGHUP).
-#[derive(Clone)]
-pub struct Reloader {
-    shared: Arc<Shared>,
-    origin: Option<PathBuf>,
-}
-
-impl Reloader {
-    /// Loads the plugin chain of the config file anew and swaps it in, and
-    /// returns the new chain's plugin names. On any error the running chain
-    /// stays and the error is returned. Only the plugin sections take
-    /// effect; other changes need a restart.
-    pub async fn reload(&self) -> anyhow::Result<Vec<String>> {
-        let path = self
-            .origin
-            .as_ref()
-            .context("the config was not loaded from a file: nothing to reload")?;
-        let config = Config::load(path)?;
-        // A bucket granted for the first time by this reload: open the store
-        // now (of the reloaded `[kv]`, since none was opened before).
-        open_kv_if_granted(&config, self.shared.plugins.services()).await?;
-        // Same engine, instance pool and compiled-component cache: only the
-        // chain is swapped (in-flight sessions finish on the old one).
-        // Logs "plugin chain reloaded" (once) when it succeeds.
-        self.shared.plugins.reload(&config.plugins).await?;
-        Ok(self.shared.plugins.plugin_names())
-    }
-}
-
-/// Opens the `[kv]` store and hands it to the plugin host's services when a
-/// plugin of `config` is granted a bucket and no store is open yet. The
-/// store then stays open for the life of the process: SIGHUP swaps
-/// plugins, not state, and a `[kv]` changed later needs a restart.
-async fn open_kv_if_granted(
-    config: &Config,
-    services: &crate::plugin::HostServices,
-) -> anyhow::Result<()> {
-    let wants_kv = config
-        .plugins
-        .iter()
-        .any(|p| p.grants().is_ok_and(|g| !g.kv.is_empty()));
-    if !wants_kv || services.has_kv() {
-        return Ok(());
-    }
-    let store = crate::kv::KvStore::open(&config.kv)
-        .await
-        .context("opening the [kv] store")?;
-    tracing::info!(backend = ?config.kv.backend, "kv store open");
-    services.set_kv(Arc::new(store));
-    Ok(())
 }
 
 /// Hands every store-and-forward outcome to the plugins that want the
@@ -191,48 +165,37 @@ async fn forward_delivery_reports(
 impl Server {
     /// Prepares TLS, delivery and plugins and binds every listener.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let tls = crate::tls::server_config(&config.tls, &config.server.hostname)?;
+        let tls = crate::tls::ServerTls::load(&config.tls, &config.server.hostname)?;
         let deliverer = Deliverer::with_hostname(&config.delivery, &config.server.hostname)
             .await
             .context("setting up delivery")?;
-        let mut plugin_host = config.plugin_host.clone();
-        if plugin_host.max_connections == 0 {
-            plugin_host.max_connections =
-                u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
-        }
         let services = crate::plugin::HostServices::new(&config.dns);
         open_kv_if_granted(&config, &services).await?;
-        let plugins = PluginHost::load_with(&plugin_host, &config.plugins, services)
-            .await
-            .context("loading plugins")?;
+        let plugins =
+            PluginHost::load_with(&plugin_host_config(&config), &config.plugins, services)
+                .await
+                .context("loading plugins")?;
         if let Some(reports) = deliverer.subscribe_reports() {
             tokio::spawn(forward_delivery_reports(reports, plugins.clone()));
         }
-        let shared = Arc::new(Shared {
-            hostname: config.server.hostname.clone(),
-            timeouts: config.timeouts.clone(),
-            relay: RelayPolicy::new(&config.relay).with_postmaster(&config.postmaster()),
-            auth_throttle: crate::session::throttle::AuthThrottle::new(
+        let parts = Parts {
+            deliverer: Arc::new(deliverer),
+            plugins,
+            metrics: crate::metrics::SessionMetrics::new(),
+            auth_throttle: Arc::new(crate::session::throttle::AuthThrottle::new(
                 config.auth.max_failures_per_ip,
                 config.auth.failure_window,
                 config.auth.failure_delay,
                 config.server.ipv6_prefix_per_ip,
-            ),
+            )),
+            memory_budget: crate::session::budget::MemoryBudget::new(config.limits.memory_budget),
+            tls,
             users: Users::new(&config.auth),
             dns: ReverseDns::new(&config.dns),
-            deliverer,
-            plugins,
-            tls: tokio_rustls::TlsAcceptor::from(tls),
-            metrics: crate::metrics::SessionMetrics::new(),
-            header_limits: crate::message::HeaderLimits {
-                max_fields: config.limits.max_header_fields,
-                max_bytes: usize::try_from(config.limits.max_header_bytes).unwrap_or(usize::MAX),
-            },
-            memory_budget: crate::session::budget::MemoryBudget::new(config.limits.memory_budget),
-            plugin_limits: crate::context::PluginLimits::default(),
-        });
+        };
+        let shared = crate::reload::shared(&config, &config.listeners, parts);
         let mut listeners = Vec::new();
-        for l in &config.listeners {
+        for (index, l) in config.listeners.iter().enumerate() {
             let tcp = TcpListener::bind(l.address)
                 .await
                 .with_context(|| format!("binding {} listener {}", l.mode, l.address))?;
@@ -245,41 +208,32 @@ impl Server {
             listeners.push(Bound {
                 tcp,
                 addr,
-                info: Arc::new(ListenerInfo {
-                    mode: l.mode,
-                    engine: Arc::new(config.engine_config(l)),
-                    proxy: l.proxy_protocol.then(|| ProxyPolicy::new(&l.proxy_trusted)),
-                }),
+                index,
+                mode: l.mode,
             });
         }
+        let live = Arc::new(ArcSwap::from_pointee(shared));
+        let limits = Limits {
+            active: Arc::new(AtomicUsize::new(0)),
+            per_ip: Arc::new(Mutex::new(HashMap::new())),
+            v6_prefix: config.server.ipv6_prefix_per_ip,
+        };
         Ok(Self {
             listeners,
-            shared,
-            limits: Limits {
-                global: Arc::new(Semaphore::new(config.server.max_connections)),
-                per_ip: Arc::new(Mutex::new(HashMap::new())),
-                max_per_ip: config.server.max_connections_per_ip,
-                v6_prefix: config.server.ipv6_prefix_per_ip,
-            },
-            grace: config.server.shutdown_grace,
-            origin: config.origin.clone(),
+            reloader: Reloader::new(live.clone(), config),
+            live,
+            limits,
         })
     }
 
     /// The bound addresses (useful with port 0), in config order.
     pub fn local_addrs(&self) -> Vec<(ListenerMode, SocketAddr)> {
-        self.listeners
-            .iter()
-            .map(|l| (l.info.mode, l.addr))
-            .collect()
+        self.listeners.iter().map(|l| (l.mode, l.addr)).collect()
     }
 
-    /// A handle to reload the plugin chain while serving.
+    /// A handle to reload the config while serving.
     pub fn reloader(&self) -> Reloader {
-        Reloader {
-            shared: self.shared.clone(),
-            origin: self.origin.clone(),
-        }
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
@@ -291,7 +245,7 @@ impl Server {
         for bound in self.listeners {
             accepting.spawn(accept_loop(
                 bound,
-                self.shared.clone(),
+                self.live.clone(),
                 self.limits.clone(),
                 stop_rx.clone(),
                 force_rx.clone(),
@@ -305,7 +259,8 @@ impl Server {
         stop_tx.fire();
         while accepting.join_next().await.is_some() {}
 
-        if tokio::time::timeout(self.grace, done_rx.recv())
+        let shared = self.live.load_full();
+        if tokio::time::timeout(shared.shutdown_grace, done_rx.recv())
             .await
             .is_err()
         {
@@ -318,7 +273,7 @@ impl Server {
                 tracing::warn!("sessions still busy after the grace period; leaving");
             }
         }
-        self.shared.deliverer.close().await;
+        shared.deliverer.close().await;
         tracing::info!("shut down");
         Ok(())
     }
@@ -330,7 +285,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 }
 
 /// As [`run`], with the process signals: SIGTERM/SIGINT shut down
-/// gracefully, SIGHUP reloads the plugin chain; systemd is told of each
+/// gracefully, SIGHUP reloads the config; systemd is told of each
 /// ([`crate::notify`]: `READY=1` once serving). This is `wasmtp run`: it
 /// also opens the `[metrics]` endpoint (once per process), before the
 /// plugin chain loads so the chain's metric handles are live.
@@ -361,12 +316,12 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the plugin chain");
+            tracing::info!("SIGHUP: reloading the config");
             crate::notify::notify(crate::notify::RELOADING);
             if let Err(e) = reloader.reload().await.map(drop) {
                 tracing::error!(
                     error = format!("{e:#}"),
-                    "reload failed; the running chain stays"
+                    "reload failed; the running config and chain stay"
                 );
             }
             crate::notify::notify(crate::notify::READY);
@@ -387,7 +342,7 @@ pub async fn run_with_signals(config: Config) -> anyhow::Result<()> {
 
 async fn accept_loop(
     bound: Bound,
-    shared: Arc<Shared>,
+    live: Arc<ArcSwap<Shared>>,
     limits: Limits,
     stop: Signal,
     force: Signal,
@@ -419,13 +374,18 @@ async fn accept_loop(
             }
         };
         let local = tcp.local_addr().unwrap_or(bound.addr);
-        if let Some(policy) = &bound.info.proxy
+        // The settings of this connection, to its end.
+        let shared = live.load_full();
+        let Some(info) = shared.listeners.get(bound.index).cloned() else {
+            continue;
+        };
+        if let Some(policy) = &info.proxy
             && !policy.trusts(remote.ip())
         {
             tracing::info!(%remote, "connection closed: not a trusted PROXY protocol source");
             continue;
         }
-        let Some(permit) = limits.permit() else {
+        let Some(permit) = limits.permit(shared.max_connections) else {
             tracing::info!(%remote, "connection refused: too many connections");
             refuse(
                 tcp,
@@ -439,13 +399,13 @@ async fn accept_loop(
             local,
             permit,
         };
-        if bound.info.proxy.is_none() {
-            start_session(accepted, None, &shared, &bound.info, &limits, &force, &done);
+        if info.proxy.is_none() {
+            start_session(accepted, None, &shared, &info, &limits, &force, &done);
             continue;
         }
         // The header is read in a task of its own, so a slow load balancer
         // does not hold up the accept loop; `done` keeps shutdown waiting.
-        let (shared, info, limits) = (shared.clone(), bound.info.clone(), limits.clone());
+        let limits = limits.clone();
         let (force, done) = (force.clone(), done.clone());
         tokio::spawn(async move {
             let mut accepted = accepted;
@@ -478,7 +438,7 @@ struct Accepted {
     /// The socket's peer (the load balancer behind PROXY protocol).
     peer: SocketAddr,
     local: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 /// Admits the client (per-IP cap, on the address of the PROXY `header`
@@ -502,7 +462,7 @@ fn start_session(
         Some(h) => h.addresses(peer, local),
         None => (peer, local),
     };
-    let Some(admission) = limits.admit(permit, remote.ip()) else {
+    let Some(admission) = limits.admit(permit, remote.ip(), shared.max_connections_per_ip) else {
         tracing::info!(%remote, "connection refused: too many connections");
         refuse(
             tcp,

@@ -28,7 +28,7 @@ use super::host_session::SessionHost;
 use super::instance::{Component, start};
 use super::metrics::PluginMetrics;
 use super::pool::{IdleBudget, InstancePool};
-use super::sandbox::{PluginInfo, StoreData};
+use super::sandbox::{PluginInfo, StoreData, Ticker};
 use super::services::{HostServices, SessionBudget};
 
 /// A wasmtime error as an `anyhow` one, keeping its cause chain.
@@ -73,6 +73,79 @@ pub(crate) struct Chain {
     pub plugins: Vec<Arc<LoadedPlugin>>,
     /// Union of every plugin's wanted hooks.
     pub wanted: HooksWanted,
+    /// The engine the chain was loaded into, with its services and epoch
+    /// ticker: the chain's sessions run on it, and it lives (ticking) as
+    /// long as they do, even after a reload moved to a new engine.
+    pub runtime: Option<Runtime>,
+}
+
+/// An engine, the services its plugins use and the ticker driving its
+/// epoch (a chain's sessions keep all three alive).
+#[derive(Clone, Debug)]
+pub(crate) struct Runtime {
+    /// The engine (and its instance pool).
+    pub engine: Engine,
+    /// DNS and key-value services for granted plugins.
+    pub services: HostServices,
+    /// Advances `engine`'s epoch while any holder lives (only held).
+    pub _ticker: Arc<Ticker>,
+}
+
+/// What an engine's instance pool was sized for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizing {
+    /// Plugin instances one connection may hold (chain length, at least 4).
+    pub per_connection: u32,
+    /// Connections served at once.
+    pub connections: u32,
+    /// Instance slots in all (connections × per connection, idle, headroom).
+    pub instances: u32,
+    /// Guest calls at once (fiber stacks).
+    pub calls: u32,
+    /// Idle warm instances kept across every pool.
+    pub idle: u32,
+}
+
+impl Sizing {
+    /// The sizing `plugins` need under `host`.
+    pub(crate) fn of(host: &PluginHostConfig, plugins: &[PluginConfig]) -> Self {
+        let per_connection = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
+        let connections = match host.max_connections {
+            0 => 256,
+            n => n,
+        };
+        // Idle warm instances of pooled plugins hold slots too: reserve
+        // them on top of what the connections need.
+        let idle = match host.max_idle_instances {
+            0 => plugins
+                .iter()
+                .map(|p| p.idle_instances())
+                .fold(0u32, u32::saturating_add)
+                .saturating_mul(2)
+                .max(32),
+            n => n,
+        };
+        let instances = connections
+            .saturating_mul(per_connection)
+            .saturating_add(32)
+            .saturating_add(idle);
+        Self {
+            per_connection,
+            connections,
+            instances,
+            calls: connections.saturating_add(32),
+            idle,
+        }
+    }
+
+    /// Whether an engine sized `self` can serve what `need` asks for.
+    pub(crate) fn covers(&self, need: &Sizing) -> bool {
+        need.per_connection <= self.per_connection
+            && need.connections <= self.connections
+            && need.instances <= self.instances
+            && need.calls <= self.calls
+            && need.idle <= self.idle
+    }
 }
 
 impl Chain {
@@ -97,6 +170,10 @@ pub(crate) struct Loader {
     pub budget: Arc<IdleBudget>,
     /// DNS and key-value services for granted plugins.
     pub services: HostServices,
+    /// Advances the engine's epoch (shared with every loader on this engine).
+    pub ticker: Arc<Ticker>,
+    /// What the engine's instance pool was sized for.
+    pub sizing: Sizing,
 }
 
 /// The linker every plugin is instantiated with: WASI (granting nothing
@@ -130,7 +207,14 @@ impl Loader {
     /// Then evicts cached artefacts past `cache_max_size` (never this
     /// chain's).
     pub(super) async fn chain(&self, plugins: &[PluginConfig]) -> anyhow::Result<Chain> {
-        let mut chain = Chain::default();
+        let mut chain = Chain {
+            runtime: Some(Runtime {
+                engine: self.engine.clone(),
+                services: self.services.clone(),
+                _ticker: self.ticker.clone(),
+            }),
+            ..Chain::default()
+        };
         let mut digests = Vec::new();
         for (i, p) in plugins.iter().enumerate() {
             if plugins[..i].iter().any(|q| q.name == p.name) {

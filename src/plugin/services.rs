@@ -42,6 +42,16 @@ impl HostServices {
         }
     }
 
+    /// These services with the DNS of `dns` instead (a reload that changed
+    /// `[dns]`); the key-value backend is shared, not reopened.
+    pub fn with_dns(&self, dns: &DnsConfig) -> Self {
+        Self {
+            dns: Lookups::new(dns).map(Arc::new),
+            dns_budget: dns.max_queries_per_session,
+            kv: self.kv.clone(),
+        }
+    }
+
     /// The same services with a key-value backend.
     pub fn with_kv(self, kv: Arc<dyn KvBackend>) -> Self {
         self.set_kv(kv);

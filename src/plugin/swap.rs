@@ -13,7 +13,7 @@ use wasmtime::Engine;
 use super::cache::Cache;
 use super::chain::PluginSession;
 use super::config::{PluginConfig, PluginHostConfig};
-use super::loader::{Chain, Loader, linker};
+use super::loader::{Chain, Loader, Sizing, linker};
 use super::pool::IdleBudget;
 use super::sandbox::{Ticker, engine};
 use super::services::HostServices;
@@ -33,14 +33,42 @@ pub struct PluginProblem {
 pub struct PluginHost {
     /// The chain new connections get.
     chain: ArcSwap<Chain>,
-    /// Engine, linker, cache and settings.
-    loader: Loader,
+    /// Engine, linker, cache and settings of the current chain: replaced
+    /// by a reload (a new engine when the new chain needs a larger pool).
+    loader: ArcSwap<Loader>,
     /// The `[[plugins]]` of the current chain (what the watcher reloads).
     current: Mutex<Vec<PluginConfig>>,
     /// Serializes reloads.
     reloading: tokio::sync::Mutex<()>,
-    /// Drives the epoch while the host lives.
-    _ticker: Ticker,
+}
+
+/// A chain loaded and checked by [`PluginHost::prepare`], not yet serving.
+pub struct PreparedChain {
+    chain: Chain,
+    loader: Arc<Loader>,
+    plugins: Vec<PluginConfig>,
+    /// The old and new pool sizing when a new engine was built.
+    resized: Option<(Sizing, Sizing)>,
+}
+
+impl PreparedChain {
+    /// When the chain needed a larger instance pool than the running
+    /// engine has (a longer chain, more connections, more idle instances,
+    /// or a changed `[plugin_host] max_memory_mb`, `pooling`,
+    /// `epoch_tick_ms`): a one-line summary of the old and new sizing.
+    pub fn resized(&self) -> Option<String> {
+        self.resized.map(|(old, new)| {
+            format!(
+                "plugin engine rebuilt: {} connections × {} instances ({} slots) → {} × {} ({} slots); sessions in progress finish on the old engine",
+                old.connections,
+                old.per_connection,
+                old.instances,
+                new.connections,
+                new.per_connection,
+                new.instances
+            )
+        })
+    }
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -69,14 +97,13 @@ impl PluginHost {
         plugins: &[PluginConfig],
         services: HostServices,
     ) -> anyhow::Result<Arc<Self>> {
-        let (loader, ticker) = build_loader(host, plugins, services)?;
+        let loader = build_loader(host, plugins, services)?;
         let chain = loader.chain(plugins).await?;
         let me = Arc::new(Self {
             chain: ArcSwap::from_pointee(chain),
-            loader,
+            loader: ArcSwap::from_pointee(loader),
             current: Mutex::new(plugins.to_vec()),
             reloading: tokio::sync::Mutex::new(()),
-            _ticker: ticker,
         });
         if host.watch && !plugins.is_empty() {
             spawn_watcher(
@@ -96,7 +123,7 @@ impl PluginHost {
         plugins: &[PluginConfig],
         services: HostServices,
     ) -> anyhow::Result<Vec<PluginProblem>> {
-        let (loader, _ticker) = build_loader(host, plugins, services)?;
+        let loader = build_loader(host, plugins, services)?;
         let failures = loader.check(plugins).await;
         Ok(failures
             .into_iter()
@@ -114,11 +141,90 @@ impl PluginHost {
     /// A per-connection view of the current chain (call it at accept: the
     /// connection keeps this chain even if a reload happens meanwhile).
     pub fn session(self: &Arc<Self>) -> PluginSession {
-        PluginSession::new(
-            self.chain.load_full(),
-            self.loader.engine.clone(),
-            self.loader.services.clone(),
-        )
+        let chain = self.chain.load_full();
+        let (engine, services) = match &chain.runtime {
+            Some(rt) => (rt.engine.clone(), rt.services.clone()),
+            None => {
+                let loader = self.loader.load();
+                (loader.engine.clone(), loader.services.clone())
+            }
+        };
+        PluginSession::new(chain, engine, services)
+    }
+
+    /// Loads and checks `plugins` under `host` with `services`, without
+    /// touching the running chain ([`PluginHost::commit`] swaps it in).
+    /// The running engine is reused when its instance pool is large
+    /// enough for the new chain and `host` keeps its engine settings;
+    /// otherwise a new engine is built for the new chain, and sessions in
+    /// progress finish on the old one (freed when the last ends).
+    pub async fn prepare(
+        &self,
+        host: &PluginHostConfig,
+        plugins: &[PluginConfig],
+        services: HostServices,
+    ) -> anyhow::Result<PreparedChain> {
+        let old = self.loader.load_full();
+        let need = Sizing::of(host, plugins);
+        let same_engine = old.cfg.max_memory_mb == host.max_memory_mb
+            && old.cfg.pooling == host.pooling
+            && old.cfg.epoch_tick_ms == host.epoch_tick_ms
+            && old.sizing.covers(&need);
+        let (loader, resized) = if same_engine {
+            let cache = match old.cfg.cache_dir == host.cache_dir {
+                true => old.cache.clone(),
+                false => Arc::new(Cache::new(&old.engine, &host.cache_dir)),
+            };
+            let loader = Loader {
+                linker: linker(&old.engine)?,
+                cache,
+                engine: old.engine.clone(),
+                cfg: host.clone(),
+                budget: old.budget.clone(),
+                services,
+                ticker: old.ticker.clone(),
+                sizing: old.sizing,
+            };
+            (loader, None)
+        } else {
+            let loader = build_loader(host, plugins, services)?;
+            let sizes = (old.sizing, loader.sizing);
+            (loader, Some(sizes))
+        };
+        let chain = loader.chain(plugins).await?;
+        Ok(PreparedChain {
+            chain,
+            loader: Arc::new(loader),
+            plugins: plugins.to_vec(),
+            resized,
+        })
+    }
+
+    /// Swaps in a chain made by [`PluginHost::prepare`]: new connections
+    /// get it, connections in flight finish on the old one.
+    pub async fn commit(&self, prepared: PreparedChain) {
+        let _one_at_a_time = self.reloading.lock().await;
+        self.swap_in(prepared);
+    }
+
+    fn swap_in(&self, prepared: PreparedChain) {
+        if let Some(line) = prepared.resized() {
+            tracing::info!("{line}");
+        }
+        self.loader.store(prepared.loader);
+        let old = self.chain.swap(Arc::new(prepared.chain));
+        // Connections still on the old chain finish on fresh instances
+        // where needed; its warm ones are dropped now, never handed over.
+        old.close_pools();
+        if let Ok(mut cur) = self.current.lock() {
+            *cur = prepared.plugins;
+        }
+        tracing::info!(plugins = ?self.plugin_names(), "plugin chain reloaded");
+    }
+
+    /// The `[plugin_host]` settings of the running engine.
+    pub fn host_config(&self) -> PluginHostConfig {
+        self.loader.load().cfg.clone()
     }
 
     /// Replaces the chain (SIGHUP, file watcher): loads and validates every
@@ -127,28 +233,25 @@ impl PluginHost {
     /// flight finish on the old one.
     pub async fn reload(&self, plugins: &[PluginConfig]) -> anyhow::Result<()> {
         let _one_at_a_time = self.reloading.lock().await;
-        let chain = match self.loader.chain(plugins).await {
-            Ok(c) => c,
+        let (host, services) = {
+            let loader = self.loader.load();
+            (loader.cfg.clone(), loader.services.clone())
+        };
+        let prepared = match self.prepare(&host, plugins, services).await {
+            Ok(p) => p,
             Err(e) => {
                 tracing::error!("plugin reload refused, keeping the current chain: {e:#}");
                 return Err(e);
             }
         };
-        let old = self.chain.swap(Arc::new(chain));
-        // Connections still on the old chain finish on fresh instances
-        // where needed; its warm ones are dropped now, never handed over.
-        old.close_pools();
-        if let Ok(mut cur) = self.current.lock() {
-            *cur = plugins.to_vec();
-        }
-        tracing::info!(plugins = ?self.plugin_names(), "plugin chain reloaded");
+        self.swap_in(prepared);
         Ok(())
     }
 
     /// The host services every session of this host uses (the key-value
     /// backend can be set here when a reload first grants a bucket).
-    pub fn services(&self) -> &HostServices {
-        &self.loader.services
+    pub fn services(&self) -> HostServices {
+        self.loader.load().services.clone()
     }
 
     /// Reloads the current `[[plugins]]` from their files.
@@ -186,48 +289,30 @@ impl PluginHost {
     }
 }
 
-/// The engine (sized for the config), the epoch ticker and a loader.
+/// A loader on a new engine sized for `plugins` under `host`, with its
+/// epoch ticker.
 fn build_loader(
     host: &PluginHostConfig,
     plugins: &[PluginConfig],
     services: HostServices,
-) -> anyhow::Result<(Loader, Ticker)> {
-    let per_conn = u32::try_from(plugins.len()).unwrap_or(u32::MAX).max(4);
-    let connections = match host.max_connections {
-        0 => 256,
-        n => n,
-    };
-    // Idle warm instances of pooled plugins hold slots too: reserve
-    // them on top of what the connections need.
-    let idle = match host.max_idle_instances {
-        0 => plugins
-            .iter()
-            .map(|p| p.idle_instances())
-            .fold(0u32, u32::saturating_add)
-            .saturating_mul(2)
-            .max(32),
-        n => n,
-    };
-    let instances = connections
-        .saturating_mul(per_conn)
-        .saturating_add(32)
-        .saturating_add(idle);
-    let calls = connections.saturating_add(32);
-    let engine: Engine = engine(host, instances, calls)?;
+) -> anyhow::Result<Loader> {
+    let sizing = Sizing::of(host, plugins);
+    let engine: Engine = engine(host, sizing.instances, sizing.calls)?;
     // Before loading: a plugin spinning in `init` must hit its budget.
     let ticker = Ticker::start(
         engine.clone(),
         Duration::from_millis(host.epoch_tick_ms.max(1)),
     )?;
-    let loader = Loader {
+    Ok(Loader {
         linker: linker(&engine)?,
         cache: Arc::new(Cache::new(&engine, &host.cache_dir)),
         engine,
         cfg: host.clone(),
-        budget: Arc::new(IdleBudget::new(idle as usize)),
+        budget: Arc::new(IdleBudget::new(sizing.idle as usize)),
         services,
-    };
-    Ok((loader, ticker))
+        ticker: Arc::new(ticker),
+        sizing,
+    })
 }
 
 /// Polls the plugin files' modification times and reloads on a change.

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The octets of message data all sessions may hold at once.
 #[derive(Debug)]
 pub struct MemoryBudget {
-    /// The budget (0: unlimited).
-    limit: u64,
+    /// The budget (0: unlimited); a reload may change it.
+    limit: AtomicU64,
     /// Octets reserved now.
     used: AtomicU64,
 }
@@ -37,14 +37,21 @@ impl MemoryBudget {
     /// A budget of `limit` octets (0: unlimited).
     pub fn new(limit: u64) -> Arc<Self> {
         Arc::new(Self {
-            limit,
+            limit: AtomicU64::new(limit),
             used: AtomicU64::new(0),
         })
     }
 
+    /// Changes the budget (a reload): reservations held stay, and new ones
+    /// are checked against the new limit.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Release);
+    }
+
     /// Reserves `octets`, or `None` when they do not fit.
     pub fn reserve(self: &Arc<Self>, octets: u64) -> Option<Reservation> {
-        if self.limit == 0 {
+        let limit = self.limit.load(Ordering::Acquire);
+        if limit == 0 {
             return Some(Reservation {
                 budget: self.clone(),
                 octets: 0,
@@ -52,7 +59,7 @@ impl MemoryBudget {
         }
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(octets).filter(|&n| n <= self.limit)
+                used.checked_add(octets).filter(|&n| n <= limit)
             })
             .ok()?;
         Some(Reservation {

@@ -31,7 +31,6 @@ use crate::shutdown::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Users;
 use crate::config::{ListenerMode, TimeoutsConfig};
@@ -48,7 +47,10 @@ pub use stream::Stream;
 
 use budget::{MemoryBudget, Reservation};
 
-/// What every session of the server shares.
+/// What every session of the server shares: the settings of the config
+/// last (re)loaded and the services they run on. The server publishes one
+/// `Shared` at a time (a reload builds the next); a session keeps the one
+/// current at its accept until it ends.
 pub struct Shared {
     /// Our host name (greeting, Received, 421 texts).
     pub hostname: String,
@@ -59,16 +61,16 @@ pub struct Shared {
     /// Users for AUTH when no plugin decides.
     pub users: Users,
     /// AUTH failures per client address across sessions.
-    pub auth_throttle: throttle::AuthThrottle,
+    pub auth_throttle: Arc<throttle::AuthThrottle>,
     /// Reverse DNS (disabled without a configured resolver).
     pub dns: ReverseDns,
     /// Where accepted messages go.
-    pub deliverer: Deliverer,
+    pub deliverer: Arc<Deliverer>,
     /// The plugin host; reload swaps its chain, and each session keeps the
     /// chain it took at accept.
     pub plugins: Arc<PluginHost>,
     /// TLS for STARTTLS and smtps.
-    pub tls: TlsAcceptor,
+    pub tls: crate::tls::ServerTls,
     /// Connection and message counters; `None` when `[metrics]` is off.
     pub metrics: Option<SessionMetrics>,
     /// Bounds on a received header section (`[limits]`).
@@ -77,6 +79,14 @@ pub struct Shared {
     pub memory_budget: Arc<MemoryBudget>,
     /// What plugins may make the host hold per session.
     pub plugin_limits: PluginLimits,
+    /// Each `[[listeners]]` entry's settings, in config order.
+    pub listeners: Vec<Arc<ListenerInfo>>,
+    /// `[server] max_connections`.
+    pub max_connections: usize,
+    /// `[server] max_connections_per_ip`.
+    pub max_connections_per_ip: usize,
+    /// `[server] shutdown_grace`.
+    pub shutdown_grace: Duration,
 }
 
 /// What a session knows about the listener it came in on.
@@ -289,7 +299,7 @@ impl Session {
         let deadline = self
             .session_deadline
             .min(Instant::now() + self.shared.timeouts.tls_handshake);
-        match tokio::time::timeout_at(deadline, self.shared.tls.accept(tcp)).await {
+        match tokio::time::timeout_at(deadline, self.shared.tls.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
                 self.stream = Stream::Tls(Box::new(tls));
                 let info = self.stream.tls_info();

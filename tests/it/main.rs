@@ -22,6 +22,7 @@ mod core_clients;
 mod core_dist;
 mod core_proxy;
 mod core_reload;
+mod core_reload_live;
 mod core_service;
 mod core_smtp;
 mod delivery_backscatter;
