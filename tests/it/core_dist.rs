@@ -142,7 +142,10 @@ fn the_unpacked_tree_serves_mail_with_the_shipped_chain() {
         !code.clone().any(|l| l.contains("../target")),
         "the config points out of the tree"
     );
-    assert!(code.clone().any(|l| l.contains("\"../plugins/helo-check.wasm\"")));
+    assert!(
+        code.clone()
+            .any(|l| l.contains("\"../plugins/helo-check.wasm\""))
+    );
     let mut moved = text.clone();
     for port in ["2525", "5870", "4650"] {
         let addr = format!("\"127.0.0.1:{port}\"");
