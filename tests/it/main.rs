@@ -19,6 +19,7 @@ mod plugin_support;
 
 mod core_cli;
 mod core_clients;
+mod core_haproxy;
 mod core_proxy;
 mod core_reload;
 mod core_service;
@@ -31,6 +32,7 @@ mod hardening_proto;
 mod host_async;
 mod host_services;
 mod kv_backends;
+mod kv_cluster;
 mod kv_gateway;
 mod lang_c;
 mod lang_chain;

@@ -148,6 +148,20 @@ const OPTIONAL_TEST_TOOLS: &[(&str, Tool)] = &[
             }),
         },
     ),
+    // The load balancer of the scale-out test (tests/it/core_haproxy.rs):
+    // PROXY protocol v2 and SMTP health checks in front of two gateways.
+    (
+        "haproxy",
+        Tool {
+            program: "/usr/sbin/haproxy",
+            packages: &["haproxy"],
+            check: Some(Check {
+                args: &["-vv"],
+                expect: "HAProxy version",
+                what: "HAProxy",
+            }),
+        },
+    ),
     // SpamAssassin's daemon for the spam-scanner plugin's tests, which run
     // it as `spamd --local` on loopback. Only Depends are installed (spamc,
     // sa-compile, SPF/DMARC modules are Recommends the offline scan does
