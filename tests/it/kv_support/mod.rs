@@ -290,6 +290,7 @@ impl Cluster {
             ::redis::Value::SimpleString(s) => s,
             ::redis::Value::VerbatimString { text, .. } => text,
             ::redis::Value::Int(i) => i.to_string(),
+            ::redis::Value::Okay => "OK".into(),
             other => format!("{other:?}"),
         })
     }
@@ -357,19 +358,12 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no master serves slot {slot}"))
     }
 
-    /// The port of a replica of the master on `port`.
-    pub fn replica_of(&self, port: u16) -> u16 {
+    /// The port of a replica of the master on `port`, as a live node
+    /// sees the cluster now.
+    pub fn replica_of(&self, port: u16) -> Option<u16> {
         let topology = self.topology();
-        let id = topology
-            .iter()
-            .find(|t| t.0 == port)
-            .map(|t| t.1.clone())
-            .unwrap();
-        topology
-            .into_iter()
-            .find(|t| t.3 == id)
-            .map(|t| t.0)
-            .unwrap_or_else(|| panic!("no replica of {port}"))
+        let id = topology.iter().find(|t| t.0 == port).map(|t| t.1.clone())?;
+        topology.into_iter().find(|t| t.3 == id).map(|t| t.0)
     }
 
     /// Waits (hang guard) until the node on `port` is a master and every
