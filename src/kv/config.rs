@@ -69,7 +69,8 @@ pub struct KvConfig {
     /// client learns the rest of the cluster from them and follows its
     /// slot moves and failovers.
     pub cluster: Option<Vec<String>>,
-    /// Redis: how many multiplexed connections calls are spread over.
+    /// Redis: how many multiplexed connections calls are spread over (with
+    /// `cluster`: cluster connections, each with one connection per node).
     pub pool_size: usize,
     /// Redis: prepended to every key (no `{` or `}`: the bucket is the hash tag).
     pub key_prefix: String,

@@ -118,7 +118,7 @@ const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 400;
 enum Pool {
     Single(Vec<ConnectionManager>),
     Cluster {
-        client: ClusterClient,
+        client: Box<ClusterClient>,
         conns: Vec<OnceCell<ClusterConnection>>,
     },
 }
@@ -174,7 +174,7 @@ impl RedisStore {
                     .build()
                     .map_err(unavailable)?;
                 Pool::Cluster {
-                    client,
+                    client: Box::new(client),
                     conns: (0..size).map(|_| OnceCell::new()).collect(),
                 }
             }

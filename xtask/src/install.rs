@@ -424,6 +424,10 @@ mod tests {
         let tools = optional_test_tools(&dir);
         assert_eq!(tools.len(), 1);
         assert_eq!(tools[0].packages, ["redis-server"]);
+        std::fs::write(dir.join("tests/c.rs"), r#"Command::new("haproxy")"#).unwrap();
+        let tools = optional_test_tools(&dir);
+        assert_eq!(tools.len(), 2);
+        assert_eq!(tools[1].packages, ["haproxy"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -132,6 +132,17 @@ fn kill_pid(pid: i32) {
     }
 }
 
+/// One line of `CLUSTER NODES`.
+struct NodeView {
+    port: u16,
+    id: String,
+    master: bool,
+    /// The id of its master (`-` for a master).
+    master_id: String,
+    /// Slot ranges served (masters).
+    slots: Vec<(u16, u16)>,
+}
+
 /// One `redis-server` of a [`Cluster`].
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
@@ -317,9 +328,8 @@ impl Cluster {
             .expect("a live cluster node")
     }
 
-    /// `CLUSTER NODES` as seen by a live node: (port, id, is master,
-    /// master id, slot ranges) of each node not flagged failed.
-    fn topology(&self) -> Vec<(u16, String, bool, String, Vec<(u16, u16)>)> {
+    /// `CLUSTER NODES` as seen by a live node, without the nodes flagged failed.
+    fn topology(&self) -> Vec<NodeView> {
         let text = self.query(self.live().port, &["CLUSTER", "NODES"]);
         text.lines()
             .filter_map(|line| {
@@ -336,13 +346,13 @@ impl Cluster {
                         Some((a.parse().ok()?, b.parse().ok()?))
                     })
                     .collect();
-                Some((
+                Some(NodeView {
                     port,
-                    f[0].to_string(),
-                    f[2].contains("master"),
-                    f[3].to_string(),
-                    ranges,
-                ))
+                    id: f[0].to_string(),
+                    master: f[2].contains("master"),
+                    master_id: f[3].to_string(),
+                    slots: ranges,
+                })
             })
             .collect()
     }
@@ -351,10 +361,8 @@ impl Cluster {
     pub fn master_of(&self, slot: u16) -> u16 {
         self.topology()
             .into_iter()
-            .find(|(_, _, master, _, ranges)| {
-                *master && ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot))
-            })
-            .map(|(port, ..)| port)
+            .find(|n| n.master && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .map(|n| n.port)
             .unwrap_or_else(|| panic!("no master serves slot {slot}"))
     }
 
@@ -362,8 +370,14 @@ impl Cluster {
     /// sees the cluster now.
     pub fn replica_of(&self, port: u16) -> Option<u16> {
         let topology = self.topology();
-        let id = topology.iter().find(|t| t.0 == port).map(|t| t.1.clone())?;
-        topology.into_iter().find(|t| t.3 == id).map(|t| t.0)
+        let id = topology
+            .iter()
+            .find(|n| n.port == port)
+            .map(|n| n.id.clone())?;
+        topology
+            .into_iter()
+            .find(|n| n.master_id == id)
+            .map(|n| n.port)
     }
 
     /// Waits (hang guard) until the node on `port` is a master and every
