@@ -9,16 +9,18 @@
 # server CPU of the "haproxy" runs includes HAProxy's. Writes
 # bench/results/proxy-STAMP.jsonl and .txt (median table).
 #
-# Knobs: WASMTP_BIN=target/release/wasmtp  LOADS="10:1024 50:1024"  REPS=3
+# Knobs: WASMTP_BIN=target/release/wasmtp  LOADS="10:1024"  REPS=3  KEEP_STATE=1
 #        MSGS=3000  QUIET_PCT=25 QUIET_WAIT=5  PEERS_DIR=../shared/bench/peers
 # Needs: postfix (smtp-source, smtp-sink), haproxy, python3. Only loopback.
+# (50 sessions of 1 KiB get `452 4.3.1` from the default memory budget, direct
+# and through HAProxy alike: this script's default load is 10 sessions.)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 WASMTP_BIN="${WASMTP_BIN:-$ROOT/target/release/wasmtp}"
-LOADS="${LOADS:-10:1024 50:1024}"
+LOADS="${LOADS:-10:1024}"
 REPS="${REPS:-3}"
 MSGS="${MSGS:-3000}"
 QUIET_PCT="${QUIET_PCT:-25}" QUIET_WAIT="${QUIET_WAIT:-5}"
@@ -53,7 +55,7 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
-  rm -rf "$STATE"
+  [ "${KEEP_STATE:-0}" = 1 ] || rm -rf "$STATE"
 }
 trap cleanup EXIT
 
