@@ -287,6 +287,35 @@ fn kv_errors_are_named_with_position() {
 }
 
 #[test]
+fn kv_cluster_is_checked_and_named() {
+    let c = Config::from_str(
+        "[kv]\nbackend = \"redis\"\ncluster = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.kv.cluster.as_ref().map(Vec::len), Some(2));
+    let (key, line, _, message) = err(
+        "[kv]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1/\"\ncluster = [\"redis://127.0.0.1:7000\"]\n",
+    );
+    assert_eq!((key.as_str(), line), ("kv.cluster", 4));
+    assert!(message.contains("not both"), "{message}");
+    let (key, line, _, message) = err("[kv]\nbackend = \"redis\"\ncluster = []\n");
+    assert_eq!((key.as_str(), line), ("kv.cluster", 3));
+    assert!(message.contains("at least one"), "{message}");
+    let (key, _, _, message) =
+        err("[kv]\nbackend = \"redis\"\ncluster = [\"redis://127.0.0.1:7000\", \"http://x\"]\n");
+    assert_eq!(key, "kv.cluster[1]");
+    assert!(message.contains("Redis URL"), "{message}");
+    let (key, _, _, message) =
+        err("[kv]\nbackend = \"redis\"\ncluster = [\"redis://127.0.0.1:7000/2\"]\n");
+    assert_eq!(key, "kv.cluster[0]");
+    assert!(message.contains("database 0"), "{message}");
+    let (key, line, _, message) = err("[kv]\ncluster = [\"redis://127.0.0.1:7000\"]\n");
+    assert_eq!((key.as_str(), line), ("kv.cluster", 2));
+    assert!(message.contains("backend"), "{message}");
+}
+
+#[test]
 fn malformed_grants_are_named_with_position() {
     let base = "[[plugins]]\nname = \"p\"\npath = \"p.wasm\"\n";
     let (key, line, col, msg) = err(&format!(

@@ -6,7 +6,9 @@
 //! backend = "embedded"        # or "redis"
 //! path = "var/kv"             # embedded: directory of the store file
 //! sweep_interval = "30s"      # embedded: how often expired keys are purged
-//! # url = "redis://127.0.0.1:6379/0"   # redis: the server (required)
+//! # url = "redis://127.0.0.1:6379/0"   # redis: the server (this or `cluster`)
+//! # cluster = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+//! #                                    # redis: seed nodes of a Redis Cluster
 //! # pool_size = 4                      # redis: multiplexed connections
 //! # key_prefix = "wasmtp:"             # redis: prepended to every key
 //! # connect_timeout = "2s"
@@ -60,9 +62,15 @@ pub struct KvConfig {
     /// default): every write is durable when it returns.
     #[serde(deserialize_with = "opt_duration")]
     pub flush_interval: Option<Duration>,
-    /// Redis: `redis://[user:password@]host:port[/db]`. Required with `backend = "redis"`.
+    /// Redis: `redis://[user:password@]host:port[/db]`. With `backend =
+    /// "redis"`, exactly one of `url` and `cluster` is required.
     pub url: Option<String>,
-    /// Redis: how many multiplexed connections calls are spread over.
+    /// Redis Cluster: seed nodes (`redis://[user:password@]host:port`); the
+    /// client learns the rest of the cluster from them and follows its
+    /// slot moves and failovers.
+    pub cluster: Option<Vec<String>>,
+    /// Redis: how many multiplexed connections calls are spread over (with
+    /// `cluster`: cluster connections, each with one connection per node).
     pub pool_size: usize,
     /// Redis: prepended to every key (no `{` or `}`: the bucket is the hash tag).
     pub key_prefix: String,
@@ -89,6 +97,7 @@ impl Default for KvConfig {
             sweep_interval: Duration::from_secs(30),
             flush_interval: None,
             url: None,
+            cluster: None,
             pool_size: 4,
             key_prefix: "wasmtp:".into(),
             connect_timeout: Duration::from_secs(2),
@@ -144,19 +153,32 @@ impl KvConfig {
     pub(crate) fn check(&self) -> Result<(), (String, String)> {
         let fail = |key: &str, message: String| Err((format!("kv.{key}"), message));
         if self.backend == BackendKind::Redis {
-            match &self.url {
-                None => {
+            match (&self.url, &self.cluster) {
+                (None, None) => {
                     return fail(
                         "backend",
-                        "`url` is required with backend = \"redis\"".into(),
+                        "`url` (one server) or `cluster` (Redis Cluster seed nodes) is \
+                         required with backend = \"redis\""
+                            .into(),
                     );
                 }
-                Some(url) => {
+                (Some(_), Some(_)) => {
+                    return fail(
+                        "cluster",
+                        "give either `url` (one server) or `cluster` (Redis Cluster seed \
+                         nodes), not both"
+                            .into(),
+                    );
+                }
+                (Some(url), None) => {
                     if let Err(e) = ::redis::Client::open(url.as_str()) {
                         return fail("url", format!("invalid Redis URL: {e}"));
                     }
                 }
+                (None, Some(nodes)) => check_cluster(nodes)?,
             }
+        } else if self.cluster.is_some() {
+            return fail("cluster", "is only used with backend = \"redis\"".into());
         }
         if self.backend == BackendKind::Embedded && self.path.as_os_str().is_empty() {
             return fail("path", "must not be empty".into());
@@ -194,6 +216,38 @@ impl KvConfig {
         }
         Ok(())
     }
+}
+
+/// The seed nodes of `cluster`: at least one, each a valid `redis://` URL
+/// without a database number (a Redis Cluster has only database 0), all
+/// with the same credentials.
+fn check_cluster(nodes: &[String]) -> Result<(), (String, String)> {
+    if nodes.is_empty() {
+        return Err((
+            "kv.cluster".into(),
+            "must list at least one seed node".into(),
+        ));
+    }
+    for (i, url) in nodes.iter().enumerate() {
+        let key = format!("kv.cluster[{i}]");
+        let info = match ::redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+            Ok(info) => info,
+            Err(e) => return Err((key, format!("invalid Redis URL: {e}"))),
+        };
+        if info.redis_settings().db() != 0 {
+            return Err((
+                key,
+                format!(
+                    "{url:?} names database {}; a Redis Cluster has only database 0",
+                    info.redis_settings().db()
+                ),
+            ));
+        }
+    }
+    if let Err(e) = ::redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str)) {
+        return Err(("kv.cluster".into(), format!("{e}")));
+    }
+    Ok(())
 }
 
 fn check_quota(

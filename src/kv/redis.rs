@@ -5,6 +5,18 @@
 //! that is down at start (or later) makes calls fail with `unavailable`
 //! within `connect_timeout + command_timeout`, never stalls the gateway.
 //!
+//! Redis Cluster (`[kv] cluster = [seed nodes]`): `pool_size`
+//! [`ClusterConnection`]s (each holds one multiplexed connection per node),
+//! made on first use (a failed connect is retried by the next call). The
+//! cluster client routes each call by its key's slot, follows `MOVED`/`ASK`
+//! redirections, refreshes its slot map after a failover (`READONLY`,
+//! `CLUSTERDOWN`, a lost node) and retries a few times, all within the same
+//! deadline. A retried write whose first attempt reached Redis but whose
+//! answer was lost can be applied twice (an `increment` counted twice); an
+//! acknowledged write is lost only as Redis documents for a failover:
+//! replication is asynchronous, so a master killed before its replica got
+//! the last writes loses them (a manual `CLUSTER FAILOVER` loses none).
+//!
 //! Layout: a bucket's keys share the hash tag `{bucket}`, so every key of a
 //! bucket lands in one Redis Cluster slot and each script below touches one
 //! slot only:
@@ -25,7 +37,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, Script};
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
+use tokio::sync::OnceCell;
 
 use super::{KvConfig, KvError, Quota};
 
@@ -92,9 +107,31 @@ store(ARGV[3], ARGV[4], ARGV[5])
 return {1, ''}
 ";
 
+/// Retries of one call inside the cluster client (redirections, a
+/// failover in progress), and the waits between them, in milliseconds; the
+/// call's deadline bounds them all.
+const CLUSTER_RETRIES: u32 = 8;
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 20;
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 400;
+
+/// Where calls go: one server or a Redis Cluster.
+enum Pool {
+    Single(Vec<ConnectionManager>),
+    Cluster {
+        client: Box<ClusterClient>,
+        conns: Vec<OnceCell<ClusterConnection>>,
+    },
+}
+
+/// One connection of the pool, for one call.
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 /// The Redis store.
 pub struct RedisStore {
-    pool: Vec<ConnectionManager>,
+    pool: Pool,
     next: AtomicUsize,
     prefix: String,
     /// Longest wait for one call, connecting included.
@@ -124,20 +161,43 @@ impl RedisStore {
     /// Builds the pool without connecting (see the module doc). Must be
     /// called within a tokio runtime.
     pub fn open(config: &KvConfig) -> Result<Self, KvError> {
-        let url = config
-            .url
-            .as_deref()
-            .ok_or_else(|| KvError::Invalid("[kv] url is required for redis".into()))?;
-        let client = Client::open(url).map_err(unavailable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(config.connect_timeout);
-        let pool = (0..config.pool_size.max(1))
-            .map(|_| client.get_connection_manager_lazy(manager_config.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
+        let size = config.pool_size.max(1);
+        let pool = match (&config.cluster, config.url.as_deref()) {
+            (Some(nodes), _) => {
+                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.command_timeout)
+                    .overall_response_timeout(Some(config.connect_timeout + config.command_timeout))
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+                    .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
+                    .build()
+                    .map_err(unavailable)?;
+                Pool::Cluster {
+                    client: Box::new(client),
+                    conns: (0..size).map(|_| OnceCell::new()).collect(),
+                }
+            }
+            (None, Some(url)) => {
+                let client = Client::open(url).map_err(unavailable)?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.command_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(config.connect_timeout);
+                Pool::Single(
+                    (0..size)
+                        .map(|_| client.get_connection_manager_lazy(manager_config.clone()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(unavailable)?,
+                )
+            }
+            (None, None) => {
+                return Err(KvError::Invalid(
+                    "[kv] url or cluster is required for redis".into(),
+                ));
+            }
+        };
         let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
         Ok(Self {
             pool,
@@ -151,9 +211,32 @@ impl RedisStore {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        self.pool[i].clone()
+    /// The next connection of the pool; a cluster connection is made here
+    /// on its first use.
+    async fn conn(&self) -> Result<Conn, RedisError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        match &self.pool {
+            Pool::Single(pool) => Ok(Conn::Single(pool[i % pool.len()].clone())),
+            Pool::Cluster { client, conns } => conns[i % conns.len()]
+                .get_or_try_init(|| client.get_async_connection())
+                .await
+                .cloned()
+                .map(Conn::Cluster),
+        }
+    }
+
+    /// Runs `inv` on a connection of the pool, within the deadline.
+    async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, KvError> {
+        let call = async {
+            match self.conn().await? {
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+            }
+        };
+        tokio::time::timeout(self.deadline, call)
+            .await
+            .map_err(|_| KvError::Unavailable("redis: no answer in time".into()))?
+            .map_err(unavailable)
     }
 
     fn value_key(&self, bucket: &str, key: &str) -> String {
@@ -178,20 +261,21 @@ impl RedisStore {
         for a in args {
             inv.arg(*a);
         }
-        let mut conn = self.conn();
-        tokio::time::timeout(self.deadline, inv.invoke_async(&mut conn))
-            .await
-            .map_err(|_| KvError::Unavailable("redis: no answer in time".into()))?
-            .map_err(unavailable)
+        self.invoke(&inv).await
     }
 
     /// The value of `key`, if present and not expired.
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let mut conn = self.conn();
         let cmd = ::redis::cmd("GET")
             .arg(self.value_key(bucket, key))
             .to_owned();
-        tokio::time::timeout(self.deadline, cmd.query_async(&mut conn))
+        let call = async {
+            match self.conn().await? {
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+            }
+        };
+        tokio::time::timeout(self.deadline, call)
             .await
             .map_err(|_| KvError::Unavailable("redis: no answer in time".into()))?
             .map_err(unavailable)

@@ -1,8 +1,9 @@
 //! One test suite for both key-value backends: every test below runs
 //! against the embedded store (a redb file in a temp dir), against it with
 //! `flush_interval` (writes fsynced only when the store closes, which
-//! `restart` checks), and against a real `redis-server` (started once per
-//! test process, see `kv_support`).
+//! `restart` checks), against a real `redis-server` and against a real
+//! three-master Redis Cluster (each started once per test process, see
+//! `kv_support`).
 //!
 //! Time-dependent checks wait for "eventually" with a bounded poll; none
 //! asserts how long anything took.
@@ -77,6 +78,25 @@ impl Fixture {
         // Each test has its own prefix on the shared server.
         config.key_prefix = format!(
             "t{}-{}:",
+            std::process::id(),
+            PREFIX.fetch_add(1, Ordering::SeqCst)
+        );
+        let store = Arc::new(KvStore::open(&config).await.unwrap());
+        Self {
+            store: Some(store),
+            config,
+            _dir: None,
+        }
+    }
+
+    /// The Redis backend on the shared Redis Cluster (`[kv] cluster`).
+    async fn redis_cluster() -> Self {
+        let cluster = kv_support::cluster();
+        let mut config = base_config();
+        config.backend = BackendKind::Redis;
+        config.cluster = Some(cluster.urls());
+        config.key_prefix = format!(
+            "c{}-{}:",
             std::process::id(),
             PREFIX.fetch_add(1, Ordering::SeqCst)
         );
@@ -411,6 +431,15 @@ macro_rules! suite {
                 }
             )*
         }
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let mut f = super::Fixture::redis_cluster().await;
+                    super::$name(&mut f).await;
+                }
+            )*
+        }
     };
 }
 
@@ -430,6 +459,24 @@ async fn redis_down_is_unavailable() {
     let mut config = base_config();
     config.backend = BackendKind::Redis;
     config.url = Some(format!("redis://127.0.0.1:{}/0", kv_support::free_port()));
+    config.connect_timeout = Duration::from_millis(500);
+    let kv = KvStore::open(&config).await.unwrap();
+    let r = kv.get("b", "k").await;
+    assert!(matches!(r, Err(KvError::Unavailable(_))), "{r:?}");
+    let r = kv.increment("b", "k", 1, None).await;
+    assert!(matches!(r, Err(KvError::Unavailable(_))), "{r:?}");
+}
+
+/// A Redis Cluster none of whose seed nodes is there: calls fail with
+/// `unavailable` (the connection is made on first use), no hang.
+#[tokio::test]
+async fn redis_cluster_down_is_unavailable() {
+    let mut config = base_config();
+    config.backend = BackendKind::Redis;
+    config.cluster = Some(vec![format!(
+        "redis://127.0.0.1:{}",
+        kv_support::free_port()
+    )]);
     config.connect_timeout = Duration::from_millis(500);
     let kv = KvStore::open(&config).await.unwrap();
     let r = kv.get("b", "k").await;

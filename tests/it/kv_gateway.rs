@@ -2,7 +2,8 @@
 //! (`kv_noop = true`) turns `NOOP <command>` into one kv call and answers
 //! `250 kv <result>`. Embedded: state survives a gateway restart; an
 //! ungranted bucket is `not-granted`. Redis: two gateways on one real
-//! `redis-server` share a counter.
+//! `redis-server` share a counter, and two gateways on one real Redis
+//! Cluster (`[kv] cluster`) share a counter and a compare-and-set lock.
 
 use crate::common;
 use crate::kv_support;
@@ -82,6 +83,26 @@ fn redis_state_is_shared_between_gateways() {
     assert!(noop(&a, "get grey lock").ends_with("kv ok b"));
     let r = noop(&a, "get other k");
     assert!(r.contains("kv err not-granted"), "{r}");
+}
+
+#[test]
+fn redis_cluster_state_is_shared_between_gateways() {
+    let cluster = kv_support::cluster();
+    let kv = format!(
+        "[kv]\nbackend = \"redis\"\ncluster = {:?}\nkey_prefix = \"e2e-{}:\"\n",
+        cluster.urls(),
+        std::process::id()
+    );
+    let a = start(&kv);
+    let b = start(&kv);
+    assert!(noop(&a, "incr grey n 5").ends_with("kv ok 5"));
+    let r = noop(&b, "incr grey n 1");
+    assert!(r.ends_with("kv ok 6"), "{r}");
+    assert!(noop(&b, "cas grey lock - b").ends_with("kv ok true"));
+    assert!(noop(&a, "cas grey lock - a").ends_with("kv ok false"));
+    assert!(noop(&a, "set grey k hello").ends_with("kv ok done"));
+    assert!(noop(&b, "get grey k").ends_with("kv ok hello"));
+    assert!(noop(&b, "get grey lock").ends_with("kv ok b"));
 }
 
 #[test]

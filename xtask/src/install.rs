@@ -148,6 +148,20 @@ const OPTIONAL_TEST_TOOLS: &[(&str, Tool)] = &[
             }),
         },
     ),
+    // The load balancer of the scale-out test (tests/it/core_haproxy.rs):
+    // PROXY protocol v2 and SMTP health checks in front of two gateways.
+    (
+        "haproxy",
+        Tool {
+            program: "/usr/sbin/haproxy",
+            packages: &["haproxy"],
+            check: Some(Check {
+                args: &["-vv"],
+                expect: "HAProxy version",
+                what: "HAProxy",
+            }),
+        },
+    ),
     // SpamAssassin's daemon for the spam-scanner plugin's tests, which run
     // it as `spamd --local` on loopback. Only Depends are installed (spamc,
     // sa-compile, SPF/DMARC modules are Recommends the offline scan does
@@ -423,6 +437,10 @@ mod tests {
         let tools = optional_test_tools(&dir);
         assert_eq!(tools.len(), 1);
         assert_eq!(tools[0].packages, ["redis-server"]);
+        std::fs::write(dir.join("tests/c.rs"), r#"Command::new("haproxy")"#).unwrap();
+        let tools = optional_test_tools(&dir);
+        assert_eq!(tools.len(), 2);
+        assert_eq!(tools[1].packages, ["haproxy"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
