@@ -20,10 +20,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use viadkim::signature::{Canonicalization, CanonicalizationAlgorithm};
 use viadkim::signer::{
     BodyLength, Expiration, HeaderSelection, OutputFormat, SignRequest, Signer, Timestamp,
 };
-use viadkim::signature::{Canonicalization, CanonicalizationAlgorithm};
 use viadkim::{
     DomainName, FieldBody, FieldName, HeaderFields, Selector, SigningAlgorithm, SigningKey,
 };
@@ -98,8 +98,9 @@ fn parse_keys(config: &Config) -> Result<Vec<Key>, String> {
             .map_err(|_| format!("keys[{i}].domain {domain:?} is not a domain name"))?;
         let selector = Selector::new(field("selector")?)
             .map_err(|_| format!("keys[{i}].selector is not a selector"))?;
-        let key = SigningKey::from_pkcs8_pem(field("private_key")?)
-            .map_err(|e| format!("keys[{i}].private_key: not a PKCS#8 PEM RSA or Ed25519 key ({e})"))?;
+        let key = SigningKey::from_pkcs8_pem(field("private_key")?).map_err(|e| {
+            format!("keys[{i}].private_key: not a PKCS#8 PEM RSA or Ed25519 key ({e})")
+        })?;
         let algorithm = match key {
             SigningKey::Rsa(_) => SigningAlgorithm::RsaSha256,
             SigningKey::Ed25519(_) => SigningAlgorithm::Ed25519Sha256,
@@ -135,12 +136,8 @@ impl DkimSign {
             .collect();
         let fields = HeaderFields::new(fields).map_err(|e| format!("header fields: {e}"))?;
         let domain = DomainName::new(key.domain.as_str()).map_err(|e| e.to_string())?;
-        let mut request = SignRequest::new(
-            domain,
-            key.selector.clone(),
-            key.algorithm,
-            key.key.clone(),
-        );
+        let mut request =
+            SignRequest::new(domain, key.selector.clone(), key.algorithm, key.key.clone());
         request.canonicalization = Canonicalization {
             header: CanonicalizationAlgorithm::Relaxed,
             body: CanonicalizationAlgorithm::Relaxed,
@@ -186,7 +183,10 @@ impl Plugin for DkimSign {
         }
         let headers = names
             .iter()
-            .map(|n| FieldName::new(n.as_str()).map_err(|_| format!("headers: {n:?} is not a field name")))
+            .map(|n| {
+                FieldName::new(n.as_str())
+                    .map_err(|_| format!("headers: {n:?} is not a field name"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if !headers.iter().any(|h| *h == "From") {
             return Err("headers: From must be signed (RFC 6376 5.4)".into());
@@ -213,16 +213,28 @@ impl Plugin for DkimSign {
             return Verdict::Declined;
         };
         let Some(key) = self.keys.iter().find(|k| k.domain == domain) else {
-            log(LogLevel::Debug, "not signed: no key for the From domain", &[("domain", &domain)]);
+            log(
+                LogLevel::Debug,
+                "not signed: no key for the From domain",
+                &[("domain", &domain)],
+            );
             return Verdict::Declined;
         };
         match self.sign(txn, key) {
             Ok(value) => {
                 if let Err(e) = txn.prepend_header("DKIM-Signature", &value) {
-                    log(LogLevel::Error, "could not add DKIM-Signature", &[("error", &e)]);
+                    log(
+                        LogLevel::Error,
+                        "could not add DKIM-Signature",
+                        &[("error", &e)],
+                    );
                 }
             }
-            Err(e) => log(LogLevel::Error, "signing failed", &[("domain", &domain), ("error", &e)]),
+            Err(e) => log(
+                LogLevel::Error,
+                "signing failed",
+                &[("domain", &domain), ("error", &e)],
+            ),
         }
         Verdict::Declined
     }

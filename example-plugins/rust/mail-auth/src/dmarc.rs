@@ -70,7 +70,8 @@ pub fn parse_record(txt: &str) -> Option<Record> {
     if !k.trim().eq_ignore_ascii_case("v") || v.trim() != "DMARC1" {
         return None;
     }
-    let (mut p, mut sp, mut pct, mut adkim, mut aspf, mut rua) = (None, None, 100u8, false, false, false);
+    let (mut p, mut sp, mut pct, mut adkim, mut aspf, mut rua) =
+        (None, None, 100u8, false, false, false);
     for tag in tags {
         let Some((k, v)) = tag.split_once('=') else {
             continue;
@@ -157,9 +158,12 @@ pub fn from_domain(from_values: &[String]) -> Result<String, &'static str> {
         .ok_or("From address has no domain")?;
     let valid = !domain.is_empty()
         && domain.len() <= 253
-        && domain
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
     if valid {
         Ok(domain)
     } else {
@@ -302,7 +306,10 @@ mod tests {
         assert_eq!(r.sp, Policy::Quarantine);
         assert_eq!(r.pct, 50);
         assert!(r.strict_dkim && !r.strict_spf);
-        assert_eq!(parse_record("v=DMARC1; p=bogus; rua=mailto:a@b").unwrap().p, Policy::None);
+        assert_eq!(
+            parse_record("v=DMARC1; p=bogus; rua=mailto:a@b").unwrap().p,
+            Policy::None
+        );
         assert!(parse_record("v=DMARC1; p=bogus").is_none());
         assert!(parse_record("v=spf1 -all").is_none());
         assert!(parse_record("p=reject; v=DMARC1").is_none());
@@ -322,8 +329,14 @@ mod tests {
     fn from_domains() {
         let one = |s: &str| from_domain(&[s.to_string()]);
         assert_eq!(one("Alice <alice@Example.COM>").unwrap(), "example.com");
-        assert_eq!(one("\"a@evil.test, x\" <alice@example.com>").unwrap(), "example.com");
-        assert_eq!(one("alice@example.com (a@evil.test)").unwrap(), "example.com");
+        assert_eq!(
+            one("\"a@evil.test, x\" <alice@example.com>").unwrap(),
+            "example.com"
+        );
+        assert_eq!(
+            one("alice@example.com (a@evil.test)").unwrap(),
+            "example.com"
+        );
         assert!(one("a@example.com, b@example.net").is_err());
         assert!(one("undisclosed").is_err());
         assert!(from_domain(&[]).is_err());

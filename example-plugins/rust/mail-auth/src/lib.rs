@@ -29,8 +29,8 @@ mod spf;
 use std::net::IpAddr;
 
 use wasmtp_plugin_sdk::{
-    Config, Connection, Hooks, LogLevel, Param, Plugin, Reply, Transaction, Verdict,
-    export_plugin, log,
+    Config, Connection, Hooks, LogLevel, Param, Plugin, Reply, Transaction, Verdict, export_plugin,
+    log,
 };
 
 use crate::dmarc::Policy;
@@ -128,7 +128,11 @@ impl MailAuth {
             .filter(|v| authserv_id(v).as_deref() != Some(self.authserv_id.as_str()))
         {
             if txn.prepend_header("Authentication-Results", v).is_err() {
-                log(LogLevel::Warn, "could not keep an Authentication-Results field", &[]);
+                log(
+                    LogLevel::Warn,
+                    "could not keep an Authentication-Results field",
+                    &[],
+                );
             }
         }
     }
@@ -159,9 +163,14 @@ impl Plugin for MailAuth {
                     && s.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
             })
-            .ok_or("authserv_id: the gateway's host name (letters, digits, '.', '-') is required")?;
+            .ok_or(
+                "authserv_id: the gateway's host name (letters, digits, '.', '-') is required",
+            )?;
         let spf_refuse = config.strings("spf_refuse");
-        if let Some(bad) = spf_refuse.iter().find(|r| !SPF_RESULTS.contains(&r.as_str())) {
+        if let Some(bad) = spf_refuse
+            .iter()
+            .find(|r| !SPF_RESULTS.contains(&r.as_str()))
+        {
             return Err(format!("spf_refuse: {bad:?} is not an SPF result"));
         }
         let collect_methods = config.strings("collect_methods");
@@ -188,7 +197,11 @@ impl Plugin for MailAuth {
             spf_refuse,
             dkim: config.bool("dkim").unwrap_or(true),
             dmarc: config.bool("dmarc").unwrap_or(true),
-            dmarc_reject: Action::parse("dmarc_reject", config.str("dmarc_reject"), Action::Reject)?,
+            dmarc_reject: Action::parse(
+                "dmarc_reject",
+                config.str("dmarc_reject"),
+                Action::Reject,
+            )?,
             dmarc_quarantine: Action::parse(
                 "dmarc_quarantine",
                 config.str("dmarc_quarantine"),
@@ -294,7 +307,10 @@ impl Plugin for MailAuth {
                 }
                 Action::Quarantine => {
                     if txn
-                        .prepend_header(&self.quarantine_header, &format!("dmarc=fail header.from={from}"))
+                        .prepend_header(
+                            &self.quarantine_header,
+                            &format!("dmarc=fail header.from={from}"),
+                        )
                         .is_err()
                     {
                         log(LogLevel::Warn, "could not add the quarantine field", &[]);

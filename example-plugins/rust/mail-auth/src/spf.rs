@@ -192,13 +192,19 @@ pub fn check(ip: IpAddr, sender: &str, helo: &str, receiver: &str) -> SpfOutcome
     };
     let comment = match result {
         "pass" => format!("{receiver}: domain of {checked} designates {ip} as permitted sender"),
-        "fail" => format!("{receiver}: domain of {checked} does not designate {ip} as permitted sender"),
+        "fail" => {
+            format!("{receiver}: domain of {checked} does not designate {ip} as permitted sender")
+        }
         "softfail" => format!(
             "{receiver}: transitioning domain of {checked} does not designate {ip} as permitted sender"
         ),
-        "neutral" => format!("{receiver}: {ip} is neither permitted nor denied by domain of {checked}"),
+        "neutral" => {
+            format!("{receiver}: {ip} is neither permitted nor denied by domain of {checked}")
+        }
         "none" => format!("{receiver}: domain of {checked} does not provide an SPF record"),
-        "temperror" => format!("{receiver}: temporary error in processing during lookup of {checked}"),
+        "temperror" => {
+            format!("{receiver}: temporary error in processing during lookup of {checked}")
+        }
         _ => format!("{receiver}: permanent error in processing domain of {checked}"),
     };
     let identity_name = match identity {
