@@ -125,12 +125,15 @@ impl DkimSign {
     }
 
     fn sign(&self, txn: &Transaction, key: &Key) -> Result<String, String> {
+        // The fields exactly as they will be written (folding kept).
         let fields: Vec<(FieldName, FieldBody)> = txn
-            .headers()
+            .raw_headers()
             .iter()
-            .filter_map(|h| {
-                let name = FieldName::new(h.name.as_str()).ok()?;
-                let body = FieldBody::new(format!(" {}", h.value).into_bytes()).ok()?;
+            .filter_map(|f| {
+                let colon = f.iter().position(|&b| b == b':')?;
+                let name = std::str::from_utf8(&f[..colon]).ok()?.trim_end();
+                let name = FieldName::new(name).ok()?;
+                let body = FieldBody::new(f[colon + 1..].to_vec()).ok()?;
                 Some((name, body))
             })
             .collect();

@@ -6,8 +6,8 @@ use std::io;
 
 use viadkim::verifier::{Config as DkimConfig, LookupTxt, Verifier};
 use viadkim::{DkimResult, FieldBody, FieldName, HeaderFields, encode_base64};
+use wasmtp_plugin_sdk::Transaction;
 use wasmtp_plugin_sdk::dns::{self, DnsError};
-use wasmtp_plugin_sdk::{Header, Transaction};
 
 use crate::results::quote_value;
 
@@ -61,16 +61,17 @@ fn result_name(r: DkimResult) -> &'static str {
     }
 }
 
-/// The header fields as viadkim takes them. The host hands over values
-/// with line breaks removed (folding white space kept), which relaxed
-/// canonicalization treats like the original; simple header
-/// canonicalization matches only fields written `Name: value` on one line.
-fn header_fields(headers: &[Header]) -> Option<HeaderFields> {
-    let fields: Vec<(FieldName, FieldBody)> = headers
+/// The header fields as viadkim takes them, from the fields exactly as
+/// received (`raw-headers`: folding and spacing kept, so simple header
+/// canonicalization works). A field that is not `name:value` is skipped.
+pub fn header_fields(raw: &[Vec<u8>]) -> Option<HeaderFields> {
+    let fields: Vec<(FieldName, FieldBody)> = raw
         .iter()
-        .filter_map(|h| {
-            let name = FieldName::new(h.name.as_str()).ok()?;
-            let body = FieldBody::new(format!(" {}", h.value).into_bytes()).ok()?;
+        .filter_map(|f| {
+            let colon = f.iter().position(|&b| b == b':')?;
+            let name = std::str::from_utf8(&f[..colon]).ok()?.trim_end();
+            let name = FieldName::new(name).ok()?;
+            let body = FieldBody::new(f[colon + 1..].to_vec()).ok()?;
             Some((name, body))
         })
         .collect();
@@ -80,14 +81,10 @@ fn header_fields(headers: &[Header]) -> Option<HeaderFields> {
 /// Verifies every DKIM signature of the transaction's message (at most
 /// [`MAX_SIGNATURES`]). Empty when the message has none.
 pub fn verify(txn: &Transaction) -> Vec<SignatureResult> {
-    let headers = txn.headers();
-    if !headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("DKIM-Signature"))
-    {
+    if txn.header("DKIM-Signature").is_empty() {
         return Vec::new();
     }
-    let Some(fields) = header_fields(&headers) else {
+    let Some(fields) = header_fields(&txn.raw_headers()) else {
         return Vec::new();
     };
     let config = DkimConfig {
