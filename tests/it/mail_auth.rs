@@ -420,7 +420,7 @@ fn spf_dkim_dmarc_end_to_end() {
     let spf = fields(&m, "Received-SPF");
     assert_eq!(spf.len(), 1, "{spf:?}");
     assert!(spf[0].starts_with("pass ("), "{}", spf[0]);
-    for want in ["client-ip=192.0.2.10;", "envelope-from=alice@example.org;", "helo=mail.example.org;"] {
+    for want in ["client-ip=192.0.2.10;", "envelope-from=\"alice@example.org\";", "helo=mail.example.org;"] {
         assert!(spf[0].contains(want), "{want} in {}", spf[0]);
     }
     // authheaders (pyspf + dkimpy + its DMARC) agrees on the delivered copy.

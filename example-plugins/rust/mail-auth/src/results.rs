@@ -50,6 +50,26 @@ pub fn quote_value(value: &str) -> String {
     out
 }
 
+/// An RFC 7208 9.1 key-value-pair value: a dot-atom as is, anything else
+/// (an address: `@` is not atext) as a quoted-string.
+pub fn dot_atom_or_quoted(value: &str) -> String {
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    let dot_atom = !value.is_empty()
+        && value
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(atext));
+    if dot_atom {
+        value.to_string()
+    } else {
+        let quoted = quote_value(value);
+        if quoted.starts_with('"') {
+            quoted
+        } else {
+            format!("\"{quoted}\"")
+        }
+    }
+}
+
 /// Skips RFC 5322 comments and white space at the start of `s`.
 fn skip_cfws(mut s: &str) -> &str {
     loop {
@@ -148,6 +168,13 @@ mod tests {
         assert_eq!(quote_value("example.org"), "example.org");
         assert_eq!(quote_value("a \"b\"\r\n"), "\"a \\\"b\\\"  \"");
         assert_eq!(quote_value(""), "\"\"");
+    }
+
+    #[test]
+    fn received_spf_values() {
+        assert_eq!(dot_atom_or_quoted("mail.example.org"), "mail.example.org");
+        assert_eq!(dot_atom_or_quoted("a@example.org"), "\"a@example.org\"");
+        assert_eq!(dot_atom_or_quoted(""), "\"\"");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use viaspf::lookup::{Lookup, LookupError, LookupResult, Name};
 use viaspf::{Config as SpfConfig, DomainName, Sender, SpfResult};
 use wasmtp_plugin_sdk::dns::{self, DnsError, RecordData, RecordType};
 
-use crate::results::{clean_text, quote_value};
+use crate::results::{clean_text, dot_atom_or_quoted, quote_value};
 
 /// The host's `dns` interface as a `viaspf` resolver. Each call is a
 /// blocking host call (the plugin's fiber is parked while it waits), so the
@@ -214,9 +214,9 @@ pub fn check(ip: IpAddr, sender: &str, helo: &str, receiver: &str) -> SpfOutcome
     let received_spf = format!(
         "{result} ({}) client-ip={ip}; envelope-from={}; helo={}; receiver={}; identity={identity_name};",
         clean_text(&comment, 300).replace(['(', ')'], ""),
-        quote_value(sender),
-        quote_value(helo),
-        quote_value(receiver),
+        dot_atom_or_quoted(sender),
+        dot_atom_or_quoted(helo),
+        dot_atom_or_quoted(receiver),
     );
     let resinfo = match identity {
         Identity::MailFrom => format!("spf={result} smtp.mailfrom={}", quote_value(sender)),
