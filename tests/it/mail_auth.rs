@@ -177,7 +177,14 @@ struct Keys {
 fn keys(d: &Path) -> Keys {
     let rsa8 = d.join("rsa8.pem");
     run(Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&rsa8));
     let rsa1 = d.join("rsa1.pem");
     run(Command::new("openssl")
@@ -336,10 +343,7 @@ fn delivered(gw: &Gateway, subject: &str) -> Vec<u8> {
     let needle = format!("Subject: {subject}\r\n");
     gw.delivered()
         .into_iter()
-        .find(|m| {
-            m.windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-        })
+        .find(|m| m.windows(needle.len()).any(|w| w == needle.as_bytes()))
         .unwrap_or_else(|| panic!("no delivered message {subject}"))
 }
 
@@ -365,7 +369,15 @@ fn ar_result(ar: &str, method: &str) -> Vec<String> {
 }
 
 /// Signs `msg` with dkimpy.
-fn dkimpy_sign(d: &Path, port: u16, k: &Keys, alg: &str, canon: &str, domain: &str, msg: &[u8]) -> Vec<u8> {
+fn dkimpy_sign(
+    d: &Path,
+    port: u16,
+    k: &Keys,
+    alg: &str,
+    canon: &str,
+    domain: &str,
+    msg: &[u8],
+) -> Vec<u8> {
     let path = d.join("to-sign.eml");
     std::fs::write(&path, msg).unwrap();
     let (key, selector) = match alg {
@@ -381,7 +393,11 @@ fn dkimpy_sign(d: &Path, port: u16, k: &Keys, alg: &str, canon: &str, domain: &s
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -404,7 +420,11 @@ fn spf_dkim_dmarc_end_to_end() {
     std::fs::write(d.join("auth_tool.py"), TOOL).unwrap();
     let gw = gateway(
         &dns,
-        &format!("{}{}", mail_auth_entry("spf_refuse = [\"fail\"]"), dkim_sign_entry(&k)),
+        &format!(
+            "{}{}",
+            mail_auth_entry("spf_refuse = [\"fail\"]"),
+            dkim_sign_entry(&k)
+        ),
     );
 
     // 1. Authorised IP, valid aligned signature: all pass. A forged A-R with
@@ -414,13 +434,22 @@ fn spf_dkim_dmarc_end_to_end() {
         .to_vec();
     msg.extend(message("alice@example.org", "good", 20));
     let signed = dkimpy_sign(d, port, &k, "rsa", "relaxed/relaxed", "example.org", &msg);
-    let r = send(&gw, "192.0.2.10", "mail.example.org", "alice@example.org", &signed);
+    let r = send(
+        &gw,
+        "192.0.2.10",
+        "mail.example.org",
+        "alice@example.org",
+        &signed,
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     let m = delivered(&gw, "good");
     let ars = fields(&m, "Authentication-Results");
     assert_eq!(ars.len(), 2, "{ars:?}");
     let ours = ars.iter().find(|a| a.starts_with("mx.test;")).unwrap();
-    assert!(ars.iter().any(|a| a.starts_with("other.example;")), "{ars:?}");
+    assert!(
+        ars.iter().any(|a| a.starts_with("other.example;")),
+        "{ars:?}"
+    );
     assert_eq!(ar_result(ours, "spf"), ["pass"], "{ours}");
     assert_eq!(ar_result(ours, "dkim"), ["pass"], "{ours}");
     assert_eq!(ar_result(ours, "dmarc"), ["pass"], "{ours}");
@@ -430,7 +459,11 @@ fn spf_dkim_dmarc_end_to_end() {
     let spf = fields(&m, "Received-SPF");
     assert_eq!(spf.len(), 1, "{spf:?}");
     assert!(spf[0].starts_with("pass ("), "{}", spf[0]);
-    for want in ["client-ip=192.0.2.10;", "envelope-from=\"alice@example.org\";", "helo=mail.example.org;"] {
+    for want in [
+        "client-ip=192.0.2.10;",
+        "envelope-from=\"alice@example.org\";",
+        "helo=mail.example.org;",
+    ] {
         assert!(spf[0].contains(want), "{want} in {}", spf[0]);
     }
     // authheaders (pyspf + dkimpy + its DMARC) agrees on the delivered copy.
@@ -439,7 +472,13 @@ fn spf_dkim_dmarc_end_to_end() {
     let py = tool(
         d,
         port,
-        &["auth", path.to_str().unwrap(), "192.0.2.10", "alice@example.org", "mail.example.org"],
+        &[
+            "auth",
+            path.to_str().unwrap(),
+            "192.0.2.10",
+            "alice@example.org",
+            "mail.example.org",
+        ],
         None,
     );
     for method in ["spf", "dkim", "dmarc"] {
@@ -449,30 +488,66 @@ fn spf_dkim_dmarc_end_to_end() {
     // 2. SPF fail: refused at MAIL with 5.7.23 (spf_refuse = ["fail"]).
     let r = send(&gw, "192.0.2.99", "x.test", "alice@example.org", b"");
     assert_eq!(r.code, 550, "{}", r.text);
-    assert!(r.text.contains("5.7.23") && r.text.contains("SPF fail"), "{}", r.text);
+    assert!(
+        r.text.contains("5.7.23") && r.text.contains("SPF fail"),
+        "{}",
+        r.text
+    );
 
     // 3. p=reject, unaligned SPF (other.test: none) and a broken signature:
     // DMARC fail, refused with 5.7.1.
-    let signed = dkimpy_sign(d, port, &k, "rsa", "relaxed/relaxed", "example.org", &message("alice@example.org", "forged", 5));
+    let signed = dkimpy_sign(
+        d,
+        port,
+        &k,
+        "rsa",
+        "relaxed/relaxed",
+        "example.org",
+        &message("alice@example.org", "forged", 5),
+    );
     let mut forged = signed.clone();
     let n = forged.len();
     forged[n - 4] = b'X'; // one body byte
     let r = send(&gw, "192.0.2.99", "x.test", "bounce@other.test", &forged);
     assert_eq!(r.code, 550, "{}", r.text);
-    assert!(r.text.contains("5.7.1") && r.text.contains("DMARC"), "{}", r.text);
+    assert!(
+        r.text.contains("5.7.1") && r.text.contains("DMARC"),
+        "{}",
+        r.text
+    );
 
     // 4. p=quarantine, unsigned: delivered with the quarantine tag.
-    let r = send(&gw, "192.0.2.99", "x.test", "bounce@other.test", &message("bob@example.net", "quarantined", 5));
+    let r = send(
+        &gw,
+        "192.0.2.99",
+        "x.test",
+        "bounce@other.test",
+        &message("bob@example.net", "quarantined", 5),
+    );
     assert_eq!(r.code, 250, "{}", r.text);
     let m = delivered(&gw, "quarantined");
     let ours = &fields(&m, "Authentication-Results")[0];
     assert_eq!(ar_result(ours, "spf"), ["none"], "{ours}");
     assert_eq!(ar_result(ours, "dkim"), ["none"], "{ours}");
     assert_eq!(ar_result(ours, "dmarc"), ["fail"], "{ours}");
-    assert_eq!(fields(&m, "X-Quarantine"), ["dmarc=fail header.from=example.net"]);
+    assert_eq!(
+        fields(&m, "X-Quarantine"),
+        ["dmarc=fail header.from=example.net"]
+    );
     let path = d.join("quarantined.eml");
     std::fs::write(&path, &m).unwrap();
-    let py = tool(d, port, &["auth", path.to_str().unwrap(), "192.0.2.99", "bounce@other.test", "x.test"], None);
+    let py = tool(
+        d,
+        port,
+        &[
+            "auth",
+            path.to_str().unwrap(),
+            "192.0.2.99",
+            "bounce@other.test",
+            "x.test",
+        ],
+        None,
+    );
     assert_eq!(ar_result(&py, "dmarc"), ["fail"], "authheaders: {py}");
     assert!(py.contains("policy.dmarc=quarantine"), "authheaders: {py}");
 
@@ -488,7 +563,10 @@ fn spf_dkim_dmarc_end_to_end() {
         let subject = format!("signed-{}-{lines}", from.replace('@', "-at-"));
         let mut s = connect_as(&gw, "198.51.100.7");
         s.expect("EHLO laptop.example.org", 250);
-        s.expect(&format!("AUTH PLAIN {}", common::plain_auth("alice", "s3cret")), 235);
+        s.expect(
+            &format!("AUTH PLAIN {}", common::plain_auth("alice", "s3cret")),
+            235,
+        );
         s.expect(&format!("MAIL FROM:<{from}>"), 250);
         s.expect("RCPT TO:<user@example.test>", 250);
         s.expect("DATA", 354);
@@ -500,10 +578,22 @@ fn spf_dkim_dmarc_end_to_end() {
         assert!(m.len() > lines * 30, "{subject}: {} octets", m.len());
         let sigs = fields(&m, "DKIM-Signature");
         assert_eq!(sigs.len(), 1, "{subject}: {sigs:?}");
-        let alg = if from.ends_with(".net") { "a=ed25519-sha256" } else { "a=rsa-sha256" };
-        assert!(sigs[0].contains(alg) && sigs[0].contains("c=relaxed/relaxed"), "{}", sigs[0]);
+        let alg = if from.ends_with(".net") {
+            "a=ed25519-sha256"
+        } else {
+            "a=rsa-sha256"
+        };
+        assert!(
+            sigs[0].contains(alg) && sigs[0].contains("c=relaxed/relaxed"),
+            "{}",
+            sigs[0]
+        );
         assert!(fields(&m, "Authentication-Results").is_empty());
-        assert_eq!(dkimpy_verify(d, port, &m), [true], "{subject}: dkimpy rejects our signature");
+        assert_eq!(
+            dkimpy_verify(d, port, &m),
+            [true],
+            "{subject}: dkimpy rejects our signature"
+        );
         // And our own verifier accepts it, through the gateway (4 KiB only).
         if lines == 60 {
             let sub2 = format!("re-{subject}");
@@ -519,7 +609,13 @@ fn spf_dkim_dmarc_end_to_end() {
                 let ours = &fields(&delivered(&gw, &sub2), "Authentication-Results")[0];
                 assert_eq!(ar_result(ours, "dkim"), ["fail"], "{ours}");
             }
-            let r = send(&gw, "192.0.2.99", "x.test", "bounce@other.test", &common::split_received(&m).1);
+            let r = send(
+                &gw,
+                "192.0.2.99",
+                "x.test",
+                "bounce@other.test",
+                &common::split_received(&m).1,
+            );
             assert_eq!(r.code, 250, "{}", r.text);
         }
     }
@@ -541,13 +637,30 @@ fn dkim_interop_with_dkimpy() {
     let mut total = 0;
     let mut n = 0;
     for alg in ["rsa", "ed25519"] {
-        for canon in ["relaxed/relaxed", "simple/simple", "relaxed/simple", "simple/relaxed"] {
-            let sizes: &[usize] = if canon == "relaxed/relaxed" { &[60, 24_000] } else { &[60] };
+        for canon in [
+            "relaxed/relaxed",
+            "simple/simple",
+            "relaxed/simple",
+            "simple/relaxed",
+        ] {
+            let sizes: &[usize] = if canon == "relaxed/relaxed" {
+                &[60, 24_000]
+            } else {
+                &[60]
+            };
             for &lines in sizes {
                 for tamper in [false, true] {
                     n += 1;
                     let subject = format!("interop-{n}");
-                    let signed = dkimpy_sign(d, port, &k, alg, canon, "example.net", &message("a@example.net", &subject, lines));
+                    let signed = dkimpy_sign(
+                        d,
+                        port,
+                        &k,
+                        alg,
+                        canon,
+                        "example.net",
+                        &message("a@example.net", &subject, lines),
+                    );
                     let mut msg = signed.clone();
                     if tamper {
                         let len = msg.len();
@@ -562,7 +675,11 @@ fn dkim_interop_with_dkimpy() {
                     let want = if tamper { "fail" } else { "pass" };
                     assert_eq!(got, [want], "{alg} {canon} {lines} tamper={tamper}: {ours}");
                     assert_eq!(py, [!tamper], "dkimpy {alg} {canon} tamper={tamper}");
-                    assert_eq!(ar_result(ours, "dmarc"), [if tamper { "fail" } else { "pass" }], "{ours}");
+                    assert_eq!(
+                        ar_result(ours, "dmarc"),
+                        [if tamper { "fail" } else { "pass" }],
+                        "{ours}"
+                    );
                     total += 1;
                     if (got[0] == "pass") == py[0] {
                         agree += 1;
@@ -591,7 +708,10 @@ fn dkim_interop_with_dkimpy() {
         assert_eq!(r.code, 250, "{}", r.text);
         let ours = &fields(&delivered(&gw, subject), "Authentication-Results")[0];
         let got = ar_result(ours, "dkim");
-        assert!(got.len() == 1 && want.split('|').any(|w| w == got[0]), "{subject}: {ours}");
+        assert!(
+            got.len() == 1 && want.split('|').any(|w| w == got[0]),
+            "{subject}: {ours}"
+        );
     }
 }
 
@@ -688,7 +808,8 @@ fn spf_results_agree_with_pyspf() {
             .collect::<Vec<_>>(),
     )
     .unwrap();
-    let py: Vec<String> = serde_json::from_str(tool(d, port, &["spf"], Some(&input)).trim()).unwrap();
+    let py: Vec<String> =
+        serde_json::from_str(tool(d, port, &["spf"], Some(&input)).trim()).unwrap();
     let mut agree = 0;
     for (i, (ip, sender, helo, want)) in cases.iter().enumerate() {
         let r = send(&gw, ip, helo, sender, b"");
@@ -696,11 +817,20 @@ fn spf_results_agree_with_pyspf() {
             "pass".to_string()
         } else {
             let after = r.text.split("SPF ").nth(1).unwrap_or_default();
-            after.split_whitespace().next().unwrap_or_default().to_string()
+            after
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
         };
         assert_eq!(got, *want, "case {i}: {ip} {sender:?} {helo}: {}", r.text);
         if *sender == "a@exp.spf.test" {
-            assert!(r.text.contains("192.0.2.1 is not one of exp.spf.test's servers"), "{}", r.text);
+            assert!(
+                r.text
+                    .contains("192.0.2.1 is not one of exp.spf.test's servers"),
+                "{}",
+                r.text
+            );
             assert!(r.text.contains("5.7.23"), "{}", r.text);
         }
         if *want == "temperror" {

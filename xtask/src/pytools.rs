@@ -53,7 +53,10 @@ pub fn ensure(root: &Path) -> Result<()> {
         return Ok(());
     }
     let venv = root.join("target/venv-tests");
-    eprintln!("pytools: installing {} into target/venv-tests", PACKAGES.join(" "));
+    eprintln!(
+        "pytools: installing {} into target/venv-tests",
+        PACKAGES.join(" ")
+    );
     // A venv whose pip no longer runs (the tree was moved, its python
     // removed) is rebuilt from scratch.
     let usable = Command::new(venv.join("bin/pip"))
