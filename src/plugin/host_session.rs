@@ -260,6 +260,18 @@ impl HostTransaction for SessionView<'_> {
             })
             .unwrap_or_default())
     }
+    fn raw_headers(&mut self, _: Resource<TransactionHandle>) -> wasmtime::Result<Vec<Vec<u8>>> {
+        Ok(self
+            .txn()
+            .and_then(|t| t.message.as_ref())
+            .map(|m| {
+                m.fields()
+                    .filter(|f| !f.name().is_empty())
+                    .map(|f| f.raw.to_vec())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
     fn add_header(
         &mut self,
         _: Resource<TransactionHandle>,

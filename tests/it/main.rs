@@ -44,6 +44,7 @@ mod lang_python;
 mod lang_services;
 mod lang_smtp;
 mod lang_timing;
+mod mail_auth;
 mod mem_chain;
 mod mem_dkim;
 mod mem_limits;

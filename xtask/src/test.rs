@@ -99,7 +99,7 @@ pub fn test(opts: &Options) -> Result<()> {
     sh::step("tests");
     // Host-side unit tests of the plugins' shared helper crate and of the
     // plugins whose logic has unit tests (the DNSBL label, the spamd reply
-    // parser, the shared MIME splitter); the host calls compile to stubs there.
+    // parser, the shared MIME splitter, DMARC records and alignment); the host calls compile to stubs there.
     record(
         "plugin helper unit tests",
         sh::run(sh::cargo().args([
@@ -112,6 +112,8 @@ pub fn test(opts: &Options) -> Result<()> {
             "dnsbl",
             "--package",
             "spam-scanner",
+            "--package",
+            "mail-auth",
             "--package",
             "wasmtp-plugin-sdk",
             "--target-dir",
