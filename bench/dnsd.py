@@ -10,6 +10,10 @@ REFUSED. It never forwards anything anywhere.
 
     python3 bench/dnsd.py --port 2553 --zone bl.bench \
         --entry 2.0.0.127=127.0.0.2:"listed for testing"
+
+--txt NAME=TEXT adds a TXT record at a full name inside the zone (the apex
+too), split into 255-octet strings as DKIM keys need (the mail-auth stage:
+SPF, DKIM and DMARC records).
 """
 
 import argparse
@@ -56,7 +60,7 @@ def parse_question(msg):
 
 
 class Zone:
-    def __init__(self, zone, entries, ttl, negative_ttl):
+    def __init__(self, zone, entries, ttl, negative_ttl, txts=()):
         self.zone = zone.strip(".").lower()
         self.ttl = ttl
         self.negative_ttl = negative_ttl
@@ -66,6 +70,9 @@ class Zone:
             label, _, rest = e.partition("=")
             ip, _, txt = rest.partition(":")
             self.entries[f"{label.strip('.').lower()}.{self.zone}"] = (ip, txt.strip('"'))
+        for t in txts:
+            name, _, txt = t.partition("=")
+            self.entries[name.strip(".").lower()] = (None, txt)
 
     def soa(self):
         mname, rname = encode_name("ns." + self.zone), encode_name("hostmaster." + self.zone)
@@ -92,12 +99,12 @@ class Zone:
             return reply(3, authority=[self.soa()])  # NXDOMAIN
         ip, txt = entry
         owner = encode_name(qname)
-        if qtype == QTYPE_A:
+        if qtype == QTYPE_A and ip:
             rdata = socket.inet_aton(ip)
             return reply(0, answers=[owner + struct.pack("!HHIH", QTYPE_A, 1, self.ttl, 4) + rdata])
         if qtype == QTYPE_TXT and txt:
-            raw = txt.encode()[:255]
-            rdata = bytes([len(raw)]) + raw
+            raw = txt.encode()
+            rdata = b"".join(bytes([len(raw[i:i + 255])]) + raw[i:i + 255] for i in range(0, len(raw), 255))
             return reply(0, answers=[owner + struct.pack("!HHIH", QTYPE_TXT, 1, self.ttl, len(rdata)) + rdata])
         return reply(0, authority=[self.soa()])  # no data
 
@@ -107,10 +114,11 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--zone", required=True)
     ap.add_argument("--entry", action="append", default=[], help="LABEL=IP[:TXT]")
+    ap.add_argument("--txt", action="append", default=[], help="NAME=TEXT (a full name in the zone)")
     ap.add_argument("--ttl", type=int, default=300)
     ap.add_argument("--negative-ttl", type=int, default=300)
     a = ap.parse_args()
-    zone = Zone(a.zone, a.entry, a.ttl, a.negative_ttl)
+    zone = Zone(a.zone, a.entry, a.ttl, a.negative_ttl, a.txt)
 
     class Udp(socketserver.BaseRequestHandler):
         def handle(self):
