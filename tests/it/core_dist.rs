@@ -123,6 +123,10 @@ fn the_binary_is_stripped_and_its_debug_info_is_split_off() {
     ] {
         assert!(tree.join(part).is_file(), "the archive lacks {part}");
     }
+    // GPL-licensed plugins are not shipped as binaries without their source
+    for gpl in ["mail-auth.wasm", "dkim-sign.wasm"] {
+        assert!(!tree.join("plugins").join(gpl).exists(), "{gpl} packed");
+    }
     assert!(
         !tree.join("plugins-sdk/js/node_modules").exists(),
         "installed packages must not be packed"

@@ -11,7 +11,7 @@
 //!   wasmtp-VERSION-x86_64-linux-musl/
 //!     bin/wasmtp                 static, stripped (debug link to the .debug file)
 //!     config/gateway.toml        the shipped config, paths inside this tree
-//!     plugins/*.wasm             the example plugins
+//!     plugins/*.wasm             the example plugins (not the GPL ones)
 //!     var/                       state: Maildir, KV store, compiled-plugin cache
 //!     systemd/wasmtp.service     the unit (expects the tree at /opt/wasmtp)
 //!     wit/  plugins-sdk/  README.md
@@ -213,11 +213,33 @@ pub fn has_interpreter(path: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// Copies every `*.wasm` directly in `from` (not the test fixtures).
+/// Whether the Rust example plugin `name` has a licence of its own that
+/// is a GPL (`license = "GPL-..."` in its Cargo.toml): mail-auth and
+/// dkim-sign, built on GPL libraries. The archive (Apache-2.0) leaves them
+/// out rather than ship GPL binaries without their corresponding source;
+/// `cargo xtask plugins` builds them.
+fn gpl_plugin(root: &Path, name: &str) -> bool {
+    let manifest = root
+        .join("example-plugins/rust")
+        .join(name)
+        .join("Cargo.toml");
+    std::fs::read_to_string(manifest).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.trim_start().starts_with("license = \"GPL"))
+    })
+}
+
+/// Copies every `*.wasm` directly in `from` (not the test fixtures, not the
+/// GPL plugins: [`gpl_plugin`]).
 fn copy_plugins(from: &Path, to: &Path) -> Result<usize> {
+    let root = sh::root();
     let mut n = 0;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let path = entry?.path();
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if stem.is_some_and(|s| gpl_plugin(&root, &s)) {
+            continue;
+        }
         if path.extension().is_some_and(|e| e == "wasm") {
             let name = path.file_name().context("a plugin without a file name")?;
             copy(&path, &to.join(name))?;
@@ -283,6 +305,15 @@ mod tests {
         let out = relocate(config).unwrap();
         assert!(out.contains("cache_dir = \"../var/wasmtp-cache\""));
         assert!(out.contains("path = \"../plugins/helo-check.wasm\""));
+    }
+
+    #[test]
+    fn gpl_plugins_are_recognised_by_their_manifest() {
+        let root = sh::root();
+        assert!(gpl_plugin(&root, "mail-auth"));
+        assert!(gpl_plugin(&root, "dkim-sign"));
+        assert!(!gpl_plugin(&root, "helo-check"));
+        assert!(!gpl_plugin(&root, "greylist"));
     }
 
     #[test]
