@@ -96,27 +96,7 @@ elif mode == "auth":
                                            helo=helo, dnsfunc=txt_for))
 "#;
 
-/// The venv python with pyspf, dkimpy and authheaders.
-fn python() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv-tests/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: `cargo xtask test` installs the Python tools into target/venv-tests",
-        p.display()
-    );
-    p
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use crate::common::{run_ok as run, venv_python as python};
 
 /// Runs the Python tool against the DNS server on `port`.
 fn tool(dir: &Path, port: u16, args: &[&str], stdin: Option<&str>) -> String {

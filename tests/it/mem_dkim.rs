@@ -11,7 +11,7 @@
 use crate::common;
 use crate::plugin_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{Gateway, LOCAL, split_received};
@@ -34,27 +34,7 @@ else:
     sys.exit(0 if ok else 1)
 "#;
 
-/// The venv python with dkimpy (installed by `cargo xtask test`).
-fn python() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv-tests/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: `cargo xtask test` installs dkimpy into target/venv-tests",
-        p.display()
-    );
-    p
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use crate::common::{run_ok as run, venv_python as python};
 
 #[test]
 fn dkim_signature_survives_header_stamp() {

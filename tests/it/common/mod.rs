@@ -567,3 +567,28 @@ pub fn connect_from(addr: SocketAddr, source: &str) -> Smtp {
     tcp.set_read_timeout(Some(IO_GUARD)).unwrap();
     Smtp::from_stream(tcp)
 }
+
+/// The venv python of the test tools (dkimpy, pyspf, authheaders), which
+/// `cargo xtask test` installs into target/venv-tests.
+pub fn venv_python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv-tests/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo xtask test` installs the Python tools into target/venv-tests",
+        p.display()
+    );
+    p
+}
+
+/// Runs `cmd`, fails the test with its output unless it succeeded, and
+/// returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
