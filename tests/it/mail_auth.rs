@@ -825,3 +825,165 @@ fn spf_results_agree_with_pyspf() {
     eprintln!("spf interop: {agree}/{} agree with pyspf", cases.len());
     assert_eq!(agree, cases.len());
 }
+
+/// One DMARC case: name, client ip, MAIL FROM, From, DKIM signing domain,
+/// the expected result.
+type DmarcCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+);
+
+/// DMARC results for aligned and unaligned cases, ours against
+/// authheaders' on the same delivered copy: relaxed and strict SPF and
+/// DKIM alignment, a subdomain under `sp=`, `p=none`, and a domain without
+/// a DMARC record. Dispositions are tagged only (`dmarc_reject = "tag"`),
+/// so every message is delivered and both verdicts can be read. The
+/// domains are under suffixes the Public Suffix List names (`com`, `net`,
+/// `org`, `edu`), so both sides find the same organizational domain (for
+/// an unlisted TLD such as `.test`, authheaders' list finds none where the
+/// PSL's default rule `*` gives one). All lookups go to the test's server.
+#[test]
+fn dmarc_results_agree_with_authheaders() {
+    plugin_support::plugins_built();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let k = keys(d);
+    let mut z = Zone::new();
+    for domain in [
+        "example.com",
+        "mail.example.com",
+        "example.net",
+        "mail.example.net",
+        "example.org",
+        "example.edu",
+    ] {
+        z = z.txt(domain, &["v=spf1 ip4:192.0.2.10 -all"]);
+    }
+    for domain in ["example.com", "example.net"] {
+        z = long_txt(
+            z,
+            &format!("rsa._domainkey.{domain}"),
+            &format!("v=DKIM1; k=rsa; p={}", k.rsa_pub),
+        );
+    }
+    let z = z
+        .txt("_dmarc.example.com", &["v=DMARC1; p=reject; sp=quarantine"])
+        .txt(
+            "_dmarc.example.net",
+            &["v=DMARC1; p=reject; aspf=s; adkim=s"],
+        )
+        .txt("_dmarc.example.edu", &["v=DMARC1; p=none"]);
+    let dns = DnsServer::start(z);
+    let port = dns.addr().port();
+    std::fs::write(d.join("auth_tool.py"), TOOL).unwrap();
+    let gw = gateway(
+        &dns,
+        &mail_auth_entry("dmarc_reject = \"tag\"\ndmarc_quarantine = \"tag\""),
+    );
+
+    // (name, client ip, MAIL FROM, From, DKIM signing domain, expected)
+    let cases: [DmarcCase; 8] = [
+        (
+            "spf-relaxed",
+            "192.0.2.10",
+            "b@mail.example.com",
+            "a@example.com",
+            None,
+            "pass",
+        ),
+        (
+            "spf-strict",
+            "192.0.2.10",
+            "b@mail.example.net",
+            "a@example.net",
+            None,
+            "fail",
+        ),
+        (
+            "spf-exact-strict",
+            "192.0.2.10",
+            "b@example.net",
+            "a@example.net",
+            None,
+            "pass",
+        ),
+        (
+            "dkim-relaxed",
+            "192.0.2.99",
+            "b@other.test",
+            "a@sub.example.com",
+            Some("example.com"),
+            "pass",
+        ),
+        (
+            "dkim-strict",
+            "192.0.2.99",
+            "b@other.test",
+            "a@sub.example.net",
+            Some("example.net"),
+            "fail",
+        ),
+        (
+            "sub-unaligned",
+            "192.0.2.99",
+            "b@other.test",
+            "a@sub.example.com",
+            None,
+            "fail",
+        ),
+        (
+            "monitor",
+            "192.0.2.99",
+            "b@other.test",
+            "a@example.edu",
+            None,
+            "fail",
+        ),
+        (
+            "no-record",
+            "192.0.2.99",
+            "b@other.test",
+            "a@example.org",
+            None,
+            "none",
+        ),
+    ];
+    let mut agree = 0;
+    for (name, ip, mail_from, from, signer, expected) in cases {
+        let msg = message(from, name, 5);
+        let msg = match signer {
+            Some(domain) => dkimpy_sign(d, port, &k, "rsa", "relaxed/relaxed", domain, &msg),
+            None => msg,
+        };
+        let r = send(&gw, ip, "client.test", mail_from, &msg);
+        assert_eq!(r.code, 250, "{name}: {}", r.text);
+        let m = delivered(&gw, name);
+        let ours = fields(&m, "Authentication-Results")
+            .into_iter()
+            .find(|a| a.starts_with("mx.test;"))
+            .unwrap_or_else(|| panic!("{name}: no Authentication-Results"));
+        let path = d.join(format!("{name}.eml"));
+        std::fs::write(&path, &m).unwrap();
+        let py = tool(
+            d,
+            port,
+            &["auth", path.to_str().unwrap(), ip, mail_from, "client.test"],
+            None,
+        );
+        assert_eq!(ar_result(&ours, "dmarc"), [expected], "{name}: {ours}");
+        assert_eq!(
+            ar_result(&py, "dmarc"),
+            ar_result(&ours, "dmarc"),
+            "{name}: authheaders {py} vs ours {ours}"
+        );
+        agree += 1;
+    }
+    eprintln!(
+        "dmarc interop: {agree}/{} agree with authheaders",
+        cases.len()
+    );
+}
