@@ -220,18 +220,6 @@ fn until_checked(haproxy: &mut HaProxy, gws: &[&Gateway], n: usize) {
     );
 }
 
-/// Log lines at WARN or ERROR.
-fn warnings(gw: &Gateway) -> Vec<String> {
-    gw.log_text()
-        .lines()
-        .filter(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
-            matches!(v["level"].as_str(), Some("WARN" | "ERROR"))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
 /// A session from [`CLIENT`] through the HAProxy frontend on `port`.
 fn client(port: u16) -> Smtp {
     let s = common::connect_from(SocketAddr::from(([127, 0, 0, 1], port)), CLIENT);
@@ -357,7 +345,7 @@ fn two_gateways_behind_haproxy_share_greylist_and_rate_limit() {
         until_checked(&mut haproxy, &[gw], n + 2);
     }
     for gw in [&a, &b] {
-        assert_eq!(warnings(gw), Vec::<String>::new());
+        assert_eq!(gw.warnings(), Vec::<String>::new());
         // every session from HAProxy's own address was a check
         assert!(!gw.log_text().contains("PROXY"), "{}", gw.log_text());
     }

@@ -77,18 +77,6 @@ fn deliver_one(gw: &Gateway, s: &mut Smtp, subject: &str) -> (String, String) {
     (received, String::from_utf8_lossy(&rest).into_owned())
 }
 
-/// Log lines at WARN or ERROR.
-fn warnings(gw: &Gateway) -> Vec<String> {
-    gw.log_text()
-        .lines()
-        .filter(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
-            matches!(v["level"].as_str(), Some("WARN" | "ERROR"))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
 /// The server closes `tcp` without a byte.
 fn closed_silently(mut tcp: TcpStream) {
     tcp.set_read_timeout(Some(common::IO_GUARD)).unwrap();
@@ -233,6 +221,6 @@ fn health_checks_leave_no_error() {
     let mut s = connect_with(&gw, b"PROXY TCP4 192.0.2.7 127.0.0.1 1 25\r\n");
     s.expect("QUIT", 221);
     gw.wait_disconnects(2);
-    assert_eq!(warnings(&gw), Vec::<String>::new());
+    assert_eq!(gw.warnings(), Vec::<String>::new());
     assert!(!gw.log_text().contains("PROXY header"), "{}", gw.log_text());
 }

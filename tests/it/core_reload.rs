@@ -18,20 +18,6 @@ fn config(path: &std::path::Path, domains: &str) -> String {
     )
 }
 
-/// Runs `wasmtp reload --config <gateway's config>`.
-fn reload(gw: &Gateway) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
-        .args(["reload", "--config"])
-        .arg(&gw.config_path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn rcpt_code(gw: &Gateway, rcpt: &str) -> u16 {
     let mut c = gw.connect();
     c.expect("EHLO client.test", 250);
@@ -57,7 +43,7 @@ fn reload_reports_success_and_the_exact_error() {
     let mut text = common::test_config(gw.dir.path(), &["smtp"], "");
     text.push_str(&config(&allowlist, "\"localhost\", \"example.test\""));
     std::fs::write(&gw.config_path, &text).unwrap();
-    let (ok, stdout, stderr) = reload(&gw);
+    let (ok, stdout, stderr) = gw.reload_command();
     assert!(ok, "{stderr}\n{}", gw.log_text());
     assert!(
         stdout.contains("ok: plugin chain reloaded (allow)"),
@@ -69,7 +55,7 @@ fn reload_reports_success_and_the_exact_error() {
     let mut text = common::test_config(gw.dir.path(), &["smtp"], "");
     text.push_str(&config(&junk, "\"localhost\""));
     std::fs::write(&gw.config_path, &text).unwrap();
-    let (ok, stdout, stderr) = reload(&gw);
+    let (ok, stdout, stderr) = gw.reload_command();
     assert!(!ok, "{stdout}");
     assert!(stderr.contains("reload failed"), "{stderr}");
     assert!(stderr.contains("plugin \"allow\""), "{stderr}");

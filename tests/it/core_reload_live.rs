@@ -9,25 +9,10 @@ use crate::common;
 use crate::plugin_support;
 
 use std::io::{BufReader, Write as _};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{Gateway, LOCAL, Smtp};
-
-/// Runs `wasmtp reload --config <gateway's config>`: (success, stdout, stderr).
-fn reload(gw: &Gateway) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
-        .args(["reload", "--config"])
-        .arg(&gw.config_path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A session upgraded with STARTTLS, trusting only `der`.
 struct TlsSession {
@@ -75,12 +60,8 @@ fn rotate(dir: &std::path::Path) -> Vec<u8> {
 #[test]
 fn tls_certificate_rotates_without_dropping_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, first) = common::write_cert(dir.path());
-    let extra = format!(
-        "{LOCAL}[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
+    let (tls, first) = common::tls_section(dir.path());
+    let extra = format!("{LOCAL}{tls}");
     let text = common::test_config(dir.path(), &["smtp"], &extra);
     let gw = Gateway::start_text(dir, &text, 1);
     gw.wait_log("control socket open");
@@ -92,13 +73,13 @@ fn tls_certificate_rotates_without_dropping_sessions() {
     assert_eq!(before.say("RCPT TO:<user@example.test>").code, 250);
 
     let second = rotate(gw.dir.path());
-    let (ok, stdout, stderr) = reload(&gw);
+    let (ok, stdout, stderr) = gw.reload_command();
     assert!(ok, "{stderr}\n{}", gw.log_text());
     assert!(
         stdout.contains("changed: tls certificate rotated: ") && stdout.contains("cert.pem"),
         "{stdout}"
     );
-    assert!(gw.log_text().contains("tls certificate rotated"));
+    gw.wait_log("tls certificate rotated");
 
     // The session opened before goes on and completes its message.
     assert_eq!(before.say("DATA").code, 354);
@@ -115,7 +96,7 @@ fn tls_certificate_rotates_without_dropping_sessions() {
     assert_eq!(gw.delivered().len(), 2);
 
     // The same files again: nothing rotates.
-    let (ok, stdout, _) = reload(&gw);
+    let (ok, stdout, _) = gw.reload_command();
     assert!(ok);
     assert!(stdout.contains("no setting changed"), "{stdout}");
 
@@ -124,7 +105,7 @@ fn tls_certificate_rotates_without_dropping_sessions() {
     // the gateway checks it again on SIGHUP) and the second certificate
     // is still served.
     std::fs::write(gw.dir.path().join("cert.pem"), "not a certificate\n").unwrap();
-    let (ok, stdout, stderr) = reload(&gw);
+    let (ok, stdout, stderr) = gw.reload_command();
     assert!(!ok, "{stdout}");
     assert!(stderr.contains("key `tls.cert`"), "{stderr}");
     assert!(stderr.contains("no certificate found in"), "{stderr}");
@@ -170,7 +151,7 @@ fn limits_relay_and_auth_apply_to_new_sessions() {
     );
     let text = settings_config(gw.dir.path(), "127.0.0.1:1", &extra);
     std::fs::write(&gw.config_path, &text).unwrap();
-    let (ok, stdout, stderr) = reload(&gw);
+    let (ok, stdout, stderr) = gw.reload_command();
     assert!(ok, "{stderr}\n{}", gw.log_text());
     for line in [
         "changed: limits.max_message_size \"1M\" → \"2M\"",
@@ -180,8 +161,9 @@ fn limits_relay_and_auth_apply_to_new_sessions() {
     ] {
         assert!(stdout.contains(line), "{line}\n{stdout}");
     }
+    // (the log is read by another thread: wait for the line)
+    gw.wait_log("needs a restart, not applied");
     let log = gw.log_text();
-    assert!(log.contains("needs a restart, not applied"), "{log}");
     assert!(!log.contains("s3cret") && !log.contains("$argon2"), "{log}");
 
     // New sessions: the new limits, relay networks and users, on the
@@ -209,7 +191,7 @@ fn limits_relay_and_auth_apply_to_new_sessions() {
     before.expect("QUIT", 221);
 
     // Every reload reports the pending restart again.
-    let (ok, stdout, _) = reload(&gw);
+    let (ok, stdout, _) = gw.reload_command();
     assert!(ok);
     assert!(stdout.contains("no setting changed"), "{stdout}");
     assert!(

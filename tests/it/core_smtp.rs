@@ -427,12 +427,8 @@ fn graceful_shutdown_421s_open_sessions() {
 #[test]
 fn starttls_injection_discarded_and_state_reset() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = common::write_cert(dir.path());
-    let extra = format!(
-        "{LOCAL}[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
+    let (tls, der) = common::tls_section(dir.path());
+    let extra = format!("{LOCAL}{tls}");
     let text = common::test_config(dir.path(), &["smtp"], &extra);
     let gw = Gateway::start_text(dir, &text, 1);
     let mut c = gw.connect();
@@ -476,13 +472,8 @@ fn starttls_injection_discarded_and_state_reset() {
 #[test]
 fn submission_requires_tls_and_auth_smtps_is_implicit() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = common::write_cert(dir.path());
-    let extra = format!(
-        "{LOCAL}{}[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        common::alice_auth(false),
-        cert.display(),
-        key.display()
-    );
+    let (tls, der) = common::tls_section(dir.path());
+    let extra = format!("{LOCAL}{}{tls}", common::alice_auth(false));
     let text = common::test_config(dir.path(), &["submission", "smtps"], &extra);
     let gw = Gateway::start_text(dir, &text, 2);
 

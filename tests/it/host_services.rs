@@ -337,12 +337,8 @@ fn lifecycle_hears_every_transaction_end() {
 fn lifecycle_around_starttls_and_at_disconnect() {
     plugin_support::plugins_built();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = common::write_cert(dir.path());
-    let mut extra = format!(
-        "{LOCAL}[tls]\ncert = {:?}\nkey = {:?}\n\n",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
+    let (tls, der) = common::tls_section(dir.path());
+    let mut extra = format!("{LOCAL}{tls}\n");
     extra.push_str(&plugin_host());
     extra.push_str(&format!(
         "[[plugins]]\nname = \"lifecycle\"\npath = {:?}\n\n",

@@ -592,3 +592,44 @@ pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// A fresh certificate in `dir` and the `[tls]` section that serves it:
+/// (the section, the certificate's DER).
+pub fn tls_section(dir: &Path) -> (String, Vec<u8>) {
+    let (cert, key, der) = write_cert(dir);
+    let section = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    (section, der)
+}
+
+impl Gateway {
+    /// The log lines at WARN or ERROR.
+    pub fn warnings(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+                matches!(v["level"].as_str(), Some("WARN" | "ERROR"))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Runs `wasmtp reload --config <this gateway's config>`: (success,
+    /// stdout, stderr).
+    pub fn reload_command(&self) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmtp"))
+            .args(["reload", "--config"])
+            .arg(&self.config_path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
