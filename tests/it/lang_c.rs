@@ -170,3 +170,76 @@ async fn a_bad_limit_refuses_the_plugin_at_load() {
     assert!(msg.contains("fast-guard"), "{msg}");
     assert!(msg.contains("max_recipients"), "{msg}");
 }
+
+/// Every connection and transaction helper of the C SDK, read and used by
+/// the `c-session` fixture at data-post (`plugins-sdk/c/fixtures/c-session`).
+#[tokio::test]
+async fn the_c_sdk_reads_and_edits_the_whole_session() {
+    use wasmtp::context::{HelloKind, TlsInfo};
+
+    let host = load(&[entry(
+        "c-session",
+        "fixtures/c-session",
+        "new_sender = \"bounce@example.net\"\nadd_rcpt = \"added@example.test\"\ndrop_rcpt = \"DROP@example.test\"",
+    )])
+    .await;
+    let mut ctx = client_ctx();
+    ctx.conn.remote_host = Some("mx.client.example".into());
+    ctx.conn.hello = HelloKind::Ehlo;
+    ctx.conn.hello_host = "client.example".into();
+    ctx.conn.auth_user = Some("alice".into());
+    ctx.conn.tls = Some(TlsInfo {
+        protocol: "TLSv1.3".into(),
+        cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        sni: Some("mx.example.test".into()),
+    });
+    begin(
+        &mut ctx,
+        "a@example.org",
+        &["keep@example.test", "drop@example.test"],
+    );
+    set_message(
+        &mut ctx,
+        "Received: from a\nReceived: from b\nSubject: folded\n  subject\n\nline one\n.dot line\n",
+    );
+    let mut session = host.session();
+    let v = session.run(Hook::DataPost, &mut ctx).await;
+    assert_eq!(v, Verdict::Declined);
+
+    let note = |k: &str| txn_note(&ctx, k).unwrap_or_else(|| panic!("note {k} missing"));
+    assert_eq!(
+        note("c.conn"),
+        "id=test-session remote=203.0.113.7:40000 host=mx.client.example local=127.0.0.1:25 \
+         hello=ehlo/client.example auth=alice relay=0"
+    );
+    assert_eq!(
+        note("c.tls"),
+        "TLSv1.3 TLS13_AES_128_GCM_SHA256 sni=mx.example.test"
+    );
+    assert_eq!(note("c.conn-edits"), "ok");
+    assert!(!ctx.conn.relay_client, "the relay grant was taken back");
+    assert!(!ctx.conn.notes.contains_key("c.scratch"));
+    assert_eq!(note("c.txn"), "id=txn-1 sender=a@example.org body=21");
+    assert_eq!(note("c.rcpts"), "keep@example.test,drop@example.test");
+    assert_eq!(note("c.received"), "2");
+    assert_eq!(note("c.headers"), "Received,Received,Subject");
+    assert_eq!(note("c.raw-subject"), "Subject: folded\r\n  subject");
+    assert_eq!(note("c.body"), "line one\r\n.dot line\r\n");
+    assert_eq!(note("c.removed"), "1");
+    assert_eq!(note("c.bad-rcpt"), "refused");
+    assert!(txn_note(&ctx, "c.scratch").is_none());
+
+    let txn = ctx.txn.as_ref().expect("transaction");
+    assert_eq!(txn.sender, "bounce@example.net");
+    let rcpts: Vec<&str> = txn.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(rcpts, ["keep@example.test", "added@example.test"]);
+    let out = delivered(&ctx);
+    assert!(
+        out.starts_with("X-First: on top\r\nReceived: from a\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("\r\n\r\n[c-session]\r\nline one\r\n.dot line\r\n"),
+        "{out}"
+    );
+}

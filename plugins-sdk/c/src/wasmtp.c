@@ -260,13 +260,38 @@ bool wasmtp_config_bool(const char *key, bool dflt) {
 
 /* ---- connection ---------------------------------------------------------- */
 
-char *wasmtp_conn_remote_ip(wasmtp_conn_t conn) {
-    plugin_string_t ip;
-    wasmtp_plugin_session_method_connection_remote_ip(conn, &ip);
-    char *out = cstr(&ip);
-    plugin_string_free(&ip);
-    return out;
-}
+/* A string result of a method, as a malloc'd C string. */
+#define STRING_METHOD(fn, method, handle_t)                 \
+    char *fn(handle_t h) {                                   \
+        plugin_string_t s;                                   \
+        method(h, &s);                                       \
+        char *out = cstr(&s);                                \
+        plugin_string_free(&s);                              \
+        return out;                                          \
+    }
+
+/* An option<string> result of a method, as a malloc'd C string or NULL. */
+#define OPTION_STRING_METHOD(fn, method, handle_t)           \
+    char *fn(handle_t h) {                                   \
+        plugin_string_t s;                                   \
+        if (!method(h, &s)) return NULL;                     \
+        char *out = cstr(&s);                                \
+        plugin_string_free(&s);                              \
+        return out;                                          \
+    }
+
+STRING_METHOD(wasmtp_conn_remote_ip, wasmtp_plugin_session_method_connection_remote_ip,
+              wasmtp_conn_t)
+STRING_METHOD(wasmtp_txn_sender, wasmtp_plugin_session_method_transaction_sender, wasmtp_txn_t)
+STRING_METHOD(wasmtp_conn_id, wasmtp_plugin_session_method_connection_id, wasmtp_conn_t)
+STRING_METHOD(wasmtp_conn_local_ip, wasmtp_plugin_session_method_connection_local_ip, wasmtp_conn_t)
+STRING_METHOD(wasmtp_conn_hello_host, wasmtp_plugin_session_method_connection_hello_host,
+              wasmtp_conn_t)
+STRING_METHOD(wasmtp_txn_id, wasmtp_plugin_session_method_transaction_id, wasmtp_txn_t)
+OPTION_STRING_METHOD(wasmtp_conn_remote_host, wasmtp_plugin_session_method_connection_remote_host,
+                     wasmtp_conn_t)
+OPTION_STRING_METHOD(wasmtp_conn_auth_user, wasmtp_plugin_session_method_connection_auth_user,
+                     wasmtp_conn_t)
 
 bool wasmtp_conn_is_loopback(wasmtp_conn_t conn) {
     char *ip = wasmtp_conn_remote_ip(conn);
@@ -313,12 +338,17 @@ char *wasmtp_txn_header(wasmtp_txn_t txn, const char *name) {
     return out;
 }
 
+/* Logs the host's refusal of `what` and frees its text; returns false. */
+static bool refused(const char *what, const char *arg, plugin_string_t *err) {
+    wasmtp_log(WASMTP_WARN, "%s %s refused: %.*s", what, arg, (int)err->len, (char *)err->ptr);
+    plugin_string_free(err);
+    return false;
+}
+
 bool wasmtp_txn_add_header(wasmtp_txn_t txn, const char *name, const char *value) {
     plugin_string_t n = view(name), v = view(value), err;
     if (wasmtp_plugin_session_method_transaction_add_header(txn, &n, &v, &err)) return true;
-    wasmtp_log(WASMTP_WARN, "add-header %s refused: %.*s", name, (int)err.len, (char *)err.ptr);
-    plugin_string_free(&err);
-    return false;
+    return refused("add-header", name, &err);
 }
 
 char *wasmtp_txn_note(wasmtp_txn_t txn, const char *key) {
@@ -335,14 +365,6 @@ void wasmtp_txn_set_note(wasmtp_txn_t txn, const char *key, const char *value) {
     wasmtp_plugin_session_method_transaction_set_note(txn, &k, &v);
 }
 
-char *wasmtp_txn_sender(wasmtp_txn_t txn) {
-    plugin_string_t sender;
-    wasmtp_plugin_session_method_transaction_sender(txn, &sender);
-    char *out = cstr(&sender);
-    plugin_string_free(&sender);
-    return out;
-}
-
 uint32_t wasmtp_txn_remove_header(wasmtp_txn_t txn, const char *name) {
     plugin_string_t n = view(name);
     return wasmtp_plugin_session_method_transaction_remove_header(txn, &n);
@@ -351,9 +373,170 @@ uint32_t wasmtp_txn_remove_header(wasmtp_txn_t txn, const char *name) {
 bool wasmtp_txn_replace_header(wasmtp_txn_t txn, const char *name, const char *value) {
     plugin_string_t n = view(name), v = view(value), err;
     if (wasmtp_plugin_session_method_transaction_replace_header(txn, &n, &v, &err)) return true;
-    wasmtp_log(WASMTP_WARN, "replace-header %s refused: %.*s", name, (int)err.len, (char *)err.ptr);
-    plugin_string_free(&err);
-    return false;
+    return refused("replace-header", name, &err);
+}
+
+uint16_t wasmtp_conn_remote_port(wasmtp_conn_t conn) {
+    return wasmtp_plugin_session_method_connection_remote_port(conn);
+}
+
+uint16_t wasmtp_conn_local_port(wasmtp_conn_t conn) {
+    return wasmtp_plugin_session_method_connection_local_port(conn);
+}
+
+wasmtp_hello_t wasmtp_conn_hello(wasmtp_conn_t conn) {
+    return (wasmtp_hello_t)wasmtp_plugin_session_method_connection_hello(conn);
+}
+
+bool wasmtp_conn_tls(wasmtp_conn_t conn, wasmtp_tls_t *out) {
+    wasmtp_plugin_session_tls_info_t info;
+    if (!wasmtp_plugin_session_method_connection_tls(conn, &info)) return false;
+    out->protocol = cstr(&info.protocol);
+    out->cipher = cstr(&info.cipher);
+    out->sni = info.sni.is_some ? cstr(&info.sni.val) : NULL;
+    wasmtp_plugin_session_tls_info_free(&info);
+    return true;
+}
+
+void wasmtp_tls_free(wasmtp_tls_t *tls) {
+    if (!tls) return;
+    free(tls->protocol);
+    free(tls->cipher);
+    free(tls->sni);
+    tls->protocol = tls->cipher = tls->sni = NULL;
+}
+
+bool wasmtp_conn_relay_client(wasmtp_conn_t conn) {
+    return wasmtp_plugin_session_method_connection_relay_client(conn);
+}
+
+void wasmtp_conn_set_relay_client(wasmtp_conn_t conn, bool allowed) {
+    wasmtp_plugin_session_method_connection_set_relay_client(conn, allowed);
+}
+
+void wasmtp_conn_remove_note(wasmtp_conn_t conn, const char *key) {
+    plugin_string_t k = view(key);
+    wasmtp_plugin_session_method_connection_remove_note(conn, &k);
+}
+
+void wasmtp_txn_remove_note(wasmtp_txn_t txn, const char *key) {
+    plugin_string_t k = view(key);
+    wasmtp_plugin_session_method_transaction_remove_note(txn, &k);
+}
+
+bool wasmtp_txn_set_sender(wasmtp_txn_t txn, const char *address) {
+    plugin_string_t a = view(address), err;
+    if (wasmtp_plugin_session_method_transaction_set_sender(txn, &a, &err)) return true;
+    return refused("set-sender", address, &err);
+}
+
+char **wasmtp_txn_recipients(wasmtp_txn_t txn, size_t *count) {
+    wasmtp_plugin_session_list_recipient_t list;
+    wasmtp_plugin_session_method_transaction_recipients(txn, &list);
+    *count = list.len;
+    char **out = NULL;
+    if (list.len > 0) {
+        out = xmalloc(list.len * sizeof(char *));
+        for (size_t i = 0; i < list.len; i++) out[i] = cstr(&list.ptr[i].address);
+    }
+    wasmtp_plugin_session_list_recipient_free(&list);
+    return out;
+}
+
+bool wasmtp_txn_add_recipient(wasmtp_txn_t txn, const char *address) {
+    plugin_string_t a = view(address), err;
+    wasmtp_plugin_session_list_param_t none = {NULL, 0};
+    if (wasmtp_plugin_session_method_transaction_add_recipient(txn, &a, &none, &err)) return true;
+    return refused("add-recipient", address, &err);
+}
+
+uint32_t wasmtp_txn_remove_recipient(wasmtp_txn_t txn, const char *address) {
+    plugin_string_t a = view(address);
+    return wasmtp_plugin_session_method_transaction_remove_recipient(txn, &a);
+}
+
+char **wasmtp_txn_header_values(wasmtp_txn_t txn, const char *name, size_t *count) {
+    plugin_string_t n = view(name);
+    plugin_list_string_t values;
+    wasmtp_plugin_session_method_transaction_header(txn, &n, &values);
+    *count = values.len;
+    char **out = NULL;
+    if (values.len > 0) {
+        out = xmalloc(values.len * sizeof(char *));
+        for (size_t i = 0; i < values.len; i++) out[i] = cstr(&values.ptr[i]);
+    }
+    plugin_list_string_free(&values);
+    return out;
+}
+
+wasmtp_header_t *wasmtp_txn_headers(wasmtp_txn_t txn, size_t *count) {
+    wasmtp_plugin_session_list_header_t list;
+    wasmtp_plugin_session_method_transaction_headers(txn, &list);
+    *count = list.len;
+    wasmtp_header_t *out = NULL;
+    if (list.len > 0) {
+        out = xmalloc(list.len * sizeof *out);
+        for (size_t i = 0; i < list.len; i++) {
+            out[i].name = cstr(&list.ptr[i].name);
+            out[i].value = cstr(&list.ptr[i].value);
+        }
+    }
+    wasmtp_plugin_session_list_header_free(&list);
+    return out;
+}
+
+void wasmtp_headers_free(wasmtp_header_t *headers, size_t count) {
+    for (size_t i = 0; headers && i < count; i++) {
+        free(headers[i].name);
+        free(headers[i].value);
+    }
+    free(headers);
+}
+
+wasmtp_bytes_t *wasmtp_txn_raw_headers(wasmtp_txn_t txn, size_t *count) {
+    plugin_list_list_u8_t list;
+    wasmtp_plugin_session_method_transaction_raw_headers(txn, &list);
+    *count = list.len;
+    wasmtp_bytes_t *out = NULL;
+    if (list.len > 0) {
+        out = xmalloc(list.len * sizeof *out);
+        for (size_t i = 0; i < list.len; i++) {
+            out[i].len = list.ptr[i].len;
+            out[i].ptr = xmalloc(list.ptr[i].len + 1);
+            memcpy(out[i].ptr, list.ptr[i].ptr, list.ptr[i].len);
+            out[i].ptr[list.ptr[i].len] = '\0';
+        }
+    }
+    plugin_list_list_u8_free(&list);
+    return out;
+}
+
+void wasmtp_bytes_free(wasmtp_bytes_t *items, size_t count) {
+    for (size_t i = 0; items && i < count; i++) free(items[i].ptr);
+    free(items);
+}
+
+bool wasmtp_txn_prepend_header(wasmtp_txn_t txn, const char *name, const char *value) {
+    plugin_string_t n = view(name), v = view(value), err;
+    if (wasmtp_plugin_session_method_transaction_prepend_header(txn, &n, &v, &err)) return true;
+    return refused("prepend-header", name, &err);
+}
+
+size_t wasmtp_txn_read_body(wasmtp_txn_t txn, uint64_t offset, uint8_t *buf, size_t len) {
+    if (len > (1u << 20)) len = 1u << 20;
+    plugin_list_u8_t got;
+    wasmtp_plugin_session_method_transaction_read_body(txn, offset, (uint32_t)len, &got);
+    size_t n = got.len < len ? got.len : len;
+    if (n > 0) memcpy(buf, got.ptr, n);
+    plugin_list_u8_free(&got);
+    return n;
+}
+
+bool wasmtp_txn_replace_body(wasmtp_txn_t txn, const uint8_t *body, size_t len) {
+    plugin_list_u8_t b = {(uint8_t *)body, len};
+    plugin_string_t err;
+    if (wasmtp_plugin_session_method_transaction_replace_body(txn, &b, &err)) return true;
+    return refused("replace-body", "", &err);
 }
 
 const char *wasmtp_param(const wasmtp_params_t *params, const char *key) {

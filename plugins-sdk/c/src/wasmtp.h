@@ -166,6 +166,51 @@ char *wasmtp_conn_note(wasmtp_conn_t conn, const char *key);
 /** Sets a connection note. */
 void wasmtp_conn_set_note(wasmtp_conn_t conn, const char *key, const char *value);
 
+/** Removes a connection note. */
+void wasmtp_conn_remove_note(wasmtp_conn_t conn, const char *key);
+/** The session id, as on the gateway's log lines (malloc'd). */
+char *wasmtp_conn_id(wasmtp_conn_t conn);
+/** The client's TCP port. */
+uint16_t wasmtp_conn_remote_port(wasmtp_conn_t conn);
+/** The client's host name from reverse DNS (malloc'd), or NULL when the
+ *  gateway did not resolve one. */
+char *wasmtp_conn_remote_host(wasmtp_conn_t conn);
+/** The local IP address the client connected to (malloc'd). */
+char *wasmtp_conn_local_ip(wasmtp_conn_t conn);
+/** The local TCP port the client connected to. */
+uint16_t wasmtp_conn_local_port(wasmtp_conn_t conn);
+
+/** How the client introduced itself. */
+typedef enum {
+    WASMTP_HELLO_NONE = WASMTP_PLUGIN_TYPES_HELLO_KIND_NONE,
+    WASMTP_HELLO_HELO = WASMTP_PLUGIN_TYPES_HELLO_KIND_HELO,
+    WASMTP_HELLO_EHLO = WASMTP_PLUGIN_TYPES_HELLO_KIND_EHLO,
+} wasmtp_hello_t;
+
+/** HELO, EHLO, or WASMTP_HELLO_NONE before a hello was accepted. */
+wasmtp_hello_t wasmtp_conn_hello(wasmtp_conn_t conn);
+/** The name given with the accepted HELO/EHLO (malloc'd; "" before one). */
+char *wasmtp_conn_hello_host(wasmtp_conn_t conn);
+
+/** The TLS layer of a connection; every string is malloc'd, `sni` may be NULL. */
+typedef struct {
+    char *protocol;
+    char *cipher;
+    char *sni;
+} wasmtp_tls_t;
+
+/** Fills `out` and returns true once TLS is active; false (and `out`
+ *  untouched) on a plain connection. Free with wasmtp_tls_free. */
+bool wasmtp_conn_tls(wasmtp_conn_t conn, wasmtp_tls_t *out);
+/** Frees the strings of a wasmtp_tls_t. */
+void wasmtp_tls_free(wasmtp_tls_t *tls);
+/** The authenticated user (malloc'd), or NULL before a successful AUTH. */
+char *wasmtp_conn_auth_user(wasmtp_conn_t conn);
+/** Whether this client may relay to any domain. */
+bool wasmtp_conn_relay_client(wasmtp_conn_t conn);
+/** Grants or revokes relaying for this client. */
+void wasmtp_conn_set_relay_client(wasmtp_conn_t conn, bool allowed);
+
 /* ---- transaction ------------------------------------------------------ */
 
 /** How many recipients the transaction has so far. */
@@ -187,6 +232,57 @@ uint32_t wasmtp_txn_remove_header(wasmtp_txn_t txn, const char *name);
 /** Replaces every field `name` by one with `value` (where the first one
  *  was, or at the end): false (and a log record) if the host refused it. */
 bool wasmtp_txn_replace_header(wasmtp_txn_t txn, const char *name, const char *value);
+
+/** Removes a transaction note. */
+void wasmtp_txn_remove_note(wasmtp_txn_t txn, const char *key);
+/** The transaction id, the queue id of the message once accepted (malloc'd). */
+char *wasmtp_txn_id(wasmtp_txn_t txn);
+/** Replaces the envelope sender ("" = null sender); false (and a log record)
+ *  if the host refused the address. */
+bool wasmtp_txn_set_sender(wasmtp_txn_t txn, const char *address);
+/** The recipients' addresses so far, in order, without angle brackets
+ *  (free with wasmtp_strings_free); NULL with `*count` 0 when there are none. */
+char **wasmtp_txn_recipients(wasmtp_txn_t txn, size_t *count);
+/** Adds a recipient (no ESMTP parameters); false (and a log record) if the
+ *  host refused the address. */
+bool wasmtp_txn_add_recipient(wasmtp_txn_t txn, const char *address);
+/** Removes every recipient with this address (case-insensitive); returns how many. */
+uint32_t wasmtp_txn_remove_recipient(wasmtp_txn_t txn, const char *address);
+/** Every value of a header field, in order (free with wasmtp_strings_free);
+ *  NULL with `*count` 0 when there is none. */
+char **wasmtp_txn_header_values(wasmtp_txn_t txn, const char *name, size_t *count);
+
+/** One header field: name and unfolded value, both malloc'd. */
+typedef struct {
+    char *name;
+    char *value;
+} wasmtp_header_t;
+
+/** Every header field, in order (free with wasmtp_headers_free); NULL with
+ *  `*count` 0 before the data-headers hook. */
+wasmtp_header_t *wasmtp_txn_headers(wasmtp_txn_t txn, size_t *count);
+/** Frees what wasmtp_txn_headers returned. */
+void wasmtp_headers_free(wasmtp_header_t *headers, size_t count);
+
+/** Octets with their length (malloc'd `ptr`, also NUL-terminated for convenience). */
+typedef struct {
+    uint8_t *ptr;
+    size_t len;
+} wasmtp_bytes_t;
+
+/** Every header field exactly as it will be written (name, colon, value
+ *  with its folding, no final CRLF), in order; free with wasmtp_bytes_free. */
+wasmtp_bytes_t *wasmtp_txn_raw_headers(wasmtp_txn_t txn, size_t *count);
+/** Frees what wasmtp_txn_raw_headers returned. */
+void wasmtp_bytes_free(wasmtp_bytes_t *items, size_t count);
+/** Inserts a header field at the top; false (and a log record) if refused. */
+bool wasmtp_txn_prepend_header(wasmtp_txn_t txn, const char *name, const char *value);
+/** Copies up to `len` body octets from `offset` into `buf` (at most 1 MiB
+ *  per call); returns how many were copied (0 at the end of the body). */
+size_t wasmtp_txn_read_body(wasmtp_txn_t txn, uint64_t offset, uint8_t *buf, size_t len);
+/** Replaces the whole body (lines must end in CRLF); false (and a log
+ *  record) if the host refused it. */
+bool wasmtp_txn_replace_body(wasmtp_txn_t txn, const uint8_t *body, size_t len);
 
 /** The value of an ESMTP parameter (case-insensitive key); NULL if absent or valueless. */
 const char *wasmtp_param(const wasmtp_params_t *params, const char *key);

@@ -88,6 +88,7 @@ pub use wit_bindgen;
 /// public for the rare plugin that wants the raw generated items.
 #[allow(missing_docs)]
 pub mod bindings {
+    #[cfg(not(feature = "lifecycle"))]
     wit_bindgen::generate!({
         path: "../../wit",
         world: "plugin",
@@ -96,8 +97,20 @@ pub mod bindings {
         default_bindings_module: "::wasmtp_plugin_sdk::bindings",
         generate_all,
     });
+    #[cfg(feature = "lifecycle")]
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin-with-lifecycle",
+        pub_export_macro: true,
+        export_macro_name: "__wasmtp_export",
+        default_bindings_module: "::wasmtp_plugin_sdk::bindings",
+        generate_all,
+    });
 }
 
+/// Why a transaction ended (see `Plugin::transaction_ended`; feature `lifecycle`).
+#[cfg(feature = "lifecycle")]
+pub use bindings::exports::wasmtp::plugin::lifecycle::TransactionEnd;
 pub use bindings::wasmtp::plugin::host::{config as raw_config, config_get};
 pub use bindings::wasmtp::plugin::session::{Connection, Transaction};
 pub use bindings::wasmtp::plugin::types::{
@@ -230,6 +243,13 @@ pub trait Plugin: Sized + 'static {
     fn deny(&mut self, conn: &Connection, hook: &str, plugin: &str, code: u16) {}
     /// A spooled message was delivered, deferred or bounced for one recipient.
     fn delivery(&mut self, report: &DeliveryReport) {}
+    /// The transaction ended, whatever ended it (`why`). Only with the
+    /// crate feature `lifecycle`, which builds the component against the
+    /// world `plugin-with-lifecycle`: the gateway then calls it at the end
+    /// of every transaction of the connection (whether or not the plugin
+    /// wanted a hook of it), so a pooled instance can clear what it kept.
+    #[cfg(feature = "lifecycle")]
+    fn transaction_ended(&mut self, conn: &Connection, why: TransactionEnd) {}
 }
 
 thread_local! {
@@ -240,7 +260,6 @@ thread_local! {
 #[doc(hidden)]
 pub mod __private {
     use super::*;
-    use crate::bindings::exports::wasmtp::plugin::hooks::Guest;
 
     /// Implements the generated `Guest` trait for any [`Plugin`].
     pub struct Adapter<P>(std::marker::PhantomData<P>);
@@ -255,7 +274,7 @@ pub mod __private {
         })
     }
 
-    impl<P: Plugin> Guest for Adapter<P> {
+    impl<P: Plugin> crate::bindings::exports::wasmtp::plugin::hooks::Guest for Adapter<P> {
         fn init(config: String) -> Result<Hooks, String> {
             let config = Config::parse(&config)?;
             let plugin = P::init(&config)?;
@@ -350,11 +369,20 @@ pub mod __private {
             with((), |p: &mut P| p.delivery(&report))
         }
     }
+
+    #[cfg(feature = "lifecycle")]
+    impl<P: Plugin> crate::bindings::exports::wasmtp::plugin::lifecycle::Guest for Adapter<P> {
+        fn transaction_ended(conn: &Connection, why: TransactionEnd) {
+            with((), |p: &mut P| p.transaction_ended(conn, why))
+        }
+    }
 }
 
 /// Exports a [`Plugin`] implementation as the component's `hooks`.
 ///
-/// Use it once per plugin crate: `export_plugin!(MyPlugin);`.
+/// Use it once per plugin crate: `export_plugin!(MyPlugin);`. With the
+/// crate feature `lifecycle` the component also exports the optional
+/// `lifecycle` interface and the gateway calls `Plugin::transaction_ended`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
