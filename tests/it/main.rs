@@ -58,5 +58,6 @@ mod plugin_sandbox;
 mod plugin_services;
 mod plugin_swap;
 mod plugin_tcp;
+mod sdk_reference;
 mod spool_crash;
 mod spool_queue;
