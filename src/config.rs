@@ -220,9 +220,11 @@ pub struct LimitsConfig {
     #[serde(deserialize_with = "units::size")]
     pub max_header_bytes: u64,
     /// Message octets held in memory across every session at once. Each
-    /// message being received reserves `max_message_size` of it at DATA/BDAT
-    /// (the most it can grow to); when that does not fit, DATA gets
-    /// `452 4.3.1` and the client retries later. 0: no budget.
+    /// message being received reserves its declared `SIZE=` or 1 MiB at
+    /// DATA/BDAT and grows the reservation a MiB at a time as it arrives;
+    /// when the first reservation does not fit, DATA gets `452 4.3.1`, when
+    /// a later one does not, the end of data does (the client retries
+    /// later). 0: no budget.
     #[serde(deserialize_with = "units::size")]
     pub memory_budget: u64,
     /// NOOP, VRFY, HELP and RSET allowed per session; the next gets 421.

@@ -276,6 +276,28 @@ impl SmtpEngine {
         self.message.bytes()
     }
 
+    /// Octets of the message being received that are stored now (0 when
+    /// none is, or once it is being discarded).
+    pub fn message_stored_len(&self) -> usize {
+        self.message.stored_len()
+    }
+
+    /// Refuses the message being received: nothing more of it is stored,
+    /// the rest is read and discarded, and `reply` answers its end (a
+    /// refusal decided earlier wins). No `DataHeaders` or
+    /// `MessageComplete` follows. Ignored when no message is being received.
+    pub fn refuse_message(&mut self, reply: Reply) {
+        if self.reception.is_none() {
+            return;
+        }
+        if self.refusal().is_none()
+            && let Some(rec) = self.reception.as_mut()
+        {
+            rec.rejection = Some(reply);
+        }
+        self.message.discard();
+    }
+
     /// Takes the complete message after `Event::MessageComplete`.
     pub fn take_message(&mut self) -> Vec<u8> {
         self.message.take()

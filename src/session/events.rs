@@ -16,6 +16,7 @@ use crate::plugin::{Hook, TransactionEnd, Verdict};
 use crate::protocol::params::BodyType;
 use crate::protocol::{Decision, Event, replies};
 
+use super::budget::RESERVE_STEP;
 use super::{Session, received};
 use crate::ids;
 
@@ -75,10 +76,11 @@ impl Session {
             Event::Mail { sender, params } => self.on_mail(sender, params).await,
             Event::Rcpt { recipient, params } => self.on_rcpt(recipient, params).await,
             Event::Data => {
-                // The message's worst case must fit the memory budget
-                // before anything of it is read.
-                let max = self.listener.engine.max_message_size;
-                let Some(reservation) = self.shared.memory_budget.reserve(max) else {
+                // What the message is expected to need must fit the memory
+                // budget before anything of it is read; it grows as the
+                // message arrives (`grow_reservation`).
+                let Some(reservation) = self.shared.memory_budget.reserve(self.first_reservation())
+                else {
                     tracing::info!(
                         reserved = self.shared.memory_budget.used(),
                         "memory budget for messages used up"
@@ -298,6 +300,51 @@ impl Session {
 
     /// Counts a message the driver decided on (`[metrics]`): accepted, or
     /// refused with `code`.
+    /// The first reservation of a message: the `SIZE=` its MAIL declared or
+    /// one [`RESERVE_STEP`], whichever is larger, at most the size limit.
+    fn first_reservation(&self) -> u64 {
+        let declared = self
+            .ctx
+            .txn
+            .as_ref()
+            .and_then(|t| t.sender_params.iter().find(|p| p.key == "SIZE"))
+            .and_then(|p| p.value.as_deref())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        declared
+            .max(RESERVE_STEP)
+            .min(self.listener.engine.max_message_size)
+    }
+
+    /// Before reading more of a message: grows its reservation, a step at
+    /// a time, to what is stored plus one read. When the budget cannot give
+    /// it, the message is refused with `452 4.3.1` at its end and nothing
+    /// more of it is stored (the transaction ends now, as for a refusal at
+    /// data-headers).
+    pub(super) async fn grow_reservation(&mut self) {
+        let Some(reservation) = self.reservation.as_mut() else {
+            return;
+        };
+        let need = (self.engine.message_stored_len() + self.buf.len()) as u64;
+        if need <= reservation.octets() {
+            return;
+        }
+        let target = need.div_ceil(RESERVE_STEP).saturating_mul(RESERVE_STEP);
+        if reservation.grow_to(target) {
+            return;
+        }
+        tracing::info!(
+            reserved = self.shared.memory_budget.used(),
+            stored = self.engine.message_stored_len(),
+            "memory budget for messages used up mid-message"
+        );
+        let reply = replies::memory_full();
+        self.count_message(Some(reply.code()));
+        self.engine.refuse_message(reply);
+        self.reservation = None;
+        self.end_transaction(TransactionEnd::Refused).await;
+    }
+
     fn count_message(&self, refused: Option<u16>) {
         let Some(m) = &self.shared.metrics else {
             return;

@@ -228,6 +228,7 @@ impl Session {
         loop {
             match self.engine.poll() {
                 Action::NeedInput => {
+                    self.grow_reservation().await;
                     if !self.flush().await {
                         return;
                     }

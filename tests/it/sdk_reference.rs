@@ -44,12 +44,19 @@ fn every_wit_function_has_a_row() {
             names.insert(name.to_string());
         }
     }
-    assert!(names.len() > 50, "parsed only {} WIT functions", names.len());
+    assert!(
+        names.len() > 50,
+        "parsed only {} WIT functions",
+        names.len()
+    );
     let missing: Vec<_> = names
         .iter()
         .filter(|n| !reference.contains(&format!("| `{n}(")))
         .collect();
-    assert!(missing.is_empty(), "REFERENCE.md has no row for {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "REFERENCE.md has no row for {missing:?}"
+    );
 }
 
 #[test]
@@ -76,7 +83,10 @@ fn every_name_in_the_reference_exists_in_its_sdk() {
     let rust = read("plugins-sdk/rust/src/lib.rs");
     let js = read("plugins-sdk/js/src/wasmtp.js");
     let mut rows = 0;
-    for line in reference.lines().filter(|l| l.starts_with("| `") && l.contains("| `Plugin::")) {
+    for line in reference
+        .lines()
+        .filter(|l| l.starts_with("| `") && l.contains("| `Plugin::"))
+    {
         rows += 1;
         let cells: Vec<&str> = line.split(" | ").collect();
         let rust_fn = idents(cells[1], "Plugin::");
