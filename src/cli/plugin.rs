@@ -71,7 +71,7 @@ pub fn dispatch(command: PluginCommand) -> ExitCode {
             let plugins = crate::harness::Plugins {
                 plugin,
                 with,
-                cache_dir: cache_dir.unwrap_or_else(crate::harness::default_cache_dir),
+                cache_dir: crate::harness::cache_dir(cache_dir),
                 reply_timeout: Duration::from_secs(reply_timeout.max(1)),
             };
             let Some(runtime) = super::runtime() else {
@@ -96,7 +96,7 @@ pub fn dispatch(command: PluginCommand) -> ExitCode {
             let Some(runtime) = super::runtime() else {
                 return ExitCode::FAILURE;
             };
-            let cache_dir = cache_dir.unwrap_or_else(crate::harness::default_cache_dir);
+            let cache_dir = crate::harness::cache_dir(cache_dir);
             let mut out = std::io::stdout().lock();
             let inspected = runtime.block_on(crate::harness::inspect(
                 &plugin,

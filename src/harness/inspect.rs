@@ -1,4 +1,4 @@
-//! The `wasmtp plugin inspect` report, written from [`crate::plugin::inspect`].
+//! The `wasmtp plugin inspect` report, written from [`crate::plugin::inspect()`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,14 @@ use std::path::{Path, PathBuf};
 pub use inspect::inspect;
 pub use run::{Plugins, Tally};
 
+/// The compile cache directory: `given`, or [`default_cache_dir`]; a
+/// symbolic link to a directory is resolved (the cache refuses to use a
+/// link itself).
+pub fn cache_dir(given: Option<PathBuf>) -> PathBuf {
+    let dir = given.unwrap_or_else(default_cache_dir);
+    dir.canonicalize().unwrap_or(dir)
+}
+
 /// The compile cache used when none is given: `$XDG_CACHE_HOME/wasmtp`,
 /// `$HOME/.cache/wasmtp`, or `target/wasmtp-cache` when neither is set.
 pub fn default_cache_dir() -> PathBuf {

@@ -23,7 +23,7 @@ pub struct Inspection {
     pub versions: Vec<String>,
     /// Imported interfaces, with the grant each needs (if any).
     pub imports: Vec<(String, Option<&'static str>)>,
-    /// Exported interfaces, each with its function names.
+    /// Exported interfaces, each with its function names (types left out).
     pub exports: Vec<(String, Vec<String>)>,
     /// Time to get the compiled component (compiling, or mapping the cache).
     pub compile: Duration,
@@ -94,9 +94,11 @@ pub async fn inspect(
     for (name, item) in ty.exports(engine) {
         note_version(name);
         let funcs = match &item.ty {
-            ComponentItem::ComponentInstance(i) => {
-                i.exports(engine).map(|(f, _)| f.to_string()).collect()
-            }
+            ComponentItem::ComponentInstance(i) => i
+                .exports(engine)
+                .filter(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_)))
+                .map(|(f, _)| f.to_string())
+                .collect(),
             _ => Vec::new(),
         };
         exports.push((name.to_string(), funcs));

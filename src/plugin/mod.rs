@@ -24,7 +24,7 @@
 //! - `pool`: warm instances kept across connections (`instances = "pooled"`).
 //! - `metrics`: per-plugin, per-hook metric handles resolved at load (`[metrics]`).
 //! - `swap`: [`PluginHost`], live reload through an `ArcSwap`.
-//! - `inspect`: [`inspect`], what `wasmtp plugin inspect` reports.
+//! - `inspect`: [`inspect()`], what `wasmtp plugin inspect` reports.
 //! - `config`: `[plugin_host]` and `[[plugins]]`.
 
 mod bindings;

@@ -184,7 +184,7 @@ error = "servfail"
 > XDNS A host.test
 < 250 * 192.0.2.1
 > XDNS MX mail.test
-< 250 * 10:mx1.mail.test
+< 250 *10*mx1.mail.test*
 > XDNS A nowhere.test
 < 450 *nx-domain*
 > XDNS MX host.test
@@ -280,3 +280,78 @@ fn inspect_shows_version_imports_and_hooks() {
         }
     }
 }
+
+#[test]
+fn a_plugin_failure_is_shown_with_the_guests_error_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dialog(
+        dir.path(),
+        "trap.dialog",
+        "+++\n[gateway]\nlocal_domains = [\"example.test\"]\n+++\n\
+         > EHLO client.example\n< 250\n> MAIL FROM:<a@example.org>\n< 250\n\
+         > RCPT TO:<trap@example.test>\n< 451 4.3.0 *\n",
+    );
+    let out = test(&plugin_path("fixtures/js-trap"), &[d]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    // The default failure policy answers; the log names the exception.
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("plugin failed"), "{stderr}");
+    assert!(
+        stderr.contains("js-trap: refusing to run for trap@example.test"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn with_plugins_run_first_in_the_chain() {
+    // The JavaScript header-rules leaves `rule-score`; the Python
+    // spam-score after it adds it to its own total.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dialog(dir.path(), "with.dialog", WITH_DIALOG);
+    let spam = plugin_path("spam-score");
+    let rules = plugin_path("header-rules");
+    let out = wasmtp_plugin(&[
+        "test".as_ref(),
+        spam.as_os_str(),
+        d.as_os_str(),
+        "--with".as_ref(),
+        rules.as_os_str(),
+    ])
+    .output()
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.ends_with("1 dialog, 14 steps: all passed\n"),
+        "{stdout}"
+    );
+}
+
+const WITH_DIALOG: &str = r#"+++
+[config]
+threshold = 5
+[with.header-rules]
+[[with.header-rules.rules]]
+name = "no-message-id"
+header = "Message-ID"
+absent = true
+score = 3
+[gateway]
+local_domains = ["example.net"]
++++
+> EHLO client.example.org
+< 250
+> MAIL FROM:<alice@example.org>
+< 250
+> RCPT TO:<bob@example.net>
+< 250
+> DATA
+< 354
+| Subject: hi
+|
+| casino
+< 250
+? note rule-score = 3*
+? header X-Spam-Score: 3*
+? header X-Rule-Score: 3*
+"#;
