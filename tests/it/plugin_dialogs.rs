@@ -205,7 +205,10 @@ fn fixtures_are_what_plugins_see_the_same_in_every_language() {
     let d = dialog(dir.path(), "services.dialog", SERVICES_DIALOG);
     let mut outputs = Vec::new();
     for fixture in ["c-services", "js-services", "py-services"] {
-        let out = test(&plugin_path(&format!("fixtures/{fixture}")), &[d.clone()]);
+        let out = test(
+            &plugin_path(&format!("fixtures/{fixture}")),
+            std::slice::from_ref(&d),
+        );
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
