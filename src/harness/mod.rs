@@ -85,11 +85,12 @@ pub async fn test(
         0 => "all passed".to_string(),
         n => format!("{n} failed"),
     };
+    // The summary's shape is a contract (the `plugin new` templates and
+    // CI scripts match it): always "dialogs", even for one.
     writeln!(
         out,
-        "{} dialog{}, {} steps: {verdict}",
+        "{} dialogs, {} steps: {verdict}",
         dialogs.len(),
-        if dialogs.len() == 1 { "" } else { "s" },
         total.steps
     )?;
     Ok(total.failed == 0)

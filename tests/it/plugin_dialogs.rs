@@ -93,7 +93,7 @@ fn every_example_plugin_passes_its_dialogs() {
         let out = child.wait_with_output().unwrap();
         let stdout = text(&out.stdout);
         let summary = stdout.lines().last().unwrap_or("").to_string();
-        let want = format!("{n} dialog{}, ", if n == 1 { "" } else { "s" });
+        let want = format!("{n} dialogs, ");
         if !out.status.success()
             || !summary.starts_with(&want)
             || !summary.ends_with("steps: all passed")
@@ -129,7 +129,7 @@ fn a_failing_step_prints_what_was_expected_and_what_came() {
     assert!(stdout.contains("ok      5  < 250"), "{stdout}");
     assert_eq!(
         stdout.lines().last(),
-        Some("1 dialog, 5 steps: 1 failed"),
+        Some("1 dialogs, 5 steps: 1 failed"),
         "{stdout}"
     );
 }
@@ -216,7 +216,7 @@ fn fixtures_are_what_plugins_see_the_same_in_every_language() {
             text(&out.stderr)
         );
         assert!(
-            stdout.ends_with("1 dialog, 19 steps: all passed\n"),
+            stdout.ends_with("1 dialogs, 19 steps: all passed\n"),
             "{fixture}:\n{stdout}"
         );
         outputs.push((fixture, stdout));
@@ -325,7 +325,7 @@ fn with_plugins_run_first_in_the_chain() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(
-        stdout.ends_with("1 dialog, 14 steps: all passed\n"),
+        stdout.ends_with("1 dialogs, 14 steps: all passed\n"),
         "{stdout}"
     );
 }
