@@ -231,6 +231,20 @@ pub enum Check {
     Delivered(usize),
 }
 
+impl std::fmt::Display for Check {
+    /// The check as written in a dialog (without the `?`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Header { name, glob } => write!(f, "header {name}: {glob}"),
+            Self::NoHeader(name) => write!(f, "no-header {name}"),
+            Self::Body(glob) => write!(f, "body {glob}"),
+            Self::Note { key, glob } => write!(f, "note {key} = {glob}"),
+            Self::Recipients(list) => write!(f, "recipients {}", list.join(", ")),
+            Self::Delivered(n) => write!(f, "delivered {n}"),
+        }
+    }
+}
+
 /// Reads and parses a dialog file.
 pub fn load(path: &Path) -> Result<Dialog, DialogError> {
     let text = std::fs::read_to_string(path).map_err(|e| DialogError {

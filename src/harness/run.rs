@@ -466,36 +466,20 @@ async fn steps(
                 }
             }
             StepKind::Check(check) => {
-                let shown = format!("? {}", describe(check));
+                let shown = format!("? {check}");
                 match evaluate(check, recorder) {
                     Ok(()) => report(true, line, &shown, &[])?,
                     Err(got) => report(
                         false,
                         line,
                         &shown,
-                        &[
-                            format!("expected: {}", describe(check)),
-                            format!("got:      {got}"),
-                        ],
+                        &[format!("expected: {check}"), format!("got:      {got}")],
                     )?,
                 }
             }
         }
     }
     Ok(tally)
-}
-
-/// A check as written in a dialog.
-fn describe(check: &super::dialog::Check) -> String {
-    use super::dialog::Check;
-    match check {
-        Check::Header { name, glob } => format!("header {name}: {glob}"),
-        Check::NoHeader(name) => format!("no-header {name}"),
-        Check::Body(glob) => format!("body {glob}"),
-        Check::Note { key, glob } => format!("note {key} = {glob}"),
-        Check::Recipients(list) => format!("recipients {}", list.join(", ")),
-        Check::Delivered(n) => format!("delivered {n}"),
-    }
 }
 
 #[cfg(test)]
