@@ -6,7 +6,14 @@
 //! wasmtp reload --config PATH     (asks the running gateway to reload its config)
 //! wasmtp hash-password            (password on stdin, PHC string on stdout)
 //! wasmtp queue --config PATH list|show ID|flush|delete ID [--json]
+//! wasmtp plugin test PLUGIN.wasm DIALOG... [--with OTHER.wasm]...
+//!                                 (runs dialog files against a plugin offline,
+//!                                  docs/DIALOGS.md)
+//! wasmtp plugin inspect PLUGIN.wasm [--config FILE]
+//!                                 (version, imports, exports, hooks, compile time)
 //! ```
+
+pub mod plugin;
 
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
@@ -66,6 +73,12 @@ pub enum Command {
         #[command(flatten)]
         args: crate::delivery::queue::QueueArgs,
     },
+    /// Plugin authoring: test a plugin offline, inspect a component.
+    Plugin {
+        /// The plugin command.
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -81,6 +94,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Reload { config } => reload(&config),
         Command::HashPassword => hash_password(),
         Command::Queue { config, args } => queue(&config, &args),
+        Command::Plugin { command } => plugin::dispatch(command),
     }
 }
 

@@ -24,6 +24,8 @@
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
 //! - [`notify`]: systemd readiness notifications (`sd_notify`).
 //! - [`kv`]: `[kv]`, the plugins' key-value state (embedded redb or Redis).
+//! - [`harness`]: `wasmtp plugin test` (dialogs run offline against a
+//!   plugin in the gateway's own code) and `wasmtp plugin inspect`.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -34,6 +36,7 @@ pub mod control;
 pub mod date;
 pub mod delivery;
 pub mod dns;
+pub mod harness;
 pub mod ids;
 pub mod kv;
 pub mod logging;

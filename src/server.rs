@@ -34,15 +34,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use crate::auth::Users;
 use crate::config::{Config, ListenerMode};
-use crate::delivery::Deliverer;
-use crate::dns::ReverseDns;
 use crate::ids;
 use crate::plugin::PluginHost;
 use crate::protocol::Reply;
 use crate::protocol::proxy::ProxyHeader;
-use crate::reload::{Parts, open_kv_if_granted, plugin_host_config};
+use crate::reload::Parts;
 use crate::session::{ListenerInfo, Session, Shared};
 use crate::shutdown::{self, Signal};
 
@@ -165,34 +162,11 @@ async fn forward_delivery_reports(
 impl Server {
     /// Prepares TLS, delivery and plugins and binds every listener.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let tls = crate::tls::ServerTls::load(&config.tls, &config.server.hostname)?;
-        let deliverer = Deliverer::with_hostname(&config.delivery, &config.server.hostname)
-            .await
-            .context("setting up delivery")?;
         let services = crate::plugin::HostServices::new(&config.dns);
-        open_kv_if_granted(&config, &services).await?;
-        let plugins =
-            PluginHost::load_with(&plugin_host_config(&config), &config.plugins, services)
-                .await
-                .context("loading plugins")?;
-        if let Some(reports) = deliverer.subscribe_reports() {
-            tokio::spawn(forward_delivery_reports(reports, plugins.clone()));
+        let parts = Parts::build(&config, services).await?;
+        if let Some(reports) = parts.deliverer.subscribe_reports() {
+            tokio::spawn(forward_delivery_reports(reports, parts.plugins.clone()));
         }
-        let parts = Parts {
-            deliverer: Arc::new(deliverer),
-            plugins,
-            metrics: crate::metrics::SessionMetrics::new(),
-            auth_throttle: Arc::new(crate::session::throttle::AuthThrottle::new(
-                config.auth.max_failures_per_ip,
-                config.auth.failure_window,
-                config.auth.failure_delay,
-                config.server.ipv6_prefix_per_ip,
-            )),
-            memory_budget: crate::session::budget::MemoryBudget::new(config.limits.memory_budget),
-            tls,
-            users: Users::new(&config.auth),
-            dns: ReverseDns::new(&config.dns),
-        };
         let shared = crate::reload::shared(&config, &config.listeners, parts);
         let mut listeners = Vec::new();
         for (index, l) in config.listeners.iter().enumerate() {
@@ -476,7 +450,7 @@ fn start_session(
     let mut session = Session::new(
         shared.clone(),
         info.clone(),
-        tcp,
+        crate::session::Stream::Plain(tcp),
         remote,
         local,
         id,

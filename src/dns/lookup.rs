@@ -8,6 +8,8 @@
 //!   positive answer for its smallest TTL and a negative one (NXDOMAIN,
 //!   no-data) for the SOA's negative TTL when the server gave one; failures
 //!   and timeouts are never cached. TTLs are capped at [`MAX_CACHE_TTL`].
+//! - [`Lookups::fixed`] answers from a table instead of a server (the
+//!   offline harness `wasmtp plugin test`: a dialog's DNS fixtures).
 //! - What an answer can make the host hold is bounded: at most
 //!   [`MAX_RECORDS`] records, names of at most 255 octets, TXT records of
 //!   at most [`MAX_TXT_BYTES`] octets.
@@ -117,7 +119,8 @@ pub enum LookupError {
     Invalid(String),
 }
 
-type Outcome = Result<Answer, LookupError>;
+/// What one lookup gives.
+pub type Outcome = Result<Answer, LookupError>;
 
 /// A cached outcome and how long it lives.
 #[derive(Clone)]
@@ -139,9 +142,19 @@ impl moka::Expiry<(String, RecordKind), Cached> for TtlExpiry {
     }
 }
 
+/// Where answers come from.
+enum Source {
+    /// `[dns] resolver`.
+    Server(NameServerPool<TokioConnectionProvider>),
+    /// A fixed table by (name, type), names lowercase without the trailing
+    /// dot: a name absent from it is NXDOMAIN, a name present with other
+    /// types only is no-data.
+    Fixed(std::collections::HashMap<(String, RecordKind), Outcome>),
+}
+
 /// The lookup service shared by every plugin instance.
 pub struct Lookups {
-    pool: NameServerPool<TokioConnectionProvider>,
+    source: Source,
     timeout: Duration,
     cache: moka::sync::Cache<(String, RecordKind), Cached>,
 }
@@ -163,10 +176,31 @@ impl Lookups {
             .expire_after(TtlExpiry)
             .build();
         Some(Self {
-            pool,
+            source: Source::Server(pool),
             timeout: config.timeout,
             cache,
         })
+    }
+
+    /// A service answering from `answers` only (no server, no cache): each
+    /// (name, type) gets its outcome; a name absent from the table is
+    /// NXDOMAIN, a name present with other types only is no-data.
+    pub fn fixed(answers: impl IntoIterator<Item = ((String, RecordKind), Outcome)>) -> Self {
+        let table = answers
+            .into_iter()
+            .map(|((name, kind), outcome)| {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                ((name, kind), outcome)
+            })
+            .collect();
+        Self {
+            source: Source::Fixed(table),
+            timeout: Duration::from_secs(1),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(0)
+                .expire_after(TtlExpiry)
+                .build(),
+        }
     }
 
     /// Records of `kind` for `name` (absolute; a trailing dot is optional).
@@ -209,9 +243,12 @@ impl Lookups {
     /// One query: the outcome and how long it may be cached.
     async fn query(&self, mut name: Name, kind: RecordKind) -> (Outcome, Option<Duration>) {
         name.set_fqdn(true);
+        let pool = match &self.source {
+            Source::Server(pool) => pool,
+            Source::Fixed(table) => return (fixed_answer(table, &name, kind), None),
+        };
         let query = Query::query(name.clone(), kind.wire());
-        let response = self
-            .pool
+        let response = pool
             .lookup(query, DnsRequestOptions::default())
             .first_answer()
             .await;
@@ -247,6 +284,22 @@ impl Lookups {
         let answer = Answer { records, ttl };
         (Ok(answer), Some(Duration::from_secs(ttl.into())))
     }
+}
+
+/// The answer of a fixed table for (`name`, `kind`).
+fn fixed_answer(
+    table: &std::collections::HashMap<(String, RecordKind), Outcome>,
+    name: &Name,
+    kind: RecordKind,
+) -> Outcome {
+    let name = name_text(name).to_ascii_lowercase();
+    if let Some(outcome) = table.get(&(name.clone(), kind)) {
+        return outcome.clone();
+    }
+    if table.keys().any(|(n, _)| *n == name) {
+        return Err(LookupError::NoData);
+    }
+    Err(LookupError::NxDomain)
 }
 
 /// The outcome of a failed exchange, and its negative TTL when cacheable.

@@ -274,43 +274,15 @@ impl Loader {
     }
 
     /// Loads one plugin; also returns the sha256 of its wasm.
-    async fn plugin(&self, p: &PluginConfig) -> anyhow::Result<(LoadedPlugin, Digest32)> {
+    pub(super) async fn plugin(
+        &self,
+        p: &PluginConfig,
+    ) -> anyhow::Result<(LoadedPlugin, Digest32)> {
         let start = Instant::now();
-        let limits = PluginLimits::resolve(&self.cfg, p).map_err(anyhow::Error::msg)?;
-        let grants = p
-            .grants()
-            .map_err(|(key, msg)| anyhow::anyhow!("{key}: {msg}"))?;
-        let config = serde_json::to_value(&p.config)?;
-        let info = Arc::new(PluginInfo {
-            name: Arc::from(p.name.as_str()),
-            config_json: config.to_string(),
-            config,
-            limits,
-            grants,
-        });
-        let wasm = tokio::fs::read(&p.path)
-            .await
-            .context("cannot read the component")?;
-        let digest = sha256(&wasm);
-        let (engine, cache) = (self.engine.clone(), self.cache.clone());
-        let name = p.name.clone();
-        let component = tokio::task::spawn_blocking(move || {
-            cache.component(&engine, &wasm, digest, || {
-                tracing::info!(plugin = %name, "compiling {name}…");
-            })
-        })
-        .await?
-        .context("not a valid component")?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(wasm_err)
-            .context("imports something the host does not provide")?;
-        let hooks = HooksIndices::new(&pre)
-            .map_err(wasm_err)
-            .context("does not export the wasmtp:plugin/hooks interface it needs")?;
-        // Optional: a plugin built for world `plugin` has no lifecycle export.
-        let lifecycle = LifecycleIndices::new(&pre).ok();
+        let info = self.info(p)?;
+        let limits = info.limits;
+        let (component, digest, _) = self.compile(p).await?;
+        let (pre, hooks, lifecycle) = self.link(&component)?;
         let wanted = self.probe(&pre, &hooks, &info).await?;
         let pool = InstancePool::new(limits.pool_size, self.budget.clone());
         let metrics = crate::metrics::enabled()
@@ -329,8 +301,73 @@ impl Loader {
         Ok((loaded, digest))
     }
 
+    /// The name, config, limits and grants of `p`, checked.
+    pub(super) fn info(&self, p: &PluginConfig) -> anyhow::Result<Arc<PluginInfo>> {
+        let limits = PluginLimits::resolve(&self.cfg, p).map_err(anyhow::Error::msg)?;
+        let grants = p
+            .grants()
+            .map_err(|(key, msg)| anyhow::anyhow!("{key}: {msg}"))?;
+        let config = serde_json::to_value(&p.config)?;
+        Ok(Arc::new(PluginInfo {
+            name: Arc::from(p.name.as_str()),
+            config_json: config.to_string(),
+            config,
+            limits,
+            grants,
+        }))
+    }
+
+    /// Reads and compiles (through the cache) the component of `p`; also
+    /// returns the sha256 of its wasm and whether it was compiled now
+    /// (false: it came from the cache).
+    pub(super) async fn compile(
+        &self,
+        p: &PluginConfig,
+    ) -> anyhow::Result<(wasmtime::component::Component, Digest32, bool)> {
+        let wasm = tokio::fs::read(&p.path)
+            .await
+            .context("cannot read the component")?;
+        let digest = sha256(&wasm);
+        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let name = p.name.clone();
+        let (component, compiled) = tokio::task::spawn_blocking(move || {
+            let mut compiled = false;
+            let c = cache.component(&engine, &wasm, digest, || {
+                compiled = true;
+                tracing::info!(plugin = %name, "compiling {name}…");
+            });
+            c.map(|c| (c, compiled))
+        })
+        .await?
+        .context("not a valid component")?;
+        Ok((component, digest, compiled))
+    }
+
+    /// Links `component` against the host's imports and finds its
+    /// `hooks` (required) and `lifecycle` (optional) exports.
+    pub(super) fn link(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> anyhow::Result<(
+        InstancePre<StoreData>,
+        HooksIndices,
+        Option<LifecycleIndices>,
+    )> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(wasm_err)
+            .context("imports something the host does not provide")?;
+        let hooks = HooksIndices::new(&pre)
+            .map_err(wasm_err)
+            .context("does not export the wasmtp:plugin/hooks interface it needs")?;
+        // Optional: a plugin built for world `plugin` has no lifecycle export.
+        let lifecycle = LifecycleIndices::new(&pre).ok();
+        Ok((pre, hooks, lifecycle))
+    }
+
     /// Instantiates once and calls `init`: checks the config and learns the hooks.
-    async fn probe(
+    pub(super) async fn probe(
         &self,
         pre: &InstancePre<StoreData>,
         hooks: &HooksIndices,

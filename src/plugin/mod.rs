@@ -24,6 +24,7 @@
 //! - `pool`: warm instances kept across connections (`instances = "pooled"`).
 //! - `metrics`: per-plugin, per-hook metric handles resolved at load (`[metrics]`).
 //! - `swap`: [`PluginHost`], live reload through an `ArcSwap`.
+//! - `inspect`: [`inspect()`], what `wasmtp plugin inspect` reports.
 //! - `config`: `[plugin_host]` and `[[plugins]]`.
 
 mod bindings;
@@ -39,6 +40,7 @@ mod host_kv;
 mod host_log;
 mod host_name_lookup;
 mod host_session;
+mod inspect;
 mod instance;
 mod limiter;
 mod loader;
@@ -56,6 +58,7 @@ pub use config::{
 pub use failure::PluginFailure;
 pub use grants::Grants;
 pub use host_session::check_mailbox;
+pub use inspect::{Inspection, inspect};
 pub use services::HostServices;
 pub use swap::{PluginHost, PluginProblem};
 pub use verdict::{MAX_LINE, MAX_LINES};

@@ -291,7 +291,7 @@ impl PluginHost {
 
 /// A loader on a new engine sized for `plugins` under `host`, with its
 /// epoch ticker.
-fn build_loader(
+pub(super) fn build_loader(
     host: &PluginHostConfig,
     plugins: &[PluginConfig],
     services: HostServices,

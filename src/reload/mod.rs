@@ -64,6 +64,38 @@ pub(crate) struct Parts {
     pub dns: ReverseDns,
 }
 
+impl Parts {
+    /// The services of `config` at start (`wasmtp run`, and the offline
+    /// harness `wasmtp plugin test`): TLS, delivery, the `[kv]` store when
+    /// a plugin is granted a bucket, and the plugin chain loaded with
+    /// `services`.
+    pub(crate) async fn build(config: &Config, services: HostServices) -> anyhow::Result<Self> {
+        let tls = ServerTls::load(&config.tls, &config.server.hostname)?;
+        let deliverer = Deliverer::with_hostname(&config.delivery, &config.server.hostname)
+            .await
+            .context("setting up delivery")?;
+        open_kv_if_granted(config, &services).await?;
+        let plugins = PluginHost::load_with(&plugin_host_config(config), &config.plugins, services)
+            .await
+            .context("loading plugins")?;
+        Ok(Self {
+            deliverer: Arc::new(deliverer),
+            plugins,
+            metrics: crate::metrics::SessionMetrics::new(),
+            auth_throttle: Arc::new(AuthThrottle::new(
+                config.auth.max_failures_per_ip,
+                config.auth.failure_window,
+                config.auth.failure_delay,
+                config.server.ipv6_prefix_per_ip,
+            )),
+            memory_budget: MemoryBudget::new(config.limits.memory_budget),
+            tls,
+            users: Users::new(&config.auth),
+            dns: ReverseDns::new(&config.dns),
+        })
+    }
+}
+
 /// The settings of `config` around `parts`. Listeners are those the
 /// server bound (`bound`, from the config it started with): an entry of
 /// `config` at the same index with the same address, mode and PROXY
@@ -111,6 +143,7 @@ pub(crate) fn shared(config: &Config, bound: &[ListenerConfig], parts: Parts) ->
         max_connections: config.server.max_connections,
         max_connections_per_ip: config.server.max_connections_per_ip,
         shutdown_grace: config.server.shutdown_grace,
+        observer: None,
     }
 }
 

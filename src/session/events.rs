@@ -54,6 +54,9 @@ impl Session {
     /// `lifecycle` why, then drops its state.
     pub(super) async fn end_transaction(&mut self, end: TransactionEnd) {
         if self.ctx.txn.is_some() {
+            if let Some(observer) = &self.shared.observer {
+                observer.transaction_ended(&self.ctx, end);
+            }
             self.plugins.transaction_ended(end, &mut self.ctx).await;
         }
         self.ctx.txn = None;

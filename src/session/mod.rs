@@ -29,17 +29,16 @@ use std::time::Duration;
 
 use crate::shutdown::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::auth::Users;
 use crate::config::{ListenerMode, TimeoutsConfig};
-use crate::context::{Connection, PluginLimits, SessionContext};
+use crate::context::{Connection, PluginLimits, SessionContext, TlsInfo};
 use crate::delivery::Deliverer;
 use crate::dns::ReverseDns;
 use crate::message::HeaderLimits;
 use crate::metrics::{ActiveConnection, SessionMetrics};
-use crate::plugin::{PluginHost, PluginSession};
+use crate::plugin::{PluginHost, PluginSession, TransactionEnd};
 use crate::protocol::{Action, EngineConfig, Reply, SmtpEngine, replies};
 use crate::relay::RelayPolicy;
 
@@ -87,6 +86,34 @@ pub struct Shared {
     pub max_connections_per_ip: usize,
     /// `[server] shutdown_grace`.
     pub shutdown_grace: Duration,
+    /// Sees every transaction as it ends: the offline harness's window
+    /// (`wasmtp plugin test`); `None` in the gateway.
+    pub observer: Option<Arc<dyn TransactionObserver>>,
+}
+
+/// Sees each transaction as it ends, before its state is dropped: how the
+/// offline harness (`crate::harness`) reads the notes, recipients and
+/// message the plugins left behind. Called once per ended transaction, with
+/// `ctx.txn` the ending one, before the plugins' `transaction-ended`.
+pub trait TransactionObserver: Send + Sync {
+    /// The transaction in `ctx.txn` ends because of `end`.
+    fn transaction_ended(&self, ctx: &SessionContext, end: TransactionEnd);
+}
+
+/// The client of an offline session (`wasmtp plugin test`), as a dialog
+/// declares it: facts a real client would have established first.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFacts {
+    /// TLS already active (the engine starts as on an smtps listener, no
+    /// handshake happens): what plugins see as the connection's TLS.
+    pub tls: Option<TlsInfo>,
+    /// An authenticated user (the connection's `auth-user`; it makes the
+    /// client a relay client, as a successful AUTH does).
+    pub auth_user: Option<String>,
+    /// A relay client whatever `[relay] relay_networks` say.
+    pub relay: Option<bool>,
+    /// The client's reverse DNS name.
+    pub remote_host: Option<String>,
 }
 
 /// What a session knows about the listener it came in on.
@@ -139,12 +166,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for an accepted connection. `remote` and `local` are the
-    /// client's addresses: the socket's, or those of a PROXY header.
+    /// A session for an accepted connection (`stream`: its TCP socket, or
+    /// an in-memory pipe). `remote` and `local` are the client's addresses:
+    /// the socket's, or those of a PROXY header.
     pub fn new(
         shared: Arc<Shared>,
         listener: Arc<ListenerInfo>,
-        tcp: TcpStream,
+        stream: Stream,
         remote: SocketAddr,
         local: SocketAddr,
         id: String,
@@ -170,7 +198,7 @@ impl Session {
             command_deadline: now + shared.timeouts.command,
             shared,
             listener,
-            stream: Stream::Plain(tcp),
+            stream,
             engine,
             ctx,
             plugins,
@@ -181,6 +209,24 @@ impl Session {
             proxied_by: None,
             active: None,
         }
+    }
+
+    /// Sets what an offline dialog declares about its client (see
+    /// [`ClientFacts`]); before [`Session::run`].
+    pub fn with_client(mut self, facts: ClientFacts) -> Self {
+        if let Some(tls) = facts.tls {
+            self.engine = SmtpEngine::new(self.listener.engine.clone(), true);
+            self.ctx.conn.tls = Some(tls);
+        }
+        if let Some(user) = facts.auth_user {
+            self.ctx.conn.auth_user = Some(user);
+            self.ctx.conn.relay_client = true;
+        }
+        if let Some(relay) = facts.relay {
+            self.ctx.conn.relay_client = relay;
+        }
+        self.ctx.conn.remote_host = facts.remote_host.or(self.ctx.conn.remote_host.take());
+        self
     }
 
     /// Notes that `remote` came from a PROXY header sent by `peer` (logged
@@ -263,8 +309,7 @@ impl Session {
                         return;
                     }
                     self.engine.tls_established();
-                    self.end_transaction(crate::plugin::TransactionEnd::Starttls)
-                        .await;
+                    self.end_transaction(TransactionEnd::Starttls).await;
                     self.after_tls();
                     self.command_deadline = Instant::now() + self.shared.timeouts.command;
                 }
@@ -411,8 +456,7 @@ impl Session {
 
     /// Disconnect hook, then a graceful close.
     async fn finish(&mut self) {
-        self.end_transaction(crate::plugin::TransactionEnd::Disconnect)
-            .await;
+        self.end_transaction(TransactionEnd::Disconnect).await;
         self.plugins.disconnect(&mut self.ctx).await;
         close_gracefully(&mut self.stream).await;
         self.active = None;

@@ -1,4 +1,5 @@
-//! The client connection: plain TCP or TLS over it, behind one type so the
+//! The client connection: plain TCP or TLS over it (or an in-memory pipe,
+//! for the offline harness `wasmtp plugin test`), behind one type so the
 //! driver loop does not care which.
 
 use std::io;
@@ -18,6 +19,9 @@ pub enum Stream {
     Plain(TcpStream),
     /// TLS (after STARTTLS, or from the start on smtps).
     Tls(Box<TlsStream<TcpStream>>),
+    /// An in-memory pipe (`wasmtp plugin test`, see `crate::harness`): no
+    /// socket, no TLS; STARTTLS on it fails like a failed handshake.
+    Memory(tokio::io::DuplexStream),
     /// Nothing (a TLS handshake consumed the socket and failed): reads see
     /// the end of the stream, writes fail.
     Closed,
@@ -27,7 +31,7 @@ impl Stream {
     /// TLS facts, when TLS is active.
     pub fn tls_info(&self) -> Option<TlsInfo> {
         match self {
-            Self::Plain(_) | Self::Closed => None,
+            Self::Plain(_) | Self::Memory(_) | Self::Closed => None,
             Self::Tls(s) => Some(crate::tls::tls_info(s.get_ref().1)),
         }
     }
@@ -56,6 +60,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Memory(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Closed => Poll::Ready(Ok(())),
         }
@@ -70,6 +75,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Memory(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Closed => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
         }
@@ -78,6 +84,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Memory(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Closed => Poll::Ready(Ok(())),
         }
@@ -86,6 +93,7 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Memory(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Self::Closed => Poll::Ready(Ok(())),
         }

@@ -50,6 +50,7 @@ mod mem_dkim;
 mod mem_limits;
 mod metrics;
 mod plugin_delivery;
+mod plugin_dialogs;
 mod plugin_examples;
 mod plugin_hooks;
 mod plugin_logging;
