@@ -6,6 +6,10 @@
 //! wasmtp reload --config PATH     (asks the running gateway to reload its config)
 //! wasmtp hash-password            (password on stdin, PHC string on stdout)
 //! wasmtp queue --config PATH list|show ID|flush|delete ID [--json]
+//! wasmtp plugin new NAME --lang rust|js|python|c [--dir PATH]
+//!                                 (a standalone plugin project: src/kit.rs)
+//! wasmtp plugin build [DIR] [--cache-dir DIR]
+//!                                 (runs its manifest's build, checks the component links)
 //! ```
 
 use std::io::{BufRead as _, Write as _};
@@ -66,6 +70,13 @@ pub enum Command {
         #[command(flatten)]
         args: crate::delivery::queue::QueueArgs,
     },
+    /// Write and build plugins outside the wasmtp repository.
+    #[cfg(feature = "plugin-kit")]
+    Plugin {
+        /// The plugin command.
+        #[command(subcommand)]
+        command: crate::kit::PluginCommand,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -81,6 +92,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Reload { config } => reload(&config),
         Command::HashPassword => hash_password(),
         Command::Queue { config, args } => queue(&config, &args),
+        #[cfg(feature = "plugin-kit")]
+        Command::Plugin { command } => crate::kit::run(command),
     }
 }
 

@@ -109,7 +109,11 @@ mod tests {
 
     #[test]
     fn the_contract_version_comes_from_the_wit() {
-        assert!(contract_version().starts_with("0."), "{}", contract_version());
+        assert!(
+            contract_version().starts_with("0."),
+            "{}",
+            contract_version()
+        );
         assert_eq!(contract(), format!("wasmtp:plugin@{}", contract_version()));
     }
 }

@@ -104,7 +104,13 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 /// The Rust build: a release `cdylib` for `wasm32-wasip2` (a component).
 pub fn rust_args() -> Vec<String> {
-    strings(&["cargo", "build", "--release", "--target", crate::toolchain::WASM_TARGET])
+    strings(&[
+        "cargo",
+        "build",
+        "--release",
+        "--target",
+        crate::toolchain::WASM_TARGET,
+    ])
 }
 
 /// The JavaScript entry module: imports `./plugin.js` and exports it
@@ -221,7 +227,10 @@ mod tests {
     #[test]
     fn recipes_name_their_tool_first() {
         assert_eq!(rust_args()[0], "cargo");
-        assert_eq!(js_args("e.js", "wit", WORLD, "o.wasm")[0], "componentize-js");
+        assert_eq!(
+            js_args("e.js", "wit", WORLD, "o.wasm")[0],
+            "componentize-js"
+        );
         let py = python_args("wit", WORLD, &["src", "sdk"], "o.wasm");
         assert_eq!(py[0], "componentize-py");
         assert_eq!(py[7..11], ["-p", "src", "-p", "sdk"]);

@@ -57,8 +57,8 @@ impl Manifest {
                 path.display()
             )
         })?;
-        let manifest: Manifest =
-            toml::from_str(&text).with_context(|| format!("{}: invalid manifest", path.display()))?;
+        let manifest: Manifest = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid manifest", path.display()))?;
         if manifest.build.iter().any(|step| step.is_empty()) {
             bail!("{}: build: a step is an empty list", path.display());
         }
@@ -135,13 +135,33 @@ mod tests {
 
     #[test]
     fn contracts_link_within_the_same_minor_version() {
-        assert!(manifest("wasmtp:plugin@0.1.0").check_contract("0.1.0").is_ok());
-        assert!(manifest("wasmtp:plugin@0.1.0").check_contract("0.1.4").is_ok());
+        assert!(
+            manifest("wasmtp:plugin@0.1.0")
+                .check_contract("0.1.0")
+                .is_ok()
+        );
+        assert!(
+            manifest("wasmtp:plugin@0.1.0")
+                .check_contract("0.1.4")
+                .is_ok()
+        );
         let newer = manifest("wasmtp:plugin@0.1.5").check_contract("0.1.4");
         assert!(format!("{:#}", newer.unwrap_err()).contains("up to 0.1.4"));
-        assert!(manifest("wasmtp:plugin@0.2.0").check_contract("0.1.4").is_err());
-        assert!(manifest("other:plugin@0.1.0").check_contract("0.1.0").is_err());
-        assert!(manifest("wasmtp:plugin@0.1").check_contract("0.1.0").is_err());
+        assert!(
+            manifest("wasmtp:plugin@0.2.0")
+                .check_contract("0.1.4")
+                .is_err()
+        );
+        assert!(
+            manifest("other:plugin@0.1.0")
+                .check_contract("0.1.0")
+                .is_err()
+        );
+        assert!(
+            manifest("wasmtp:plugin@0.1")
+                .check_contract("0.1.0")
+                .is_err()
+        );
     }
 
     #[test]
@@ -150,7 +170,10 @@ mod tests {
         std::fs::write(dir.path().join(FILE), "name = \"p\"\nlanguage = \"go\"\n").unwrap();
         let err = format!("{:#}", Manifest::load(dir.path()).unwrap_err());
         assert!(err.contains(FILE) && err.contains("line 2"), "{err}");
-        let err = format!("{:#}", Manifest::load(&dir.path().join("none")).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Manifest::load(&dir.path().join("none")).unwrap_err()
+        );
         assert!(err.contains("plugin new"), "{err}");
     }
 

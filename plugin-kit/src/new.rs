@@ -117,9 +117,17 @@ fn plan(name: &str, lang: Lang) -> Result<Plan> {
     let crate_name = name.replace('-', "_");
     let parts = match lang {
         Lang::Rust => {
-            text(&mut files, "Cargo.toml", render(include_str!("../templates/rust/Cargo.toml"), name));
+            text(
+                &mut files,
+                "Cargo.toml",
+                render(include_str!("../templates/rust/Cargo.toml"), name),
+            );
             text(&mut files, "Cargo.lock", rust_lock(name)?);
-            text(&mut files, "src/lib.rs", render(include_str!("../templates/rust/lib.rs"), name));
+            text(
+                &mut files,
+                "src/lib.rs",
+                render(include_str!("../templates/rust/lib.rs"), name),
+            );
             for f in rust_sdk()? {
                 files.push((format!("{RUST_SDK_DIR}/{}", f.0), f.1.into_bytes()));
             }
@@ -141,7 +149,11 @@ fn plan(name: &str, lang: Lang) -> Result<Plan> {
         }
         Lang::Js => {
             text(&mut files, "package.json", js_package(name)?);
-            text(&mut files, "plugin.js", render(include_str!("../templates/js/plugin.js"), name));
+            text(
+                &mut files,
+                "plugin.js",
+                render(include_str!("../templates/js/plugin.js"), name),
+            );
             sdk(&mut files, "", embedded::JS_SDK);
             text(&mut files, "wasmtp-entry.js", lang::js_entry(false));
             let output = format!("{name}.wasm");
@@ -158,7 +170,11 @@ fn plan(name: &str, lang: Lang) -> Result<Plan> {
             }
         }
         Lang::Python => {
-            text(&mut files, "src/plugin.py", render(include_str!("../templates/python/plugin.py"), name));
+            text(
+                &mut files,
+                "src/plugin.py",
+                render(include_str!("../templates/python/plugin.py"), name),
+            );
             sdk(&mut files, "src/", embedded::PYTHON_SDK);
             let output = format!("{name}.wasm");
             Parts {
@@ -175,7 +191,11 @@ fn plan(name: &str, lang: Lang) -> Result<Plan> {
             }
         }
         Lang::C => {
-            text(&mut files, "src/plugin.c", render(include_str!("../templates/c/plugin.c"), name));
+            text(
+                &mut files,
+                "src/plugin.c",
+                render(include_str!("../templates/c/plugin.c"), name),
+            );
             sdk(&mut files, "sdk/", embedded::C_SDK);
             let core = format!("{name}.core.wasm");
             Parts {
@@ -226,8 +246,16 @@ fn plan(name: &str, lang: Lang) -> Result<Plan> {
             .replace("{{toolchain}}", &parts.toolchain)
             .replace("{{compile}}", compile_time(lang))
     };
-    text(&mut files, "README.md", fill(include_str!("../templates/README.md")));
-    text(&mut files, "dialogs/basic.dialog", fill(include_str!("../templates/basic.dialog")));
+    text(
+        &mut files,
+        "README.md",
+        fill(include_str!("../templates/README.md")),
+    );
+    text(
+        &mut files,
+        "dialogs/basic.dialog",
+        fill(include_str!("../templates/basic.dialog")),
+    );
     text(&mut files, ".gitignore", parts.ignore.to_string());
     Ok(Plan { files })
 }
@@ -397,14 +425,20 @@ mod tests {
         for lang in Lang::ALL {
             let dir = tempfile::tempdir().unwrap();
             let files = create("my-plugin", lang, dir.path()).unwrap();
-            assert!(files.contains(&PathBuf::from("dialogs/basic.dialog")), "{lang}");
+            assert!(
+                files.contains(&PathBuf::from("dialogs/basic.dialog")),
+                "{lang}"
+            );
             let m = Manifest::load(dir.path()).unwrap();
             assert_eq!((m.name.as_str(), m.language), ("my-plugin", lang));
             assert_eq!(m.config["refuse"].as_str(), Some("blocked@example.test"));
             let readme = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
             assert!(!readme.contains("{{"), "{lang}: {readme}");
             let dialog = std::fs::read_to_string(dir.path().join("dialogs/basic.dialog")).unwrap();
-            assert!(dialog.contains("? header X-Checked-By: my-plugin"), "{dialog}");
+            assert!(
+                dialog.contains("? header X-Checked-By: my-plugin"),
+                "{dialog}"
+            );
         }
     }
 

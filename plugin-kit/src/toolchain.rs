@@ -32,7 +32,12 @@ pub const CLANG: &str = "clang-14";
 /// The componentize-py version the Python SDK is built and tested with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// Debian packages of the C toolchain.
-pub const C_PACKAGES: &[&str] = &["clang-14", "lld-14", "wasi-libc", "libclang-rt-14-dev-wasm32"];
+pub const C_PACKAGES: &[&str] = &[
+    "clang-14",
+    "lld-14",
+    "wasi-libc",
+    "libclang-rt-14-dev-wasm32",
+];
 /// Environment variable pointing at an installed componentize-js.
 pub const COMPONENTIZE_JS_ENV: &str = "WASMTP_COMPONENTIZE_JS";
 /// componentize-js's CLI script inside its package folder.
@@ -153,7 +158,9 @@ pub fn componentize_js_cli(project: &Path) -> Result<PathBuf, MissingTool> {
             install: format!("unset {COMPONENTIZE_JS_ENV} && npm install"),
         });
     }
-    let cli = project.join(COMPONENTIZE_JS_PACKAGE).join(COMPONENTIZE_JS_CLI);
+    let cli = project
+        .join(COMPONENTIZE_JS_PACKAGE)
+        .join(COMPONENTIZE_JS_CLI);
     if cli.is_file() {
         Ok(cli)
     } else {
@@ -186,7 +193,10 @@ fn componentize_py(project: &Path) -> Result<Command, MissingTool> {
         return Ok(Command::new(COMPONENTIZE_PY));
     }
     Err(MissingTool {
-        what: format!("componentize-py (on PATH or in {}/.venv)", project.display()),
+        what: format!(
+            "componentize-py (on PATH or in {}/.venv)",
+            project.display()
+        ),
         install: componentize_py_install(),
     })
 }

@@ -52,6 +52,7 @@ mod metrics;
 mod plugin_delivery;
 mod plugin_examples;
 mod plugin_hooks;
+mod plugin_kit;
 mod plugin_logging;
 mod plugin_pool;
 mod plugin_sandbox;
