@@ -287,20 +287,20 @@ fn compile_time(lang: Lang) -> &'static str {
 
 /// The manifest with a comment saying what each key is.
 fn manifest_text(m: &Manifest) -> Result<String> {
-    let body = toml::to_string(m).context("writing the manifest")?;
+    let body = toml::to_string_pretty(m).context("writing the manifest")?;
+    let core = match m.core_module {
+        Some(_) => "# turns `core_module` into the component `output`, then checks",
+        None => "# then checks",
+    };
     Ok(format!(
         "# A wasmtp plugin project (written by `wasmtp plugin new`).\n\
          #\n\
          # `wasmtp plugin build` runs each `build` step in this folder (the first\n\
          # word is the program: cargo, componentize-js, componentize-py, clang-14\n\
-         # or any program on PATH){core}, then checks that `output` is\n\
-         # a component this gateway links and that its init accepts `[config]`.\n\
-         # `contract` is the WIT contract of `wit/plugin.wit`.\n\n{body}",
-        core = if m.core_module.is_some() {
-            ",\n# turns `core_module` into the component `output`"
-        } else {
-            ""
-        }
+         # or any program on PATH),\n\
+         {core} that `output` is a component this\n\
+         # gateway links and that its init accepts `[config]`. `contract` is the\n\
+         # WIT contract of `wit/plugin.wit`.\n\n{body}"
     ))
 }
 

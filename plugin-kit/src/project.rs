@@ -28,6 +28,8 @@ pub struct Built {
 /// runs, so a missing one is reported (with its install command, a
 /// [`crate::MissingTool`] in the chain) before anything is built.
 pub fn build(dir: &Path) -> Result<Built> {
+    // Absolute, so the reported `output` is usable from anywhere.
+    let dir = &std::path::absolute(dir).with_context(|| format!("{}", dir.display()))?;
     let manifest = Manifest::load(dir)?;
     let started = Instant::now();
     let mut commands = Vec::new();

@@ -112,7 +112,7 @@ fn new_build_and_serve(lang: &str) {
     let refused = c.cmd("RCPT TO:<Blocked@example.test>");
     assert_eq!(refused.code, 550, "{refused:?}");
     assert!(
-        refused.text.starts_with("5.7.1 ") && refused.text.contains("refused by"),
+        refused.text.starts_with("550 5.7.1 ") && refused.text.contains("refused by"),
         "{refused:?}"
     );
     c.expect("RCPT TO:<bob@example.test>", 250);
