@@ -11,6 +11,10 @@
 //!                                  docs/DIALOGS.md)
 //! wasmtp plugin inspect PLUGIN.wasm [--config FILE]
 //!                                 (version, imports, exports, hooks, compile time)
+//! wasmtp plugin new NAME --lang rust|js|python|c [--dir PATH]
+//!                                 (a standalone plugin project: src/kit.rs)
+//! wasmtp plugin build [DIR] [--cache-dir DIR]
+//!                                 (runs its manifest's build, checks the component links)
 //! ```
 
 pub mod plugin;

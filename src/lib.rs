@@ -20,6 +20,8 @@
 //! - [`tls`], [`auth`], [`relay`], [`dns`]: TLS setup, AUTH users, relay
 //!   policy, reverse DNS (only with a configured resolver).
 //! - [`cli`], [`logging`]: the command line and tracing setup.
+//! - [`kit`] (feature `plugin-kit`): `wasmtp plugin new|build`, plugin
+//!   projects outside the repository.
 //! - [`control`]: the local control socket behind `wasmtp reload`.
 //! - [`metrics`]: `[metrics]`, the Prometheus endpoint and the gateway's counters.
 //! - [`notify`]: systemd readiness notifications (`sd_notify`).
@@ -38,6 +40,8 @@ pub mod delivery;
 pub mod dns;
 pub mod harness;
 pub mod ids;
+#[cfg(feature = "plugin-kit")]
+pub mod kit;
 pub mod kv;
 pub mod logging;
 pub mod message;

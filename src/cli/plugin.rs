@@ -2,6 +2,8 @@
 //! of [`PluginCommand`] and one arm of [`dispatch`].
 //!
 //! ```text
+//! wasmtp plugin new NAME --lang rust|js|python|c [--dir PATH]
+//! wasmtp plugin build [DIR] [--cache-dir DIR]
 //! wasmtp plugin test PLUGIN.wasm DIALOG... [--with OTHER.wasm]... [--cache-dir DIR]
 //! wasmtp plugin inspect PLUGIN.wasm [--config FILE] [--cache-dir DIR]
 //! ```
@@ -17,6 +19,10 @@ use crate::config::LogFormat;
 /// The `plugin` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// `new` and `build` (src/kit.rs, feature `plugin-kit`).
+    #[cfg(feature = "plugin-kit")]
+    #[command(flatten)]
+    Kit(crate::kit::PluginCommand),
     /// Run dialog files (docs/DIALOGS.md) against a plugin, offline, in the
     /// gateway's own code: prints each step with ok/FAIL and a summary;
     /// exits 1 if any step failed.
@@ -59,6 +65,8 @@ pub enum PluginCommand {
 /// Runs a `plugin` subcommand.
 pub fn dispatch(command: PluginCommand) -> ExitCode {
     match command {
+        #[cfg(feature = "plugin-kit")]
+        PluginCommand::Kit(command) => crate::kit::run(command),
         PluginCommand::Test {
             plugin,
             dialogs,

@@ -61,13 +61,19 @@ pub(crate) fn sha256(bytes: &[u8]) -> Digest32 {
 }
 
 impl Cache {
-    /// A cache in `dir` (created if missing; memory-only if that fails).
+    /// A cache in `dir` (created if missing; memory-only if that fails,
+    /// or if `dir` is empty).
     pub(super) fn new(engine: &Engine, dir: &Path) -> Self {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_digest = hex::encode(&h.0.finalize()[..8]);
-        let dir = match std::fs::create_dir_all(dir).and_then(|()| private_dir(dir)) {
-            Ok(()) => Some(dir.to_path_buf()),
+        let made = match dir.as_os_str().is_empty() {
+            true => Ok(false),
+            false => std::fs::create_dir_all(dir).and_then(|()| private_dir(dir).map(|()| true)),
+        };
+        let dir = match made {
+            Ok(false) => None,
+            Ok(true) => Some(dir.to_path_buf()),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), "plugin cache disabled: {e}");
                 None

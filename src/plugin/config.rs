@@ -12,7 +12,8 @@ use super::grants::Grants;
 #[serde(deny_unknown_fields, default)]
 pub struct PluginHostConfig {
     /// Where compiled components are cached (keyed by the wasm's sha256 and
-    /// the engine's compatibility hash). Default `target/wasmtp-cache`.
+    /// the engine's compatibility hash). Default `target/wasmtp-cache`;
+    /// empty: no disk cache.
     pub cache_dir: PathBuf,
     /// Most octets the cache directory may hold: after each load or reload
     /// the least recently used artefacts (by mtime, touched at each use)

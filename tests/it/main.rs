@@ -53,6 +53,7 @@ mod plugin_delivery;
 mod plugin_dialogs;
 mod plugin_examples;
 mod plugin_hooks;
+mod plugin_kit;
 mod plugin_logging;
 mod plugin_pool;
 mod plugin_sandbox;

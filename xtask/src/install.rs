@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::sh;
 
 /// The Rust target plugins are built for.
-pub const WASM_TARGET: &str = "wasm32-wasip2";
+pub use wasmtp_plugin_kit::toolchain::WASM_TARGET;
 
 /// A program a task needs, the Debian packages that make it do what the
 /// tests ask of it, and how to check that it does.
@@ -402,21 +402,7 @@ pub fn ensure_target(target: &str) -> Result<()> {
 }
 
 fn target_installed(target: &str) -> bool {
-    // The target's standard library lives in the sysroot of the rustc in use.
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Some(libdir) =
-        sh::probe(Command::new(rustc).args(["--print", "target-libdir", "--target", target]))
-    else {
-        return false;
-    };
-    let libdir = Path::new(libdir.trim());
-    std::fs::read_dir(libdir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
-        })
-        .unwrap_or(false)
+    wasmtp_plugin_kit::toolchain::rust_target_installed(target, &sh::root())
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@
 //!   `wit-bindgen-c` crate and componentization by the `wit-component` crate
 //!   with wasmtime's preview1 reactor adapter, all linked into this xtask (no
 //!   separate CLI install).
+//!
+//! The recipes themselves (command lines, the JS entry, the C bindings and
+//! componentization, toolchain checks) are the `wasmtp-plugin-kit` crate's,
+//! shared with `wasmtp plugin build`; this file discovers, stages, caches
+//! and installs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,55 +39,17 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-/// componentize-py version installed into the venv.
-const COMPONENTIZE_PY: &str = "0.25.1";
-/// Debian packages of the C toolchain.
-const C_PACKAGES: &[&str] = &[
-    "clang-14",
-    "lld-14",
-    "wasi-libc",
-    "libclang-rt-14-dev-wasm32",
-];
+use wasmtp_plugin_kit::toolchain::{
+    self as kit_tool, C_PACKAGES, COMPONENTIZE_PY_VERSION as COMPONENTIZE_PY,
+};
+use wasmtp_plugin_kit::{Lang, lang as recipe};
+
 /// Bumped when the build recipe changes, to invalidate every stamp.
 const RECIPE: &str = "langs-recipe-3";
-/// The WIT world every plugin is built against.
-const WORLD: &str = "plugin";
-/// The world of a plugin that also exports the optional `lifecycle` interface.
-const WORLD_LIFECYCLE: &str = "plugin-with-lifecycle";
 
-/// A plugin language other than Rust.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    /// JavaScript via ComponentizeJS.
-    Js,
-    /// Python via componentize-py.
-    Python,
-    /// C via clang + wit-bindgen-c + wit-component.
-    C,
-}
-
-impl Lang {
-    /// Every language, in build order.
-    pub const ALL: [Lang; 3] = [Lang::C, Lang::Js, Lang::Python];
-
-    /// File extensions that are build inputs (READMEs are not).
-    fn sources(self) -> &'static [&'static str] {
-        match self {
-            Lang::Js => &["js", "mjs", "json"],
-            Lang::Python => &["py"],
-            Lang::C => &["c", "h"],
-        }
-    }
-
-    /// Folder name under `example-plugins/` and `plugins-sdk/`.
-    pub fn dir(self) -> &'static str {
-        match self {
-            Lang::Js => "js",
-            Lang::Python => "python",
-            Lang::C => "c",
-        }
-    }
-}
+/// The languages built here (Rust plugins are built by `plugins.rs`), in
+/// build order.
+pub const LANGS: [Lang; 3] = [Lang::C, Lang::Js, Lang::Python];
 
 /// One plugin to build.
 #[derive(Debug, Clone)]
@@ -109,7 +76,7 @@ pub fn root() -> PathBuf {
 /// Installs the toolchains if needed and builds every JS, Python and C plugin
 /// into `<out_dir>/<name>.wasm`, skipping those whose inputs did not change.
 pub fn build_all(out_dir: &Path) -> Result<()> {
-    build_langs(out_dir, &Lang::ALL)
+    build_langs(out_dir, &LANGS)
 }
 
 /// Like [`build_all`], restricted to some languages.
@@ -134,11 +101,11 @@ pub fn build_langs(out_dir: &Path, langs: &[Lang]) -> Result<()> {
 /// Every plugin source folder of the three languages.
 pub fn discover(root: &Path) -> Result<Vec<PluginSrc>> {
     let mut out = Vec::new();
-    for lang in Lang::ALL {
+    for lang in LANGS {
         for (parent, fixture) in [
-            (root.join("example-plugins").join(lang.dir()), false),
+            (root.join("example-plugins").join(lang.name()), false),
             (
-                root.join("plugins-sdk").join(lang.dir()).join("fixtures"),
+                root.join("plugins-sdk").join(lang.name()).join("fixtures"),
                 true,
             ),
         ] {
@@ -192,14 +159,14 @@ fn ensure_toolchain(root: &Path, lang: Lang) -> Result<Toolchain> {
         Lang::Js => ensure_js(root),
         Lang::Python => ensure_python(root),
         Lang::C => ensure_c(),
+        Lang::Rust => bail!("Rust plugins are built by plugins.rs"),
     }
 }
 
 fn ensure_js(root: &Path) -> Result<Toolchain> {
     let sdk = root.join("plugins-sdk/js");
-    let pkg = sdk.join("node_modules/@bytecodealliance/componentize-js");
-    let script = pkg.join("src/cli.js");
-    if !script.exists() {
+    let pkg = sdk.join(kit_tool::COMPONENTIZE_JS_PACKAGE);
+    if kit_tool::componentize_js_cli(&sdk).is_err() {
         eprintln!("langs: installing componentize-js (npm ci in plugins-sdk/js)");
         // `npm ci` refuses the lock here: the registry lacks optional platform
         // packages it lists. `npm install` follows the lock and skips them.
@@ -219,7 +186,7 @@ fn ensure_js(root: &Path) -> Result<Toolchain> {
     Ok(Toolchain {
         version: format!("componentize-js {version}"),
         program: PathBuf::from("node"),
-        script: Some(script),
+        script: Some(kit_tool::componentize_js_cli(&sdk)?),
     })
 }
 
@@ -267,27 +234,8 @@ fn ensure_python(root: &Path) -> Result<Toolchain> {
     })
 }
 
-/// Paths of Debian's C-to-wasm toolchain.
-fn c_toolchain_present() -> bool {
-    Path::new("/usr/bin/clang-14").exists()
-        && Path::new("/usr/lib/llvm-14/bin/wasm-ld").exists()
-        && Path::new("/usr/lib/wasm32-wasi/libc.a").exists()
-        && clang_rt_present()
-}
-
-fn clang_rt_present() -> bool {
-    let Ok(entries) = fs::read_dir("/usr/lib/llvm-14/lib/clang") else {
-        return false;
-    };
-    entries.filter_map(|e| e.ok()).any(|e| {
-        e.path()
-            .join("lib/wasi/libclang_rt.builtins-wasm32.a")
-            .exists()
-    })
-}
-
 fn ensure_c() -> Result<Toolchain> {
-    if !c_toolchain_present() {
+    if !kit_tool::c_toolchain_present() {
         eprintln!("langs: installing {} with apt-get", C_PACKAGES.join(" "));
         let install = |update: bool| -> Result<()> {
             if update {
@@ -303,7 +251,7 @@ fn ensure_c() -> Result<Toolchain> {
                 "apt-get install of the C toolchain failed (root and Debian's archive are needed)",
             )?;
         }
-        if !c_toolchain_present() {
+        if !kit_tool::c_toolchain_present() {
             bail!("C toolchain still missing after apt-get install");
         }
     }
@@ -329,7 +277,7 @@ fn input_hash(root: &Path, p: &PluginSrc, tool: &Toolchain) -> Result<String> {
         (root.join("wit"), &["wit"][..]),
         (p.dir.clone(), p.lang.sources()),
         (
-            root.join("plugins-sdk").join(p.lang.dir()).join("src"),
+            root.join("plugins-sdk").join(p.lang.name()).join("src"),
             p.lang.sources(),
         ),
     ] {
@@ -408,19 +356,31 @@ fn build_one(root: &Path, out_dir: &Path, p: &PluginSrc, tool: &Toolchain) -> Re
         Lang::Js => build_js(root, p, tool, &work, &tmp),
         Lang::Python => build_python(root, p, tool, &tmp),
         Lang::C => build_c(root, p, tool, &work, &tmp),
+        Lang::Rust => bail!("Rust plugins are built by plugins.rs"),
     }
-    .with_context(|| format!("building {} plugin {}", p.lang.dir(), p.dir.display()))?;
+    .with_context(|| format!("building {} plugin {}", p.lang, p.dir.display()))?;
     fs::rename(&tmp, &out)?;
     fs::write(&stamp, &hash)?;
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "langs: built {} ({}) in {:.1}s, {:.1} MiB",
         out.display(),
-        p.lang.dir(),
+        p.lang,
         started.elapsed().as_secs_f64(),
         size as f64 / (1024.0 * 1024.0)
     );
     Ok(())
+}
+
+/// A path as a recipe argument.
+fn arg(path: &Path) -> Result<&str> {
+    path.to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+/// Runs a recipe (its first word is the tool, `program` here).
+fn run_recipe(program: &mut Command, recipe: &[String]) -> Result<()> {
+    run(program.args(recipe.iter().skip(1)))
 }
 
 fn build_js(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Path) -> Result<()> {
@@ -429,46 +389,26 @@ fn build_js(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Pat
     copy_tree(&p.dir, work)?;
     copy_tree(&root.join("plugins-sdk/js/src"), work)?;
     let lifecycle = wants_lifecycle(p)?;
-    let mut entry = String::from(
-        "// Generated by xtask (langs.rs): exports the plugin through the SDK.\n\
-         import plugin from \"./plugin.js\";\n\
-         import { exportHooks, exportLifecycle } from \"./wasmtp.js\";\n\
-         export const hooks = exportHooks(plugin);\n",
-    );
-    if lifecycle {
-        entry.push_str("export const lifecycle = exportLifecycle(plugin);\n");
-    }
-    fs::write(work.join("wasmtp-entry.js"), entry)?;
+    fs::write(work.join("wasmtp-entry.js"), recipe::js_entry(lifecycle))?;
     let script = tool.script.as_ref().context("componentize-js path")?;
-    run(Command::new(&tool.program)
-        .arg(script)
-        .arg("wasmtp-entry.js")
-        .arg("--wit")
-        .arg(root.join("wit"))
-        .arg("--world-name")
-        .arg(if lifecycle { WORLD_LIFECYCLE } else { WORLD })
-        // `fetch` stays (outgoing wasi:http, limited by the plugin's
-        // `http` grant); a plugin is not an HTTP server.
-        .args(["--disable", "fetch-event", "-o"])
-        .arg(out)
-        .current_dir(work))
+    let wit = root.join("wit");
+    let args = recipe::js_args(
+        "wasmtp-entry.js",
+        arg(&wit)?,
+        recipe::world(lifecycle),
+        arg(out)?,
+    );
+    run_recipe(
+        Command::new(&tool.program).arg(script).current_dir(work),
+        &args,
+    )
 }
 
 fn build_python(root: &Path, p: &PluginSrc, tool: &Toolchain, out: &Path) -> Result<()> {
-    let world = if wants_lifecycle(p)? {
-        WORLD_LIFECYCLE
-    } else {
-        WORLD
-    };
-    run(Command::new(&tool.program)
-        .arg("-d")
-        .arg(root.join("wit"))
-        .args(["-w", world, "componentize", "plugin", "-p"])
-        .arg(&p.dir)
-        .arg("-p")
-        .arg(root.join("plugins-sdk/python/src"))
-        .arg("-o")
-        .arg(out))
+    let world = recipe::world(wants_lifecycle(p)?);
+    let (wit, sdk) = (root.join("wit"), root.join("plugins-sdk/python/src"));
+    let args = recipe::python_args(arg(&wit)?, world, &[arg(&p.dir)?, arg(&sdk)?], arg(out)?);
+    run_recipe(&mut Command::new(&tool.program), &args)
 }
 
 /// Whether a plugin exports the optional `lifecycle` interface: a JS source
@@ -485,15 +425,7 @@ fn wants_lifecycle(p: &PluginSrc) -> Result<bool> {
     });
     for f in files {
         let text = fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        let found = match p.lang {
-            Lang::Js => text.contains("transactionEnded"),
-            Lang::Python => text.lines().any(|l| {
-                l.strip_prefix("Lifecycle")
-                    .is_some_and(|rest| rest.trim_start().starts_with('='))
-            }),
-            Lang::C => text.contains(".transaction_ended"),
-        };
-        if found {
+        if p.lang.wants_lifecycle(&text) {
             return Ok(true);
         }
     }
@@ -502,79 +434,32 @@ fn wants_lifecycle(p: &PluginSrc) -> Result<bool> {
 
 fn build_c(root: &Path, p: &PluginSrc, tool: &Toolchain, work: &Path, out: &Path) -> Result<()> {
     let gen_dir = work.join("gen");
-    fs::create_dir_all(&gen_dir)?;
     let lifecycle = wants_lifecycle(p)?;
-    c_bindings(
-        &root.join("wit"),
-        if lifecycle { WORLD_LIFECYCLE } else { WORLD },
-        &gen_dir,
-    )?;
-    let mut sources: Vec<PathBuf> = Vec::new();
-    for dir in [root.join("plugins-sdk/c/src"), p.dir.clone()] {
+    let wit = fs::read_to_string(root.join("wit/plugin.wit")).context("reading wit/plugin.wit")?;
+    wasmtp_plugin_kit::c::bindings(&wit, recipe::world(lifecycle), &gen_dir)?;
+    let sdk = root.join("plugins-sdk/c/src");
+    let mut sources: Vec<PathBuf> = vec![
+        gen_dir.join("plugin.c"),
+        gen_dir.join("plugin_component_type.o"),
+    ];
+    for dir in [sdk.clone(), p.dir.clone()] {
         let mut files = Vec::new();
         list_files(&dir, &mut files)?;
         files.retain(|f| f.extension().is_some_and(|e| e == "c"));
         files.sort();
         sources.extend(files);
     }
+    let sources = sources.iter().map(|s| arg(s)).collect::<Result<Vec<_>>>()?;
     let core = work.join("core.wasm");
-    run(Command::new(&tool.program)
-        .args([
-            "--target=wasm32-wasi",
-            "--sysroot=/usr",
-            "-mexec-model=reactor",
-            "-O2",
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Wno-unused-parameter",
-            "-Werror=incompatible-pointer-types",
-            "-fuse-ld=lld",
-            "-Wl,--strip-debug",
-        ])
-        .args(lifecycle.then_some("-DWASMTP_LIFECYCLE"))
-        .arg("-I")
-        .arg(&gen_dir)
-        .arg("-I")
-        .arg(root.join("plugins-sdk/c/src"))
-        .arg(gen_dir.join("plugin.c"))
-        .arg(gen_dir.join("plugin_component_type.o"))
-        .args(&sources)
-        .arg("-o")
-        .arg(&core))?;
-    let module = fs::read(&core)?;
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)?
-        .adapter(
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .validate(true)
-        .encode()
-        .context("wit-component: turning the core module into a component")?;
+    let args = recipe::c_args(
+        lifecycle,
+        &[arg(&gen_dir)?, arg(&sdk)?],
+        &sources,
+        arg(&core)?,
+    );
+    run_recipe(&mut Command::new(&tool.program), &args)?;
+    let component = wasmtp_plugin_kit::c::componentize(&fs::read(&core)?)?;
     fs::write(out, component)?;
-    Ok(())
-}
-
-/// Generates the C bindings of `world` (what `wit-bindgen c` does), named
-/// as for world `plugin` whatever the world (so the SDK compiles against
-/// both): `plugin.h`, `plugin.c` and `plugin_component_type.o`.
-pub fn c_bindings(wit: &Path, world: &str, out: &Path) -> Result<()> {
-    use wit_bindgen_core::wit_parser::Resolve;
-    let mut resolve = Resolve::default();
-    let (pkg, _) = resolve.push_dir(wit).context("parsing wit/")?;
-    let world = resolve.select_world(&[pkg], Some(world))?;
-    let opts = wit_bindgen_c::Opts {
-        autodrop_borrows: wit_bindgen_c::Enabled::Yes,
-        rename_world: Some(WORLD.to_string()),
-        ..Default::default()
-    };
-    let mut files = wit_bindgen_core::Files::default();
-    opts.build().generate(&mut resolve, world, &mut files)?;
-    fs::create_dir_all(out)?;
-    for (name, contents) in files.iter() {
-        fs::write(out.join(name), contents)?;
-    }
     Ok(())
 }
 
