@@ -38,6 +38,7 @@ pub mod ids;
 pub mod kv;
 pub mod logging;
 pub mod message;
+pub mod mime;
 pub mod metrics;
 pub mod notify;
 pub mod plugin;
