@@ -42,7 +42,7 @@ random.seed(15)
 line = "The quick brown fox jumps over the lazy dog: a multipart benchmark line.\r\n"
 text = line * (8192 // len(line))
 html = "<html><body>" + "<p>" + line.strip() + "</p>\r\n" * (8192 // (len(line) + 9)) + "</body></html>\r\n"
-pdf = bytes(random.getrandbits(8) for _ in range(62 * 1024))
+pdf = bytes(random.getrandbits(8) for _ in range(67 * 1024))
 b64 = base64.encodebytes(pdf).decode().replace("\n", "\r\n")
 msg = ("From: Alice <a@example.com>\r\nTo: b@example.com\r\nSubject: quarterly report\r\n"
        "Date: Thu, 03 Dec 2026 12:00:00 +0000\r\nMessage-ID: <mime-bench@example.com>\r\n"
@@ -77,8 +77,10 @@ gateway_config "$NEW_PLUGINS" 2587 > "$WORK/after.toml"
 
 declare -A PORT=([before]=2586 [after]=2587) GWPID=()
 for v in before after; do
-  (cd "$WORK" && "$BIN" check-config --config "$WORK/$v.toml" > /dev/null)
-  (cd "$WORK" && exec "$BIN" run --config "$WORK/$v.toml") > "$WORK/$v.log" 2>&1 &
+  # each gateway in its own folder: its own spool and control socket
+  mkdir -p "$WORK/$v"
+  (cd "$WORK/$v" && "$BIN" check-config --config "$WORK/$v.toml" > /dev/null)
+  (cd "$WORK/$v" && exec "$BIN" run --config "$WORK/$v.toml") > "$WORK/$v.log" 2>&1 &
   GWPID[$v]=$!
   PIDS+=($!)
 done
@@ -95,7 +97,7 @@ load() { # VARIANT N -> "rate cpu_ms_per_msg rc"
   local v=$1 n=$2 t0 t1 c0 c1 rc=0
   c0=$(cpu_ms "${GWPID[$v]}")
   t0=$(date +%s.%N)
-  /usr/sbin/smtp-source -s "$SESSIONS" -m "$n" -f a@example.com -t b@example.com \
+  /usr/sbin/smtp-source -s "$SESSIONS" -m "$n" -M bench.client -f a@example.com -t b@example.com \
     -F "$WORK/msg.eml" "127.0.0.1:${PORT[$v]}" 2>> "$WORK/source-$v.err" || rc=$?
   t1=$(date +%s.%N)
   c1=$(cpu_ms "${GWPID[$v]}")
