@@ -104,7 +104,9 @@ fn too_many() -> MimeError {
 }
 
 fn too_deep() -> MimeError {
-    MimeError::TooComplex(format!("the message nests MIME parts deeper than {MAX_DEPTH}"))
+    MimeError::TooComplex(format!(
+        "the message nests MIME parts deeper than {MAX_DEPTH}"
+    ))
 }
 
 /// Bounds check before the parser runs, in one pass over the octets:
@@ -210,7 +212,8 @@ fn flatten(
             PartType::Text(_) | PartType::Html(_) => PartKind::Text,
             PartType::Binary(_) | PartType::InlineBinary(_) => PartKind::Binary,
         };
-        let body_at = part.offset_body as usize..(part.offset_end as usize).max(part.offset_body as usize);
+        let body_at =
+            part.offset_body as usize..(part.offset_end as usize).max(part.offset_body as usize);
         let encoded = raw.get(body_at.clone()).unwrap_or_default();
         let body_range = base.and_then(|b| {
             let start = u64::try_from(body_at.start as i64 + b).ok()?;
@@ -354,7 +357,11 @@ mod tests {
             "--b--\n",
         ))
         .unwrap();
-        let kinds: Vec<_> = t.parts.iter().map(|p| (p.kind, p.parent, p.depth)).collect();
+        let kinds: Vec<_> = t
+            .parts
+            .iter()
+            .map(|p| (p.kind, p.parent, p.depth))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -378,13 +385,17 @@ mod tests {
         // Deep nesting, never closed.
         let mut deep = String::new();
         for i in 0..2000 {
-            deep.push_str(&format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"));
+            deep.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"
+            ));
         }
         deep.push_str("Content-Type: text/plain\n\nx\n");
         assert!(matches!(tree(&deep), Err(MimeError::TooComplex(_))));
         let mut deep40 = String::new();
         for i in 0..40 {
-            deep40.push_str(&format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"));
+            deep40.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"
+            ));
         }
         deep40.push_str("Content-Type: text/plain\n\nx\n");
         assert_eq!(tree(&deep40).unwrap_err(), too_deep());

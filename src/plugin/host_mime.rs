@@ -94,7 +94,13 @@ fn part(tree: &MimeTree, index: u32) -> Result<&view::Part, WitMimeError> {
 
 impl mime::Host for SessionView<'_> {
     fn parts(&mut self, _: Resource<TransactionHandle>) -> Wit<Vec<Part>> {
-        self.with_tree(|t| Ok(t.parts.iter().enumerate().map(|(i, p)| wit_part(i, p)).collect()))
+        self.with_tree(|t| {
+            Ok(t.parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| wit_part(i, p))
+                .collect())
+        })
     }
 
     fn part_headers(&mut self, _: Resource<TransactionHandle>, index: u32) -> Wit<Vec<WitHeader>> {
@@ -120,7 +126,9 @@ impl mime::Host for SessionView<'_> {
         self.with_tree(|t| {
             let c = &part(t, index)?.content;
             let start = usize::try_from(offset).unwrap_or(usize::MAX).min(c.len());
-            let end = start.saturating_add(len.min(MAX_READ) as usize).min(c.len());
+            let end = start
+                .saturating_add(len.min(MAX_READ) as usize)
+                .min(c.len());
             Ok(c[start..end].to_vec())
         })
     }

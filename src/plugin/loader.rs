@@ -200,8 +200,7 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
     dns::add_to_linker::<StoreData, DnsHost>(l, StoreData::dns_view).map_err(wasm_err)?;
     kv::add_to_linker::<StoreData, KvHost>(l, StoreData::kv_view).map_err(wasm_err)?;
     // The MIME view reads the lent session state, like `session`.
-    mime::add_to_linker::<StoreData, SessionHost>(l, StoreData::session_view)
-        .map_err(wasm_err)?;
+    mime::add_to_linker::<StoreData, SessionHost>(l, StoreData::session_view).map_err(wasm_err)?;
     Ok(linker)
 }
 

@@ -58,7 +58,13 @@ Subject: inner\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nforwarded\r\
 async fn nested_multipart_names_and_charsets() {
     let (_d, h) = host(&[probe(
         "p",
-        &["mime", "mime-text:2", "mime-text:3", "mime-content:2", "mime-text:4"],
+        &[
+            "mime",
+            "mime-text:2",
+            "mime-text:3",
+            "mime-content:2",
+            "mime-text:4",
+        ],
     )])
     .await;
     let (v, c) = data_post(&h, NESTED).await;
@@ -90,14 +96,21 @@ async fn nested_multipart_names_and_charsets() {
         log.contains("  mime-content -> [99, 97, 102, 233, 32, 99, 114, 232, 109, 101]\n"),
         "{log}"
     );
-    assert!(log.contains("  mime-text error: MIME part 4 is not text\n"), "{log}");
+    assert!(
+        log.contains("  mime-text error: MIME part 4 is not text\n"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
 async fn a_body_replaced_by_the_disclaimer_is_parsed_again() {
     let (_d, h) = host(&[
         probe("before", &["mime-text:1"]),
-        plugin("disclaimer", "disclaimer", "text = 'Sent through the gateway'"),
+        plugin(
+            "disclaimer",
+            "disclaimer",
+            "text = 'Sent through the gateway'",
+        ),
         probe("after", &["mime-text:1", "mime"]),
     ])
     .await;
@@ -116,7 +129,10 @@ Content-Type: application/pdf; name=a.pdf\r\n\r\n%PDF\r\n--b--\r\n";
     // Editing Content-Type changes the view too.
     let (_d, h) = host(&[
         probe("a", &["mime"]),
-        probe("b", &["replace-header:Content-Type:application/zip", "mime"]),
+        probe(
+            "b",
+            &["replace-header:Content-Type:application/zip", "mime"],
+        ),
     ])
     .await;
     let (_, c) = data_post(&h, "Subject: x\r\n\r\nbody\r\n").await;
@@ -133,7 +149,9 @@ Content-Type: application/pdf; name=a.pdf\r\n\r\n%PDF\r\n--b--\r\n";
 fn many_parts(n: usize) -> String {
     let mut m = String::from("Subject: x\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n");
     for i in 0..n {
-        m.push_str(&format!("--m\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n"));
+        m.push_str(&format!(
+            "--m\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n"
+        ));
     }
     m.push_str("--m--\r\n");
     m
@@ -161,13 +179,26 @@ async fn hostile_mime_gets_an_answer_or_a_clear_error() {
             .to_string()
     };
     let (_, c) = data_post(&h, &many_parts(10_000)).await;
-    assert_eq!(first(&c), "  mime error: the message has more than 1000 MIME parts");
+    assert_eq!(
+        first(&c),
+        "  mime error: the message has more than 1000 MIME parts"
+    );
     let (_, c) = data_post(&h, &many_parts(998)).await;
-    assert!(first(&c).contains("998<0/1 text text/plain"), "{}", first(&c));
+    assert!(
+        first(&c).contains("998<0/1 text text/plain"),
+        "{}",
+        first(&c)
+    );
     let (_, c) = data_post(&h, &deep(5000)).await;
-    assert_eq!(first(&c), "  mime error: the message has more than 1000 MIME parts");
+    assert_eq!(
+        first(&c),
+        "  mime error: the message has more than 1000 MIME parts"
+    );
     let (_, c) = data_post(&h, &deep(40)).await;
-    assert_eq!(first(&c), "  mime error: the message nests MIME parts deeper than 32");
+    assert_eq!(
+        first(&c),
+        "  mime error: the message nests MIME parts deeper than 32"
+    );
     // A boundary that never comes, bad base64, an unknown charset, bad
     // quoted-printable: an answer each.
     let (_, c) = data_post(
@@ -192,7 +223,11 @@ Content-Transfer-Encoding: base64\r\n\r\n!!!! not base64 ****\r\n",
         "Subject: x\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ=\r\n=4\r\n",
     )
     .await;
-    assert!(first(&c).starts_with("  mime -> 0<-/0 text text/plain"), "{}", first(&c));
+    assert!(
+        first(&c).starts_with("  mime -> 0<-/0 text text/plain"),
+        "{}",
+        first(&c)
+    );
     // attachment-block refuses what cannot be examined.
     let (_d, h) = host(&[plugin("att", "attachment-block", "")]).await;
     let (v, _) = data_post(&h, &deep(40)).await;
@@ -221,7 +256,11 @@ fn the_content_plugins_read_the_view_through_the_gateway() {
             "content-filter",
             "body = ['wire transfer now']\naction = 'tag'"
         ),
-        gateway_plugin("disclaimer", "disclaimer", "text = 'Scanned by the gateway'"),
+        gateway_plugin(
+            "disclaimer",
+            "disclaimer",
+            "text = 'Scanned by the gateway'"
+        ),
     );
     let gw = crate::common::Gateway::start(&extra);
     let mut c = gw.connect();
@@ -234,7 +273,10 @@ Content-Disposition: attachment; filename*=utf-8''invoice%2Epdf%2Eexe\r\n\r\nMZ\
     let r = c.send_mail("a@client.test", &["user@example.test"], exe);
     assert_eq!(
         (r.code, r.text.as_str()),
-        (554, "5.7.1 attachment \"invoice.pdf.exe\" has a banned extension")
+        (
+            554,
+            "5.7.1 attachment \"invoice.pdf.exe\" has a banned extension"
+        )
     );
     // Base64 KOI8-R text (decoded for content-filter) beside a
     // quoted-printable Latin-1 part (the footer goes in, QP-encoded).
@@ -259,7 +301,10 @@ d2lyZSB0cmFuc2ZlciBub3cg8NLJ18XU\r\n--c--\r\n";
         "{msg}"
     );
     // base64 text parts are left alone.
-    assert!(msg.contains("d2lyZSB0cmFuc2ZlciBub3cg8NLJ18XU\r\n--c--\r\n"), "{msg}");
+    assert!(
+        msg.contains("d2lyZSB0cmFuc2ZlciBub3cg8NLJ18XU\r\n--c--\r\n"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -276,7 +321,9 @@ Content-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n--o--\r\n";
         assert_eq!(v, Verdict::Declined, "{fixture}");
         assert_eq!(
             header(&c, "X-Mime-Parts"),
-            ["0:multipart/mixed:-:0, 1:text/plain:-:4, 2:text/html:-:6, 3:application/octet-stream:résumé.bin:4*"],
+            [
+                "0:multipart/mixed:-:0, 1:text/plain:-:4, 2:text/html:-:6, 3:application/octet-stream:résumé.bin:4*"
+            ],
             "{fixture}"
         );
         assert_eq!(header(&c, "X-Mime-Text"), ["café / привет"], "{fixture}");
