@@ -212,8 +212,13 @@ fn flatten(
             PartType::Text(_) | PartType::Html(_) => PartKind::Text,
             PartType::Binary(_) | PartType::InlineBinary(_) => PartKind::Binary,
         };
-        let body_at =
-            part.offset_body as usize..(part.offset_end as usize).max(part.offset_body as usize);
+        // The parser leaves `offset_end` at 0 for the last part of a nested
+        // message: that part runs to the end of the message.
+        let end = match part.offset_end as usize {
+            0 => raw.len(),
+            e => e,
+        };
+        let body_at = part.offset_body as usize..end.max(part.offset_body as usize);
         let encoded = raw.get(body_at.clone()).unwrap_or_default();
         let body_range = base.and_then(|b| {
             let start = u64::try_from(body_at.start as i64 + b).ok()?;
@@ -326,7 +331,7 @@ mod tests {
         assert_eq!(p[2].text.as_deref(), Some("café"));
         assert_eq!(&p[2].content[..], b"caf\xe9");
         assert_eq!(p[2].charset.as_deref(), Some("iso-8859-1"));
-        assert_eq!(p[3].text.as_deref(), Some("привет"));
+        assert_eq!(p[3].text.as_deref(), Some("Привет"));
         assert_eq!(p[3].transfer_encoding, "base64");
         assert_eq!((p[4].parent, p[4].depth), (Some(0), 1));
         assert_eq!(p[4].filename.as_deref(), Some("résumé.exe"));
