@@ -46,6 +46,7 @@ pub mod kv;
 pub mod logging;
 pub mod message;
 pub mod metrics;
+pub mod mime;
 pub mod notify;
 pub mod plugin;
 pub mod protocol;

@@ -20,8 +20,11 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+
+use crate::mime::{MimeError, MimeTree};
 
 /// Bounds on the header section of a received message (`[limits]`
 /// `max_header_fields` / `max_header_bytes`).
@@ -142,6 +145,28 @@ impl<'a> FieldRef<'a> {
     }
 }
 
+/// The message's MIME view ([`crate::mime`]), parsed at the first request
+/// and dropped when the body or a MIME header field changes. A cache does
+/// not change what the message is: it never makes two messages unequal.
+#[derive(Debug, Clone, Default)]
+struct MimeCache(OnceLock<Arc<Result<MimeTree, MimeError>>>);
+
+impl PartialEq for MimeCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for MimeCache {}
+
+/// Whether editing a field named `name` can change the MIME view: the
+/// top-level `Content-*` fields and `MIME-Version`.
+fn shapes_mime(name: &str) -> bool {
+    name.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("content-"))
+        || name.eq_ignore_ascii_case("mime-version")
+}
+
 /// A received message: header section plus body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -166,6 +191,8 @@ pub struct Message {
     edits: usize,
     /// Octets of the fields plugins added.
     added_bytes: usize,
+    /// The parsed MIME view, once asked for.
+    mime: MimeCache,
 }
 
 /// Returns true for a valid header field name (RFC 5322 ftext).
@@ -398,6 +425,7 @@ impl Message {
             body_override: None,
             edits: 0,
             added_bytes: 0,
+            mime: MimeCache::default(),
         }
     }
 
@@ -406,6 +434,7 @@ impl Message {
     /// (no copy); the parsed fields and the edits made so far stay. A body
     /// a plugin replaced before gets the octets received since appended.
     pub fn complete(&mut self, full: Vec<u8>) {
+        self.mime = MimeCache::default();
         if !full.starts_with(&self.raw[..self.body_start.min(self.raw.len())]) {
             // Not the same message: start over from what was received.
             let limits = HeaderLimits {
@@ -430,6 +459,7 @@ impl Message {
 
     /// Appends more body bytes to a message parsed from a prefix.
     pub fn append_body(&mut self, more: &[u8]) {
+        self.mime = MimeCache::default();
         match self.body_override.take() {
             Some(b) => {
                 let mut v = Vec::from(b);
@@ -499,6 +529,7 @@ impl Message {
     /// Appends a field at the end of the header section.
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
         let f = Self::checked(name, value)?;
+        self.mime_field_edited(name);
         self.added(&f);
         self.fields.push(f);
         Ok(())
@@ -507,6 +538,7 @@ impl Message {
     /// Inserts a field at the top of the header section.
     pub fn prepend_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
         let f = Self::checked(name, value)?;
+        self.mime_field_edited(name);
         self.added(&f);
         self.fields.insert(0, f);
         Ok(())
@@ -525,6 +557,7 @@ impl Message {
         let n = before - self.fields.len();
         if n > 0 {
             self.headers_edited = true;
+            self.mime_field_edited(name);
         }
         u32::try_from(n).unwrap_or(u32::MAX)
     }
@@ -532,6 +565,7 @@ impl Message {
     /// Replaces every field with this name by one, where the first one was.
     pub fn replace_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
         let f = Self::checked(name, value)?;
+        self.mime_field_edited(name);
         let pos = self.fields.iter().position(|h| self.named(h, name));
         self.remove_header(name);
         self.added(&f);
@@ -588,7 +622,33 @@ impl Message {
             return Err(EditError::TooLarge(limit));
         }
         self.body_override = Some(Bytes::from(body));
+        self.mime = MimeCache::default();
         Ok(())
+    }
+
+    /// The MIME view of the message as it is now, parsed at the first
+    /// call and kept until the body or a MIME header field changes.
+    pub fn mime(&self) -> Arc<Result<MimeTree, MimeError>> {
+        self.mime
+            .0
+            .get_or_init(|| {
+                let raw = self.to_bytes();
+                let body_start = raw.len().saturating_sub(self.body().len());
+                Arc::new(crate::mime::parse(&raw, body_start))
+            })
+            .clone()
+    }
+
+    /// Whether the MIME view is parsed and cached (for tests of the cache).
+    pub fn mime_cached(&self) -> bool {
+        self.mime.0.get().is_some()
+    }
+
+    /// Drops the MIME view if editing the field `name` can change it.
+    fn mime_field_edited(&mut self, name: &str) {
+        if shapes_mime(name) {
+            self.mime = MimeCache::default();
+        }
     }
 
     /// Whether a plugin changed anything.

@@ -35,6 +35,7 @@ pub const RUST_SDK: &[File] = files!("plugins-sdk/rust/":
     "src/kv.rs",
     "src/lib.rs",
     "src/log.rs",
+    "src/mime.rs",
     "src/verdict.rs",
 );
 
@@ -49,6 +50,7 @@ pub const PYTHON_SDK: &[File] = files!("plugins-sdk/python/src/":
     "wasmtp/__init__.py",
     "wasmtp/dns.py",
     "wasmtp/kv.py",
+    "wasmtp/mime.py",
 );
 
 /// The C SDK (`plugins-sdk/c/src`).

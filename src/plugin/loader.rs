@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use wasmtime::Engine;
 use wasmtime::component::{InstancePre, Linker};
 
-use super::bindings::wasmtp::plugin::{dns, host, kv, session, types};
+use super::bindings::wasmtp::plugin::{dns, host, kv, mime, session, types};
 use super::bindings::{HooksIndices, HooksWanted, LifecycleIndices};
 use super::cache::{Cache, Digest32, sha256};
 use super::config::{PluginConfig, PluginHostConfig, PluginLimits};
@@ -199,6 +199,8 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
     host::add_to_linker::<StoreData, LogHost>(l, StoreData::log_view).map_err(wasm_err)?;
     dns::add_to_linker::<StoreData, DnsHost>(l, StoreData::dns_view).map_err(wasm_err)?;
     kv::add_to_linker::<StoreData, KvHost>(l, StoreData::kv_view).map_err(wasm_err)?;
+    // The MIME view reads the lent session state, like `session`.
+    mime::add_to_linker::<StoreData, SessionHost>(l, StoreData::session_view).map_err(wasm_err)?;
     Ok(linker)
 }
 

@@ -38,6 +38,7 @@ mod host_dns;
 mod host_http;
 mod host_kv;
 mod host_log;
+mod host_mime;
 mod host_name_lookup;
 mod host_session;
 mod inspect;

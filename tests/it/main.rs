@@ -49,6 +49,7 @@ mod mem_chain;
 mod mem_dkim;
 mod mem_limits;
 mod metrics;
+mod mime_view;
 mod plugin_delivery;
 mod plugin_dialogs;
 mod plugin_examples;

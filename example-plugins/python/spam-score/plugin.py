@@ -2,7 +2,13 @@
 and body. Adds `X-Spam-Score`, adds the scores other plugins left in
 transaction notes (e.g. the JavaScript header-rules plugin's `rule-score`),
 leaves its own total in the note `spam-score`, and rejects with
-550 5.7.1 when the total reaches the threshold."""
+550 5.7.1 when the total reaches the threshold.
+
+The rules see the decoded text (base64, quoted-printable and charsets
+undone) of the message's text/plain and text/html parts, from the gateway's
+MIME view (`wasmtp.mime`, parsed once by the host for the whole chain);
+attachments are never read. A message the view cannot describe is scored
+on its raw body."""
 
 import re
 
@@ -50,9 +56,25 @@ class SpamScore(wasmtp.Plugin):
             raise ValueError("import_notes must be a list of note names")
         self.import_notes = [str(n) for n in imported]
 
+    def _body_text(self, txn):
+        """The decoded text parts, at most `max_body_bytes` octets in all."""
+        try:
+            texts = []
+            budget = self.max_body
+            for part in wasmtp.mime.body_texts(txn):
+                if budget <= 0:
+                    break
+                text = wasmtp.mime.text(txn, part, budget)
+                texts.append(text)
+                budget -= len(text.encode("utf-8"))
+            return "\n".join(texts)
+        except wasmtp.mime.MimeError as e:
+            wasmtp.log.debug("no MIME view, scoring the raw body", case=e.case)
+            return wasmtp.body_text(txn, self.max_body)
+
     def data_post(self, conn, txn):
         subject = " ".join(txn.header("Subject"))
-        text = subject + "\n" + wasmtp.body_text(txn, self.max_body)
+        text = subject + "\n" + self._body_text(txn)
         total = 0.0
         hits = []
         for word, rx, weight in self.words:

@@ -469,18 +469,22 @@ char **wasmtp_txn_header_values(wasmtp_txn_t txn, const char *name, size_t *coun
     return out;
 }
 
+/* Copies `len` generated header records into a malloc'd wasmtp_header_t array. */
+static wasmtp_header_t *copy_headers(const wasmtp_plugin_types_header_t *items, size_t len) {
+    if (len == 0) return NULL;
+    wasmtp_header_t *out = xmalloc(len * sizeof *out);
+    for (size_t i = 0; i < len; i++) {
+        out[i].name = cstr(&items[i].name);
+        out[i].value = cstr(&items[i].value);
+    }
+    return out;
+}
+
 wasmtp_header_t *wasmtp_txn_headers(wasmtp_txn_t txn, size_t *count) {
     wasmtp_plugin_session_list_header_t list;
     wasmtp_plugin_session_method_transaction_headers(txn, &list);
     *count = list.len;
-    wasmtp_header_t *out = NULL;
-    if (list.len > 0) {
-        out = xmalloc(list.len * sizeof *out);
-        for (size_t i = 0; i < list.len; i++) {
-            out[i].name = cstr(&list.ptr[i].name);
-            out[i].value = cstr(&list.ptr[i].value);
-        }
-    }
+    wasmtp_header_t *out = copy_headers(list.ptr, list.len);
     wasmtp_plugin_session_list_header_free(&list);
     return out;
 }
@@ -667,6 +671,132 @@ static wasmtp_kv_status_t kv_failure(wasmtp_plugin_kv_kv_error_t *err) {
     set_last_error(&err->val.not_granted);
     wasmtp_plugin_kv_kv_error_free(err);
     return status;
+}
+
+/* ---- the MIME view ------------------------------------------------------- */
+
+static wasmtp_mime_status_t mime_failure(wasmtp_plugin_mime_mime_error_t *err) {
+    wasmtp_mime_status_t status = WASMTP_MIME_UNAVAILABLE;
+    switch (err->tag) {
+    case WASMTP_PLUGIN_MIME_MIME_ERROR_UNAVAILABLE: status = WASMTP_MIME_UNAVAILABLE; break;
+    case WASMTP_PLUGIN_MIME_MIME_ERROR_TOO_COMPLEX: status = WASMTP_MIME_TOO_COMPLEX; break;
+    case WASMTP_PLUGIN_MIME_MIME_ERROR_UNPARSABLE: status = WASMTP_MIME_UNPARSABLE; break;
+    case WASMTP_PLUGIN_MIME_MIME_ERROR_NO_SUCH_PART: status = WASMTP_MIME_NO_SUCH_PART; break;
+    case WASMTP_PLUGIN_MIME_MIME_ERROR_NOT_TEXT: status = WASMTP_MIME_NOT_TEXT; break;
+    }
+    if (status == WASMTP_MIME_NO_SUCH_PART || status == WASMTP_MIME_NOT_TEXT) {
+        snprintf(last_error, sizeof last_error, "part %u", (unsigned)err->val.no_such_part);
+    } else {
+        /* the string cases share one layout */
+        set_last_error(&err->val.unavailable);
+    }
+    wasmtp_plugin_mime_mime_error_free(err);
+    return status;
+}
+
+static char *opt_cstr(const plugin_option_string_t *s) {
+    return s->is_some ? cstr(&s->val) : NULL;
+}
+
+wasmtp_mime_status_t wasmtp_mime_parts(wasmtp_txn_t txn, wasmtp_parts_t *out) {
+    out->len = 0;
+    out->items = NULL;
+    wasmtp_plugin_mime_list_part_t ret;
+    wasmtp_plugin_mime_mime_error_t err;
+    if (!wasmtp_plugin_mime_parts(txn, &ret, &err)) return mime_failure(&err);
+    out->items = xmalloc((ret.len ? ret.len : 1) * sizeof *out->items);
+    out->len = ret.len;
+    for (size_t i = 0; i < ret.len; i++) {
+        wasmtp_plugin_mime_part_t *p = &ret.ptr[i];
+        wasmtp_part_t *q = &out->items[i];
+        q->index = p->index;
+        q->parent = p->parent.is_some ? (int64_t)p->parent.val : -1;
+        q->depth = p->depth;
+        q->kind = (wasmtp_part_kind_t)p->kind;
+        q->content_type = cstr(&p->content_type);
+        q->charset = opt_cstr(&p->charset);
+        q->disposition = opt_cstr(&p->disposition);
+        q->filename = opt_cstr(&p->filename);
+        q->content_id = opt_cstr(&p->content_id);
+        q->transfer_encoding = cstr(&p->transfer_encoding);
+        q->encoded_size = p->encoded_size;
+        q->decoded_size = p->decoded_size;
+        q->has_body_range = p->body_range.is_some;
+        q->body_start = p->body_range.is_some ? p->body_range.val.f0 : 0;
+        q->body_end = p->body_range.is_some ? p->body_range.val.f1 : 0;
+        q->encoding_problem = p->encoding_problem;
+    }
+    wasmtp_plugin_mime_list_part_free(&ret);
+    return WASMTP_MIME_OK;
+}
+
+void wasmtp_mime_parts_free(wasmtp_parts_t *parts) {
+    for (size_t i = 0; i < parts->len; i++) {
+        wasmtp_part_t *q = &parts->items[i];
+        free(q->content_type);
+        free(q->charset);
+        free(q->disposition);
+        free(q->filename);
+        free(q->content_id);
+        free(q->transfer_encoding);
+    }
+    free(parts->items);
+    parts->items = NULL;
+    parts->len = 0;
+}
+
+bool wasmtp_part_is_attachment(const wasmtp_part_t *part) {
+    if (part->kind == WASMTP_PART_MULTIPART) return false;
+    return part->filename != NULL ||
+           (part->disposition != NULL && strcmp(part->disposition, "attachment") == 0);
+}
+
+wasmtp_mime_status_t wasmtp_mime_text(wasmtp_txn_t txn, uint32_t index, uint32_t max_len,
+                                      char **text, size_t *len) {
+    *text = NULL;
+    if (len) *len = 0;
+    plugin_string_t ret;
+    wasmtp_plugin_mime_mime_error_t err;
+    if (!wasmtp_plugin_mime_text(txn, index, max_len, &ret, &err)) return mime_failure(&err);
+    *text = cstr(&ret);
+    if (len) *len = ret.len;
+    plugin_string_free(&ret);
+    return WASMTP_MIME_OK;
+}
+
+wasmtp_mime_status_t wasmtp_mime_part_headers(wasmtp_txn_t txn, uint32_t index,
+                                              wasmtp_header_t **out, size_t *count) {
+    *out = NULL;
+    *count = 0;
+    wasmtp_plugin_mime_list_header_t ret;
+    wasmtp_plugin_mime_mime_error_t err;
+    if (!wasmtp_plugin_mime_part_headers(txn, index, &ret, &err)) return mime_failure(&err);
+    *out = copy_headers(ret.ptr, ret.len);
+    *count = ret.len;
+    wasmtp_plugin_mime_list_header_free(&ret);
+    return WASMTP_MIME_OK;
+}
+
+wasmtp_mime_status_t wasmtp_mime_content(wasmtp_txn_t txn, uint32_t index, uint64_t offset,
+                                         uint32_t len, char **data, size_t *out_len) {
+    *data = NULL;
+    if (out_len) *out_len = 0;
+    plugin_list_u8_t ret;
+    wasmtp_plugin_mime_mime_error_t err;
+    if (!wasmtp_plugin_mime_content(txn, index, offset, len, &ret, &err)) return mime_failure(&err);
+    char *copy = xmalloc(ret.len + 1);
+    if (ret.len) memcpy(copy, ret.ptr, ret.len);
+    copy[ret.len] = '\0';
+    *data = copy;
+    if (out_len) *out_len = ret.len;
+    plugin_list_u8_free(&ret);
+    return WASMTP_MIME_OK;
+}
+
+const char *wasmtp_mime_status_name(wasmtp_mime_status_t status) {
+    static const char *names[] = {"ok", "unavailable", "too-complex", "unparsable",
+                                  "no-such-part", "not-text"};
+    return (unsigned)status < sizeof names / sizeof names[0] ? names[status] : "unknown";
 }
 
 static plugin_list_u8_t bytes_view(const void *p, size_t len) {

@@ -384,7 +384,96 @@ wasmtp_kv_status_t wasmtp_kv_compare_and_set(const char *bucket, const char *key
 /** The WIT name of a status ("not-granted", ...), "ok" for 0. */
 const char *wasmtp_kv_status_name(wasmtp_kv_status_t status);
 
-/** The host's text of the last failed DNS or KV call ("" if none). */
+/* ---- the MIME view (no grant needed) -------------------------------------- */
+
+/*
+ * The message's MIME structure, parsed once per message by the gateway and
+ * shared by the whole chain (call it from data_post). Re-parsed after a
+ * plugin replaces the body or edits a Content-* / MIME-Version field.
+ */
+
+/** Outcome of a MIME-view call: OK, or the WIT `mime-error` case. */
+typedef enum {
+    WASMTP_MIME_OK = 0,
+    /** No transaction or no message yet. */
+    WASMTP_MIME_UNAVAILABLE,
+    /** Over the host's bounds (1000 parts, depth 32): refuse the message. */
+    WASMTP_MIME_TOO_COMPLEX,
+    /** Not a message the parser recognises. */
+    WASMTP_MIME_UNPARSABLE,
+    /** No part has this index. */
+    WASMTP_MIME_NO_SUCH_PART,
+    /** The part is not text/\* (for wasmtp_mime_text). */
+    WASMTP_MIME_NOT_TEXT,
+} wasmtp_mime_status_t;
+
+/** What a part holds. */
+typedef enum {
+    WASMTP_PART_MULTIPART,
+    WASMTP_PART_MESSAGE,
+    WASMTP_PART_TEXT,
+    WASMTP_PART_BINARY,
+} wasmtp_part_kind_t;
+
+/** One MIME part; strings are malloc'd (freed by wasmtp_mime_parts_free), NULL when absent. */
+typedef struct {
+    uint32_t index;
+    /** Index of the containing part, -1 for the message itself. */
+    int64_t parent;
+    uint32_t depth;
+    wasmtp_part_kind_t kind;
+    /** "type/subtype", lower-cased ("text/plain" when absent). */
+    char *content_type;
+    char *charset;
+    /** "attachment", "inline", ... */
+    char *disposition;
+    /** RFC 2231 / RFC 2047 decoded. */
+    char *filename;
+    char *content_id;
+    /** Lower-cased, "7bit" when absent. */
+    char *transfer_encoding;
+    uint64_t encoded_size;
+    uint64_t decoded_size;
+    /** Where the body is in the message body (read-body offsets), if known. */
+    bool has_body_range;
+    uint64_t body_start;
+    uint64_t body_end;
+    /** Decoding was not clean (bad base64/QP, unknown charset). */
+    bool encoding_problem;
+} wasmtp_part_t;
+
+/** Every part of a message, depth-first (items[0] is the message). */
+typedef struct {
+    size_t len;
+    wasmtp_part_t *items;
+} wasmtp_parts_t;
+
+/** The parts of the transaction's message; free with wasmtp_mime_parts_free(). */
+wasmtp_mime_status_t wasmtp_mime_parts(wasmtp_txn_t txn, wasmtp_parts_t *out);
+/** Frees what wasmtp_mime_parts() returned. */
+void wasmtp_mime_parts_free(wasmtp_parts_t *parts);
+/** Whether a part is an attachment (disposition "attachment" or a file name). */
+bool wasmtp_part_is_attachment(const wasmtp_part_t *part);
+/**
+ * A text part's content converted to UTF-8, at most `max_len` octets:
+ * `*text` is malloc'd and NUL-terminated (free it); `*len` (may be NULL) its length.
+ */
+wasmtp_mime_status_t wasmtp_mime_text(wasmtp_txn_t txn, uint32_t index, uint32_t max_len,
+                                      char **text, size_t *len);
+/**
+ * Up to `len` (at most 1 MiB) transfer-decoded octets of a part from
+ * `offset`: `*data` is malloc'd with a NUL after its `*out_len` octets.
+ */
+wasmtp_mime_status_t wasmtp_mime_content(wasmtp_txn_t txn, uint32_t index, uint64_t offset,
+                                         uint32_t len, char **data, size_t *out_len);
+/** The header fields of a part (`*out` malloc'd, free with
+ *  wasmtp_headers_free(*out, *count)). */
+wasmtp_mime_status_t wasmtp_mime_part_headers(wasmtp_txn_t txn, uint32_t index,
+                                              wasmtp_header_t **out, size_t *count);
+/** The WIT name of a status ("too-complex", ...), "ok" for 0. */
+const char *wasmtp_mime_status_name(wasmtp_mime_status_t status);
+
+/** The host's text of the last failed DNS, KV or MIME call ("" if none). */
 const char *wasmtp_last_error(void);
 
 #endif

@@ -18,6 +18,11 @@
 // whose `case` is the WIT case. Without the operator's grant they throw
 // `refused` / `not-granted`.
 //
+// The message's MIME structure, parsed once by the gateway:
+// `mime.parts(txn)`, `mime.text(txn, part)`, `mime.content(txn, part)`,
+// `mime.attachments(txn)`, `mime.bodyTexts(txn)`; a failure throws a
+// `MimeError` (`case` "too-complex" for hostile structure).
+//
 // The build (`cargo xtask langs`) stages this file beside the plugin and
 // generates the entry module that exports the `hooks` interface (and the
 // optional `lifecycle` interface when the plugin defines `transactionEnded`).
@@ -25,6 +30,7 @@
 import * as host from "wasmtp:plugin/host@0.1.0";
 import * as witDns from "wasmtp:plugin/dns@0.1.0";
 import * as witKv from "wasmtp:plugin/kv@0.1.0";
+import * as witMime from "wasmtp:plugin/mime@0.1.0";
 
 // ---- verdicts -------------------------------------------------------------
 
@@ -250,9 +256,107 @@ export const kv = {
   },
 };
 
-// ---- message helpers ------------------------------------------------------
+// ---- the MIME view ----------------------------------------------------------
 
+// Largest piece one read-body / content call returns.
 const BODY_READ_MAX = 1 << 20;
+
+/** The MIME view failed. `case`: "unavailable" (no message yet),
+ * "too-complex" (over the host's bounds: 1000 parts, depth 32; refuse such a
+ * message rather than pass it unexamined), "unparsable", "no-such-part" or
+ * "not-text"; `detail` the host's text or the part index. */
+export class MimeError extends Error {
+  constructor(kase, detail) {
+    super(detail ? `${kase}: ${detail}` : kase);
+    this.name = "MimeError";
+    this.case = kase;
+    this.detail = detail;
+  }
+}
+
+// The WIT record with plain Numbers for the u64 fields.
+function plainPart(p) {
+  return {
+    index: p.index,
+    parent: p.parent,
+    depth: p.depth,
+    kind: p.kind,
+    contentType: p.contentType,
+    charset: p.charset,
+    disposition: p.disposition,
+    filename: p.filename,
+    contentId: p.contentId,
+    transferEncoding: p.transferEncoding,
+    encodedSize: Number(p.encodedSize),
+    decodedSize: Number(p.decodedSize),
+    bodyRange: p.bodyRange === undefined ? undefined : [Number(p.bodyRange[0]), Number(p.bodyRange[1])],
+    encodingProblem: p.encodingProblem,
+  };
+}
+
+function partIndex(part) {
+  return typeof part === "number" ? part : part.index;
+}
+
+function isAttachment(p) {
+  return p.kind !== "multipart" && (p.disposition === "attachment" || p.filename !== undefined);
+}
+
+/**
+ * The message's MIME structure, parsed once per message by the gateway and
+ * shared by every plugin of the chain (no parser in the plugin). A part:
+ * `{ index, parent, depth, kind ("multipart" | "message" | "text" |
+ * "binary"), contentType ("text/plain", lower-cased), charset, disposition,
+ * filename (RFC 2231 / 2047 decoded), contentId, transferEncoding,
+ * encodedSize, decodedSize, bodyRange ([start, end] in the body, or
+ * undefined), encodingProblem }`; absent options are `undefined`.
+ * Functions taking a part accept the part or its index.
+ */
+export const mime = {
+  /** Every part, depth-first; index 0 is the message itself. */
+  parts(txn) {
+    return call(MimeError, () => witMime.parts(txn)).map(plainPart);
+  },
+  /** Parts that are attachments (a disposition `attachment` or a file name). */
+  attachments(txn) {
+    return mime.parts(txn).filter(isAttachment);
+  },
+  /** text/plain and text/html parts that are not attachments. */
+  bodyTexts(txn) {
+    return mime
+      .parts(txn)
+      .filter((p) => p.kind === "text" && (p.contentType === "text/plain" || p.contentType === "text/html") && p.disposition !== "attachment");
+  },
+  /** A text part's content converted to a string (at most `maxLen` UTF-8 octets). */
+  text(txn, part, maxLen = 1 << 24) {
+    return call(MimeError, () => witMime.text(txn, partIndex(part), maxLen));
+  },
+  /** A part's transfer-decoded octets (at most `limit`), as a Uint8Array. */
+  content(txn, part, limit = 1 << 24) {
+    const index = partIndex(part);
+    const chunks = [];
+    let at = 0;
+    while (at < limit) {
+      const piece = call(MimeError, () => witMime.content(txn, index, BigInt(at), Math.min(BODY_READ_MAX, limit - at)));
+      if (piece.length === 0) break;
+      chunks.push(piece);
+      at += piece.length;
+    }
+    const out = new Uint8Array(at);
+    let o = 0;
+    for (const c of chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    return out;
+  },
+  /** A part's own header fields, `[{ name, value }]` (index 0: the message's). */
+  headers(txn, part) {
+    return call(MimeError, () => witMime.partHeaders(txn, partIndex(part)));
+  },
+};
+
+// ---- message helpers ------------------------------------------------------
 
 /** The message body (at most `limit` octets) as a Uint8Array, read in 1 MiB pieces. */
 export function readBody(txn, limit = 1 << 24) {

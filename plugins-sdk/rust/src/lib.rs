@@ -70,6 +70,9 @@
 //! - [`kv`]: buckets of state shared by every instance and connection
 //!   (granted with `kv = ["bucket", ...]`): get, set with TTL, delete,
 //!   atomic increment, compare-and-set ([`kv::Bucket`]).
+//! - [`mime`]: the message's MIME structure parsed once by the gateway
+//!   (part tree, decoded file names, decoded text and content on request);
+//!   no grant needed.
 //! - Outgoing TCP (`std::net::TcpStream`) to the addresses granted with
 //!   `connect = ["127.0.0.1:783"]`.
 //!
@@ -122,6 +125,7 @@ mod config;
 pub mod dns;
 pub mod kv;
 mod log;
+pub mod mime;
 mod verdict;
 
 pub use config::Config;

@@ -9,15 +9,16 @@
 //! (text put in front of the subject when tagging, optional).
 //! Leaves the transaction note `content_filter.result` ("clean" or the rule).
 //!
-//! A message whose body is one plain-text part needing no decoding (see the
-//! `plain-text` crate) is matched without parsing the body: the header
-//! block alone gives the subject, and the body is the text. Any other
-//! message is walked by its MIME structure and only its text and HTML parts
-//! are decoded, never its attachments.
+//! The text comes from the gateway's MIME view (`wasmtp_plugin_sdk::mime`),
+//! parsed once by the host for the whole chain: only the text and HTML
+//! parts that are not attachments (nested messages included) cross into
+//! the plugin, already decoded to UTF-8; HTML is matched both as written
+//! and as text. The subject is decoded here from the header block alone.
 
-use mail_parser::{MessageParser, MimeHeaders};
-use plain_text::mime;
+use mail_parser::MessageParser;
+use mail_parser::decoders::html::html_to_text;
 use regex::{Regex, RegexBuilder};
+use wasmtp_plugin_sdk::mime::Mime;
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
 struct ContentFilter {
@@ -66,67 +67,29 @@ impl ContentFilter {
     /// straight into one buffer after the header block for the MIME parse.
     fn matched(&self, txn: &Transaction) -> Option<String> {
         let head = txn.header_block();
-        if let Some(parsed) = plain_text::parse_head(&head)
-            && plain_text::single_plain_part(&parsed)
-        {
-            let body = txn.body();
-            if let Some(text) = plain_text::identity_text(&parsed, &body) {
-                let subject = parsed.subject().unwrap_or("");
-                return self.first_match(subject, std::iter::once(text));
-            }
-        }
-        let raw = plain_text::whole_message(head, txn.body_size(), |o, n| txn.read_body(o, n));
-        let (head, _) = mime::split_entity(&raw);
-        let parsed = MessageParser::default().parse(head);
+        let parsed = MessageParser::default().parse(&head);
         let subject = parsed.as_ref().and_then(|m| m.subject()).unwrap_or("");
         let mut texts = Vec::new();
-        collect_texts(&raw, 0, &mut texts);
+        match Mime::of(txn) {
+            Ok(mime) => {
+                for part in mime.body_texts() {
+                    let Ok(text) = mime.text(part, MAX_TEXT) else {
+                        continue;
+                    };
+                    if part.content_type == "text/html" {
+                        texts.push(html_to_text(&text));
+                    }
+                    texts.push(text);
+                }
+            }
+            Err(e) => wasmtp_plugin_sdk::warn(&format!("no MIME view: {}", e.reason())),
+        }
         self.first_match(subject, texts.iter())
     }
 }
 
-/// Multipart nesting looked into (no mail client nests this deep).
-const MAX_NESTING: u32 = 32;
-
-/// The decoded text and HTML body parts of `entity` and its parts, walked
-/// by MIME structure (`plain_text::mime`): each text part is decoded on
-/// its own (transfer encoding, charset; HTML also as text), attachments
-/// and nested messages are never decoded.
-fn collect_texts(entity: &[u8], nesting: u32, out: &mut Vec<String>) {
-    let (head, body) = mime::split_entity(entity);
-    let Some(head) = MessageParser::default().parse(head) else {
-        return;
-    };
-    let (main, sub) = mime::media_type(&head);
-    if main == "multipart" {
-        let Some(boundary) = head.content_type().and_then(|ct| ct.attribute("boundary")) else {
-            return;
-        };
-        if nesting < MAX_NESTING {
-            for part in mime::split_multipart(body, boundary.as_bytes()) {
-                collect_texts(part, nesting + 1, out);
-            }
-        }
-        return;
-    }
-    let attachment = head
-        .content_disposition()
-        .is_some_and(|d| d.is_attachment());
-    if main != "text" || !matches!(sub.as_str(), "plain" | "html") || attachment {
-        return;
-    }
-    let Some(part) = MessageParser::default().parse(entity) else {
-        return;
-    };
-    if let Some(text) = part.body_text(0) {
-        out.push(text.into_owned());
-    }
-    if sub == "html"
-        && let Some(html) = part.body_html(0)
-    {
-        out.push(html.into_owned());
-    }
-}
+/// Most octets of one part's text matched (the message size bounds it too).
+const MAX_TEXT: u32 = 32 << 20;
 
 impl Plugin for ContentFilter {
     fn init(config: &Config) -> Result<Self, String> {

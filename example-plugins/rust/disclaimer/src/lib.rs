@@ -8,17 +8,28 @@
 //! `separator` (line put before the footer, default "-- ").
 //! Leaves the transaction note `disclaimer.parts` = number of parts changed.
 //!
-//! A message whose body is one plain-text part needing no decoding (see the
-//! `plain-text` crate) gets its footer appended without a MIME parse; any
-//! other is walked by its MIME structure, and only its text/plain parts
-//! are decoded (a message of large attachments costs a boundary scan).
+//! The parts come from the gateway's MIME view (`wasmtp_plugin_sdk::mime`):
+//! the host parsed the message once for the whole chain and says where each
+//! part's body ends in the message body, so the plugin reads only the text
+//! of the text/plain parts (to skip those already carrying the footer) and
+//! the body once, to splice the footers in. Parts of nested messages
+//! (`message/rfc822`) are not touched. Replacing the body makes the host
+//! parse the new one for any later plugin that asks.
 
-use mail_parser::{Encoding, MessageParser, MimeHeaders};
-use plain_text::mime;
+use wasmtp_plugin_sdk::mime::{Mime, Part, PartKind};
 use wasmtp_plugin_sdk::{Config, Connection, Hooks, Plugin, Transaction, Verdict, export_plugin};
 
-/// Multipart nesting looked into (no mail client nests this deep).
-const MAX_NESTING: u32 = 32;
+/// How a footer is written into a part.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// As is (7bit, 8bit, binary).
+    None,
+    /// Quoted-printable.
+    QuotedPrintable,
+}
+
+/// Most octets of a part's text looked at for an existing footer.
+const MAX_TEXT: u32 = 32 << 20;
 
 struct Disclaimer {
     lines: Vec<String>,
@@ -47,7 +58,7 @@ impl Disclaimer {
         let lines = std::iter::once(&self.separator).chain(self.lines.iter());
         let lines: Vec<String> = match encoding {
             Encoding::QuotedPrintable => lines.map(|l| qp(l)).collect(),
-            _ => lines.cloned().collect(),
+            Encoding::None => lines.cloned().collect(),
         };
         lines.join("\r\n")
     }
@@ -59,13 +70,13 @@ impl Disclaimer {
             .is_some_and(|l| text.contains(l.as_str()))
     }
 
-    /// The footer as inserted at offset `end` of `raw`: on a line of its own,
-    /// before a following boundary line.
-    fn insert_at(&self, raw: &[u8], end: usize, encoding: Encoding) -> Vec<u8> {
+    /// The footer as inserted at offset `end` of `body` (the end of a text
+    /// part): on a line of its own, before a following boundary line.
+    fn insert_at(&self, body: &[u8], end: usize, encoding: Encoding) -> Vec<u8> {
         let footer = self.footer(encoding);
-        let insert = if raw[end..].starts_with(b"\r\n--") {
+        let insert = if body[end..].starts_with(b"\r\n--") {
             format!("\r\n{footer}")
-        } else if raw[..end].ends_with(b"\r\n") {
+        } else if end == 0 || body[..end].ends_with(b"\r\n") {
             format!("{footer}\r\n")
         } else {
             format!("\r\n{footer}\r\n")
@@ -73,118 +84,82 @@ impl Disclaimer {
         insert.into_bytes()
     }
 
-    /// Returns the new body, or None when there was nothing to change.
-    ///
-    /// Memory: the body is held once for the MIME parse (read straight
-    /// after the header block), the parse is dropped before the new body
-    /// is built, and the new body is assembled from slices of the old one:
-    /// at most twice the body at any moment, never the four copies of
-    /// reading, appending, splicing and splitting.
+    /// The new body and how many parts got a footer; `None` when no part
+    /// needs one.
     fn rewrite(&self, txn: &Transaction) -> Option<(Vec<u8>, usize)> {
-        let head = txn.header_block();
-        if let Some(parsed) = plain_text::parse_head(&head)
-            && plain_text::single_plain_part(&parsed)
-        {
-            let mut body = txn.body();
-            if let Some(text) = plain_text::identity_text(&parsed, &body) {
-                if self.already_in(text) {
-                    return None;
-                }
-                // The part ends where the message ends; an empty body ends
-                // right after the header block's CRLF.
-                let footer = if body.is_empty() {
-                    self.insert_at(&head, head.len(), Encoding::None)
-                } else {
-                    self.insert_at(&body, body.len(), Encoding::None)
-                };
-                body.extend_from_slice(&footer);
-                return Some((body, 1));
+        let mime = match Mime::of(txn) {
+            Ok(m) => m,
+            Err(e) => {
+                txn.set_note("disclaimer.skipped", &e.reason());
+                return None;
             }
+        };
+        let body = txn.body();
+        let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
+        for part in self.targets(&mime.parts) {
+            let encoding = match part.transfer_encoding.as_str() {
+                "base64" => {
+                    txn.set_note("disclaimer.skipped", "base64 text part");
+                    continue;
+                }
+                "quoted-printable" => Encoding::QuotedPrintable,
+                _ => Encoding::None,
+            };
+            let text = mime.text(part, MAX_TEXT).unwrap_or_default();
+            if self.already_in(&text) {
+                continue;
+            }
+            let Some((_, end)) = part.body_range else {
+                continue;
+            };
+            let Some(end) = usize::try_from(end).ok().filter(|&e| e <= body.len()) else {
+                continue;
+            };
+            inserts.push((end, self.insert_at(&body, end, encoding)));
         }
-        let head_len = head.len();
-        let raw = plain_text::whole_message(head, txn.body_size(), |o, n| txn.read_body(o, n));
-        let mut inserts = self.inserts(txn, &raw, head_len)?;
+        if inserts.is_empty() {
+            return None;
+        }
         let count = inserts.len();
         inserts.sort_by_key(|(at, _)| *at);
         let grown: usize = inserts.iter().map(|(_, b)| b.len()).sum();
-        let mut out = Vec::with_capacity(raw.len() - head_len + grown);
-        let mut from = head_len;
+        let mut out = Vec::with_capacity(body.len() + grown);
+        let mut from = 0;
         for (at, bytes) in inserts {
-            out.extend_from_slice(&raw[from..at]);
+            out.extend_from_slice(&body[from..at]);
             out.extend_from_slice(&bytes);
             from = at;
         }
-        out.extend_from_slice(&raw[from..]);
+        out.extend_from_slice(&body[from..]);
         Some((out, count))
     }
 
-    /// Where footers go in `raw` (offsets past the header block) and their
-    /// bytes; `None` when nothing changes. The message is walked by its
-    /// MIME structure (`plain_text::mime`): only text/plain parts are
-    /// parsed (to read their decoded text), attachments never are.
-    fn inserts(
-        &self,
-        txn: &Transaction,
-        raw: &[u8],
-        head_len: usize,
-    ) -> Option<Vec<(usize, Vec<u8>)>> {
-        let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
-        self.walk(txn, raw, raw, 0, &mut inserts);
-        inserts.retain(|(at, _)| *at >= head_len && *at <= raw.len());
-        (!inserts.is_empty()).then_some(inserts)
+    /// The text/plain parts that are not attachments and not inside a
+    /// nested message.
+    fn targets<'p>(&self, parts: &'p [Part]) -> impl Iterator<Item = &'p Part> {
+        parts.iter().filter(move |p| {
+            p.kind == PartKind::Text
+                && p.content_type == "text/plain"
+                && p.disposition.as_deref() != Some("attachment")
+                && !in_message(parts, p)
+        })
     }
+}
 
-    /// Collects the footers of `entity` (a slice of `raw`) and its parts.
-    fn walk(
-        &self,
-        txn: &Transaction,
-        raw: &[u8],
-        entity: &[u8],
-        nesting: u32,
-        inserts: &mut Vec<(usize, Vec<u8>)>,
-    ) {
-        let (head, body) = mime::split_entity(entity);
-        let Some(head) = MessageParser::default().parse(head) else {
-            return;
+/// Whether `part` is inside a `message/rfc822` part.
+fn in_message(parts: &[Part], part: &Part) -> bool {
+    let mut at = part.parent;
+    // Parents come first: each step goes to a lower index, so this ends.
+    while let Some(i) = at {
+        let Some(p) = parts.get(i as usize).filter(|p| p.index < part.index) else {
+            return false;
         };
-        let (main, sub) = mime::media_type(&head);
-        if main == "multipart" {
-            let Some(boundary) = head.content_type().and_then(|ct| ct.attribute("boundary")) else {
-                return;
-            };
-            if nesting >= MAX_NESTING {
-                return;
-            }
-            for part in mime::split_multipart(body, boundary.as_bytes()) {
-                self.walk(txn, raw, part, nesting + 1, inserts);
-            }
-            return;
+        if p.kind == PartKind::Message {
+            return true;
         }
-        let attachment = head
-            .content_disposition()
-            .is_some_and(|d| d.is_attachment());
-        if main != "text" || sub != "plain" || attachment {
-            return;
-        }
-        let encoding = match head.content_transfer_encoding() {
-            Some(cte) if cte.eq_ignore_ascii_case("base64") => {
-                txn.set_note("disclaimer.skipped", "base64 text part");
-                return;
-            }
-            Some(cte) if cte.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
-            _ => Encoding::None,
-        };
-        // This part alone, decoded, to see whether the footer is there.
-        let text = MessageParser::default()
-            .parse(entity)
-            .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
-            .unwrap_or_default();
-        if self.already_in(&text) {
-            return;
-        }
-        let end = mime::offset_in(raw, entity) + entity.len();
-        inserts.push((end, self.insert_at(raw, end, encoding)));
+        at = p.parent.filter(|&q| q < i);
     }
+    false
 }
 
 impl Plugin for Disclaimer {

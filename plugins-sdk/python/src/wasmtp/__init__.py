@@ -21,6 +21,10 @@ DNS and key-value state are in the submodules :mod:`wasmtp.dns` and
 calls raise :class:`DnsError` / :class:`KvError` subclasses, and fail with
 ``Refused`` / ``NotGranted`` unless the operator granted them.
 
+The message's MIME structure, parsed once by the gateway, is in
+:mod:`wasmtp.mime` (part tree, decoded file names, decoded text and
+content on request); its calls raise :class:`wasmtp.mime.MimeError`.
+
 A plugin that overrides :meth:`Plugin.transaction_ended` also exports the
 optional ``lifecycle`` interface with ``Lifecycle = wasmtp.export_lifecycle(MyPlugin)``.
 
@@ -35,7 +39,7 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import host, session, types
 
-from . import dns, kv
+from . import dns, kv, mime
 from .dns import DnsError
 from .kv import KvError
 
