@@ -77,7 +77,7 @@ pub enum Command {
         #[command(flatten)]
         args: crate::delivery::queue::QueueArgs,
     },
-    /// Plugin authoring: test a plugin offline, inspect a component.
+    /// Plugin authoring: new and build a plugin project, test a plugin offline, inspect a component.
     Plugin {
         /// The plugin command.
         #[command(subcommand)]

@@ -46,7 +46,7 @@ impl AttachmentBlock {
     /// The reason one part's own name or type is banned.
     fn banned(&self, part: &Part) -> Option<String> {
         if let Some(ext) = part.extension()
-            && self.extensions.iter().any(|e| *e == ext)
+            && self.extensions.contains(&ext)
         {
             let name = part.filename.as_deref().unwrap_or("").to_ascii_lowercase();
             return Some(format!("attachment {name:?} has a banned extension"));
