@@ -233,8 +233,12 @@ fn clang() -> Result<Command, MissingTool> {
     }
 }
 
-/// Whether `program` is an executable file in a `PATH` folder.
+/// Whether `program` is an executable file in a `PATH` folder (or, when it
+/// holds a `/`, an executable file at that path).
 pub fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return is_executable(Path::new(program));
+    }
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program))))
         .unwrap_or(false)

@@ -112,22 +112,7 @@ fn paint(style: &str, text: &str) -> String {
     }
 }
 
-/// Whether `program` is found on `PATH` (or is an existing path).
-pub fn on_path(program: &str) -> bool {
-    if program.contains('/') {
-        return is_executable(Path::new(program));
-    }
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program))))
-        .unwrap_or(false)
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
+pub use wasmtp_plugin_kit::toolchain::on_path;
 
 /// Whether we run as root (apt needs it).
 pub fn is_root() -> bool {
